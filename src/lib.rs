@@ -1,14 +1,57 @@
+//! foryou: a SQLite extension that turns any database into a short-video ("For You"
+//! feed) recommender. This file holds only the modules and their registration.
+//!
+//! Layers, data flowing one way: SQL objects ([`foryou_table`], [`recommend`],
+//! [`similar_items`], [`refit`], [`info`]) → [`store`] (shadow tables, the only code
+//! that runs SQL) → [`model`] (pure Rust on owned arrays).
+
 use std::ffi::{c_char, c_int};
+use std::sync::Arc;
+
+use rusqlite::functions::FunctionFlags;
 use rusqlite::{ffi, Connection, Result};
 
-fn init(db: Connection) -> Result<bool> {
-    db.create_scalar_function("foryou_version", 0, rusqlite::functions::FunctionFlags::SQLITE_UTF8 | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC, |_| Ok(env!("CARGO_PKG_VERSION")))?;
+pub mod foryou_table;
+pub mod guard;
+pub mod info;
+pub mod model;
+pub mod options;
+pub mod recommend;
+pub mod refit;
+pub mod serving;
+pub mod similar_items;
+pub mod sql_args;
+pub mod state;
+pub mod store;
+pub mod table_function;
+
+/// Registers every SQL object on one connection.
+fn register(db: Connection) -> Result<bool> {
+    let state = Arc::new(state::ConnectionState::default());
+    foryou_table::register(&db)?;
+    db.create_module("recommend", &recommend::MODULE, Some(state.clone()))?;
+    db.create_module("similar_items", &similar_items::MODULE, Some(state))?;
+
+    let pure = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS;
+    db.create_scalar_function("foryou_version", 0, pure, info::foryou_version)?;
+    db.create_scalar_function("foryou_debug", 0, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_INNOCUOUS, info::foryou_debug)?;
+    // Writes the database: never from a trigger or view (DIRECTONLY).
+    let writes = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
+    for n_args in 0..=2 {
+        db.create_scalar_function("foryou_refit", n_args, writes, refit::foryou_refit)?;
+    }
     Ok(false)
 }
 
+/// The entry point SQLite derives from the file name `libforyou.so`.
+///
 /// # Safety
-/// Called by SQLite.
+/// Called by SQLite's extension loader with a valid connection and API table.
 #[no_mangle]
-pub unsafe extern "C" fn sqlite3_foryou_init(db: *mut ffi::sqlite3, pz_err_msg: *mut *mut c_char, p_api: *mut ffi::sqlite3_api_routines) -> c_int {
-    Connection::extension_init2(db, pz_err_msg, p_api, init)
+pub unsafe extern "C" fn sqlite3_foryou_init(
+    db: *mut ffi::sqlite3,
+    pz_err_msg: *mut *mut c_char,
+    p_api: *mut ffi::sqlite3_api_routines,
+) -> c_int {
+    Connection::extension_init2(db, pz_err_msg, p_api, register)
 }

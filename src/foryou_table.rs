@@ -1,0 +1,381 @@
+//! The `foryou` virtual table module: `CREATE VIRTUAL TABLE feed USING foryou(...)`.
+//!
+//! Rows are watch events; the rowid is the event id. INSERT (single or `INSERT ...
+//! SELECT`), SELECT, UPDATE and DELETE act on `<table>_events`; DROP TABLE removes every
+//! shadow table; ALTER TABLE RENAME renames them.
+
+use std::borrow::Cow;
+use std::ffi::{c_char, c_int, CStr};
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::types::ValueRef;
+use rusqlite::vtab::{
+    self, sqlite3_vtab, sqlite3_vtab_cursor, Context, CreateVTab, Filters, IndexConstraintOp, IndexInfo, Inserts,
+    Module, UpdateVTab, Updates, VTab, VTabConnection, VTabCursor, VTabKind,
+};
+use rusqlite::{ffi, Connection, Result};
+
+use crate::guard::{guarded, sql_error};
+use crate::options::Options;
+use crate::sql_args;
+use crate::store::{Event, Shadow, PARTS};
+
+/// The declared schema of every `foryou` table.
+pub const CREATE_SQL: &CStr = c"CREATE TABLE x(user_id INTEGER, item_id INTEGER, watch_time REAL, duration REAL, ts INTEGER)";
+
+/// Column order of [`CREATE_SQL`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Column {
+    UserId = 0,
+    ItemId = 1,
+    WatchTime = 2,
+    Duration = 3,
+    Ts = 4,
+}
+
+/// Rows fetched per step of a scan: bounded memory, whatever the table size.
+const PAGE_ROWS: usize = 1024;
+
+/// `idx_num` bits chosen by `best_index`.
+const BY_ROWID: c_int = 1;
+const BY_USER: c_int = 2;
+
+#[repr(C)]
+pub struct FeedTable {
+    /// Must come first: SQLite sees this struct as a `sqlite3_vtab`.
+    base: sqlite3_vtab,
+    /// Non-owning handle on the connection that opened the table (never closed by us).
+    conn: Connection,
+    shadow: Shadow,
+    options: Options,
+}
+
+fn args_as_str<'a>(args: &'a [&'a [u8]]) -> Result<Vec<&'a str>> {
+    args.iter()
+        .map(|a| std::str::from_utf8(a).map_err(|_| sql_error("foryou: CREATE arguments must be UTF-8")))
+        .collect()
+}
+
+impl FeedTable {
+    fn open_table(db: &mut VTabConnection, schema: &[u8], table: &[u8], options: Option<Options>) -> Result<(Cow<'static, CStr>, Self)> {
+        // SAFETY: the handle outlives this table: SQLite disconnects every virtual table
+        // before it closes the connection, and `from_handle` does not take ownership.
+        let conn = unsafe { Connection::from_handle(db.handle())? };
+        let shadow = Shadow::new(&String::from_utf8_lossy(schema), &String::from_utf8_lossy(table));
+        let options = match options {
+            Some(options) => {
+                shadow.create(&conn, &options)?;
+                options
+            }
+            None => shadow.load_options(&conn)?,
+        };
+        let table = FeedTable { base: sqlite3_vtab::default(), conn, shadow, options };
+        Ok((Cow::Borrowed(CREATE_SQL), table))
+    }
+
+    /// Validates one row of INSERT/UPDATE values (columns in [`Column`] order).
+    fn event_from(&self, values: &[ValueRef<'_>]) -> Result<Event> {
+        let who = format!("foryou: {}", self.shadow.table);
+        let at = |c: Column| values[c as usize];
+        let user_id = sql_args::integer(&who, "user_id", at(Column::UserId))?;
+        let item_id = sql_args::integer(&who, "item_id", at(Column::ItemId))?;
+        let watch_time = sql_args::number(&who, "watch_time", "a number of seconds >= 0", at(Column::WatchTime))?;
+        if watch_time < 0.0 {
+            return Err(sql_error(format!("{who}: watch_time must be a number of seconds >= 0, got {watch_time}")));
+        }
+        let duration = sql_args::number(&who, "duration", "a number of seconds > 0", at(Column::Duration))?;
+        if duration <= 0.0 {
+            return Err(sql_error(format!("{who}: duration must be a number of seconds > 0, got {duration}")));
+        }
+        let ts = match at(Column::Ts) {
+            ValueRef::Null => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),
+            value => sql_args::integer(&who, "ts", value)?,
+        };
+        Ok(Event { user_id, item_id, watch_time, duration, ts })
+    }
+
+    fn rowid_of(&self, value: ValueRef<'_>) -> Result<Option<i64>> {
+        match value {
+            ValueRef::Null => Ok(None),
+            value => sql_args::integer(&format!("foryou: {}", self.shadow.table), "rowid", value).map(Some),
+        }
+    }
+}
+
+// SAFETY: `FeedTable` is #[repr(C)] with `sqlite3_vtab` as its first field.
+unsafe impl<'vtab> VTab<'vtab> for FeedTable {
+    type Aux = ();
+    type Cursor = EventCursor<'vtab>;
+
+    // xConnect: reopen an existing table; reads its options and checks the format version.
+    fn connect(db: &mut VTabConnection, _: Option<&()>, _: &[u8], schema: &[u8], table: &[u8], _: &[&[u8]]) -> Result<(Cow<'static, CStr>, Self)> {
+        guarded("foryou", || Self::open_table(db, schema, table, None))
+    }
+
+    // xBestIndex: an equality on rowid reads one event; an equality on user_id walks that
+    // user's index range; anything else is a full scan. Other constraints are left to SQLite.
+    fn best_index(&self, info: &mut IndexInfo) -> Result<bool> {
+        guarded("foryou", || {
+            let (mut rowid_at, mut user_at) = (None, None);
+            for (i, constraint) in info.constraints().enumerate() {
+                if !constraint.is_usable() || constraint.operator() != IndexConstraintOp::SQLITE_INDEX_CONSTRAINT_EQ {
+                    continue;
+                }
+                match constraint.column() {
+                    -1 => rowid_at = Some(i),
+                    c if c == Column::UserId as c_int => user_at = Some(i),
+                    _ => {}
+                }
+            }
+            let mut idx_num = 0;
+            let mut argv = 1;
+            for (at, bit) in [(rowid_at, BY_ROWID), (user_at, BY_USER)] {
+                if let Some(at) = at {
+                    let mut usage = info.constraint_usage(at);
+                    usage.set_argv_index(argv);
+                    usage.set_omit(true);
+                    argv += 1;
+                    idx_num |= bit;
+                }
+            }
+            info.set_idx_num(idx_num);
+            let (cost, rows) = match idx_num {
+                0 => (1e6, 1_000_000),
+                BY_USER => (1e3, 100),
+                _ => (1.0, 1),
+            };
+            info.set_estimated_cost(cost);
+            info.set_estimated_rows(rows);
+            if let Some(order) = info.order_bys().next() {
+                // Rows come out in rowid order.
+                if info.num_of_order_by() == 1 && order.column() == -1 && !order.is_order_by_desc() {
+                    info.set_order_by_consumed(true);
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    fn open(&'vtab mut self) -> Result<EventCursor<'vtab>> {
+        Ok(EventCursor { base: sqlite3_vtab_cursor::default(), table: self, rows: Vec::new(), at: 0, user: None, only: None, exhausted: true })
+    }
+}
+
+impl<'vtab> CreateVTab<'vtab> for FeedTable {
+    const KIND: VTabKind = VTabKind::Default;
+
+    // xCreate: validates the `key = value` options and creates the shadow tables.
+    fn create(db: &mut VTabConnection, _: Option<&()>, _: &[u8], schema: &[u8], table: &[u8], args: &[&[u8]]) -> Result<(Cow<'static, CStr>, Self)> {
+        guarded("foryou", || {
+            let options = Options::from_create_args(&args_as_str(args)?).map_err(sql_error)?;
+            Self::open_table(db, schema, table, Some(options))
+        })
+    }
+
+    // xDestroy: DROP TABLE removes every shadow table.
+    fn destroy(&self) -> Result<()> {
+        guarded("foryou", || self.shadow.destroy(&self.conn))
+    }
+}
+
+impl<'vtab> UpdateVTab<'vtab> for FeedTable {
+    // DELETE: removes one event by rowid.
+    fn delete(&mut self, rowid: ValueRef<'_>) -> Result<()> {
+        guarded("foryou", || match self.rowid_of(rowid)? {
+            Some(id) => self.shadow.delete_event(&self.conn, id),
+            None => Ok(()),
+        })
+    }
+
+    // INSERT: validates and stores one event; an explicit rowid is kept.
+    fn insert(&mut self, args: &Inserts<'_>) -> Result<i64> {
+        guarded("foryou", || {
+            let values: Vec<ValueRef<'_>> = args.iter().collect();
+            let id = self.rowid_of(values[1])?;
+            let event = self.event_from(&values[2..])?;
+            self.shadow.insert_event(&self.conn, id, &event).map_err(|e| match (id, e.sqlite_error_code()) {
+                (Some(id), Some(rusqlite::ErrorCode::ConstraintViolation)) => {
+                    sql_error(format!("foryou: {}: an event with rowid {id} already exists", self.shadow.table))
+                }
+                _ => e,
+            })
+        })
+    }
+
+    // UPDATE: validates the new row and replaces the event (its rowid may change).
+    fn update(&mut self, args: &Updates<'_>) -> Result<()> {
+        guarded("foryou", || {
+            let values: Vec<ValueRef<'_>> = args.iter().collect();
+            let old = self.rowid_of(values[0])?.unwrap_or_default();
+            let new = self.rowid_of(values[1])?.unwrap_or(old);
+            let event = self.event_from(&values[2..])?;
+            self.shadow.update_event(&self.conn, old, new, &event)?;
+            Ok(())
+        })
+    }
+}
+
+/// A paged scan over `<table>_events` in rowid order.
+#[repr(C)]
+pub struct EventCursor<'vtab> {
+    /// Must come first: SQLite sees this struct as a `sqlite3_vtab_cursor`.
+    base: sqlite3_vtab_cursor,
+    table: &'vtab FeedTable,
+    rows: Vec<(i64, Event)>,
+    at: usize,
+    user: Option<i64>,
+    only: Option<i64>,
+    /// True when the last page fetched was the final one.
+    exhausted: bool,
+}
+
+impl EventCursor<'_> {
+    fn fetch(&mut self, after: i64) -> Result<()> {
+        self.rows = self.table.shadow.scan_events(&self.table.conn, after, self.user, self.only, PAGE_ROWS)?;
+        self.exhausted = self.rows.len() < PAGE_ROWS;
+        self.at = 0;
+        Ok(())
+    }
+}
+
+// SAFETY: `EventCursor` is #[repr(C)] with `sqlite3_vtab_cursor` as its first field.
+unsafe impl VTabCursor for EventCursor<'_> {
+    // xFilter: starts a scan, restricted by the constraints chosen in best_index.
+    fn filter(&mut self, idx_num: c_int, _: Option<&str>, args: &Filters<'_>) -> Result<()> {
+        guarded("foryou", || {
+            let values: Vec<ValueRef<'_>> = args.iter().collect();
+            let mut next = values.iter();
+            let who = format!("foryou: {}", self.table.shadow.table);
+            // A non-integer constraint value matches no row, as with a real table.
+            let mut read = |bit: c_int| -> Option<Option<i64>> {
+                if idx_num & bit == 0 {
+                    return Some(None);
+                }
+                next.next().and_then(|v| sql_args::integer(&who, "constraint", *v).ok()).map(Some)
+            };
+            let (only, user) = (read(BY_ROWID), read(BY_USER));
+            match (only, user) {
+                (Some(only), Some(user)) => {
+                    self.only = only;
+                    self.user = user;
+                    self.fetch(i64::MIN)
+                }
+                _ => {
+                    self.rows.clear();
+                    self.at = 0;
+                    self.exhausted = true;
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    // xNext: advances, fetching the next page when the current one is used up.
+    fn next(&mut self) -> Result<()> {
+        guarded("foryou", || {
+            self.at += 1;
+            if self.at >= self.rows.len() && !self.exhausted {
+                let last = self.rows.last().map(|(id, _)| *id).unwrap_or(i64::MAX);
+                self.fetch(last)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn eof(&self) -> bool {
+        self.at >= self.rows.len()
+    }
+
+    // xColumn: the stored event values.
+    fn column(&self, ctx: &mut Context, i: c_int) -> Result<()> {
+        guarded("foryou", || {
+            let (_, e) = &self.rows[self.at];
+            match i {
+                0 => ctx.set_result(&e.user_id),
+                1 => ctx.set_result(&e.item_id),
+                2 => ctx.set_result(&e.watch_time),
+                3 => ctx.set_result(&e.duration),
+                4 => ctx.set_result(&e.ts),
+                _ => ctx.set_result(&rusqlite::types::Null),
+            }
+        })
+    }
+
+    fn rowid(&self) -> Result<i64> {
+        Ok(self.rows[self.at].0)
+    }
+}
+
+const BASE_MODULE: Module<'static, FeedTable> = vtab::Module::update_module();
+static MODULE: OnceLock<ffi::sqlite3_module> = OnceLock::new();
+
+// xRename: ALTER TABLE RENAME renames every shadow table with the virtual table.
+unsafe extern "C" fn x_rename(vtab: *mut sqlite3_vtab, new_name: *const c_char) -> c_int {
+    // SAFETY: SQLite passes the vtab pointer it got from xCreate/xConnect, which points at
+    // a live FeedTable (repr(C), base first), and a valid NUL-terminated name.
+    let table = &mut *(vtab as *mut FeedTable);
+    let new_name = CStr::from_ptr(new_name).to_string_lossy().into_owned();
+    let result = guarded("foryou", || {
+        let renamed = table.shadow.rename(&table.conn, &new_name)?;
+        table.shadow = renamed;
+        Ok(())
+    });
+    match result {
+        Ok(()) => ffi::SQLITE_OK,
+        Err(e) => {
+            if !table.base.zErrMsg.is_null() {
+                ffi::sqlite3_free(table.base.zErrMsg.cast());
+            }
+            table.base.zErrMsg = sqlite_string(&e.to_string());
+            ffi::SQLITE_ERROR
+        }
+    }
+}
+
+/// A copy of `text` in memory from `sqlite3_malloc`, which SQLite frees; NULL if out of memory.
+fn sqlite_string(text: &str) -> *mut c_char {
+    let bytes = text.as_bytes();
+    // SAFETY: we allocate len + 1 bytes, copy len bytes and write the terminating NUL.
+    unsafe {
+        let out = ffi::sqlite3_malloc64(bytes.len() as u64 + 1) as *mut u8;
+        if !out.is_null() {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len());
+            *out.add(bytes.len()) = 0;
+        }
+        out.cast()
+    }
+}
+
+// xShadowName: tells SQLite which `<table>_<suffix>` tables are ours, so that defensive
+// mode keeps users from corrupting them by hand.
+unsafe extern "C" fn x_shadow_name(suffix: *const c_char) -> c_int {
+    // SAFETY: SQLite passes a valid NUL-terminated string.
+    let suffix = CStr::from_ptr(suffix).to_bytes();
+    PARTS.iter().any(|p| p.as_bytes() == suffix) as c_int
+}
+
+/// Registers the `foryou` module on `conn`.
+pub fn register(conn: &Connection) -> Result<()> {
+    let module = MODULE.get_or_init(|| {
+        // SAFETY: rusqlite's `Module<T>` is #[repr(transparent)] over `ffi::sqlite3_module`
+        // (rusqlite is pinned to =0.40.2 in Cargo.toml; the layout is checked there), so
+        // reading it as one copies the callback table rusqlite built. We then add the two
+        // callbacks rusqlite has no trait method for. iVersion 3 is supported by SQLite
+        // >= 3.26; the version-2 savepoint callbacks stay NULL (optional).
+        let mut module: ffi::sqlite3_module = unsafe { std::ptr::read((&BASE_MODULE as *const Module<FeedTable>).cast()) };
+        module.iVersion = 3;
+        module.xRename = Some(x_rename);
+        module.xShadowName = Some(x_shadow_name);
+        module
+    });
+    // SAFETY: `module` is 'static (OnceLock in a static); no client data is passed.
+    let rc = unsafe {
+        ffi::sqlite3_create_module_v2(conn.handle(), c"foryou".as_ptr(), module, std::ptr::null_mut(), None)
+    };
+    if rc == ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(sql_error(format!("foryou: could not register the module (SQLite error {rc})")))
+    }
+}

@@ -1,0 +1,30 @@
+//! `foryou_version()` and `foryou_debug()`: what is loaded, for bug reports.
+
+use rusqlite::functions::Context;
+use rusqlite::Result;
+
+pub fn foryou_version(_: &Context<'_>) -> Result<&'static str> {
+    Ok(env!("CARGO_PKG_VERSION"))
+}
+
+/// One `key: value` per line: extension version, SQLite version, SIMD level, CPUs.
+pub fn foryou_debug(_: &Context<'_>) -> Result<String> {
+    let simd = if simsimd::capabilities::uses_sapphire() {
+        "sapphire"
+    } else if simsimd::capabilities::uses_skylake() {
+        "skylake (avx512)"
+    } else if simsimd::capabilities::uses_haswell() {
+        "haswell (avx2)"
+    } else if simsimd::capabilities::uses_neon() {
+        "neon"
+    } else {
+        "serial"
+    };
+    Ok(format!(
+        "version: {}\nsqlite: {}\nsimd: {simd}\ncpus: {}\nformat: {}",
+        env!("CARGO_PKG_VERSION"),
+        rusqlite::version(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        crate::store::FORMAT_VERSION,
+    ))
+}

@@ -1,0 +1,330 @@
+//! Model options: the `key = value` arguments of `CREATE VIRTUAL TABLE ... USING foryou(...)`
+//! and the JSON object accepted by `foryou_refit(model, options_json)`.
+//!
+//! One table ([`SPECS`]) lists every option with its type, range and default, so that
+//! parsing, validation, storage and the error messages all come from the same place.
+
+use std::fmt;
+
+/// What kind of value an option takes, with its accepted range.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Integer { min: i64, max: i64 },
+    Real { min: f64, max: f64, min_exclusive: bool },
+    Boolean,
+}
+
+/// Whether `foryou_refit(model, '{...}')` may override the option for one call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Scope {
+    /// Training option: may be overridden per refit.
+    Training,
+    /// Serving option: fixed at CREATE time.
+    Serving,
+}
+
+struct Spec {
+    name: &'static str,
+    kind: Kind,
+    default: Value,
+    scope: Scope,
+}
+
+/// One option value, as stored in `<table>_config`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value {
+    Integer(i64),
+    Real(f64),
+    Boolean(bool),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Integer(v) => write!(f, "{v}"),
+            Value::Real(v) => write!(f, "{v}"),
+            Value::Boolean(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+const SPECS: &[Spec] = &[
+    Spec { name: "factors", kind: Kind::Integer { min: 1, max: 1024 }, default: Value::Integer(64), scope: Scope::Training },
+    Spec { name: "iterations", kind: Kind::Integer { min: 1, max: 1000 }, default: Value::Integer(15), scope: Scope::Training },
+    Spec { name: "regularization", kind: Kind::Real { min: 0.0, max: 1e6, min_exclusive: false }, default: Value::Real(0.05), scope: Scope::Training },
+    Spec { name: "alpha", kind: Kind::Real { min: 0.0, max: 1e6, min_exclusive: true }, default: Value::Real(10.0), scope: Scope::Training },
+    Spec { name: "cg_steps", kind: Kind::Integer { min: 1, max: 64 }, default: Value::Integer(3), scope: Scope::Training },
+    Spec { name: "seed", kind: Kind::Integer { min: 0, max: i64::MAX }, default: Value::Integer(0), scope: Scope::Training },
+    Spec { name: "threads", kind: Kind::Integer { min: 0, max: 256 }, default: Value::Integer(0), scope: Scope::Training },
+    Spec { name: "exclude_watched", kind: Kind::Boolean, default: Value::Boolean(true), scope: Scope::Serving },
+];
+
+/// The validated options of one model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// Embedding size.
+    pub factors: usize,
+    /// ALS sweeps (users then items) per refit.
+    pub iterations: usize,
+    /// L2 penalty λ on every user and item vector.
+    pub regularization: f32,
+    /// Confidence scale: c = 1 + alpha · r (see `model::feedback`).
+    pub alpha: f32,
+    /// Conjugate-gradient steps per vector per sweep.
+    pub cg_steps: usize,
+    /// Seed of the initial factors.
+    pub seed: u64,
+    /// Worker threads for a refit; 0 means one per CPU. Never changes the result.
+    pub threads: usize,
+    /// Whether `recommend()` leaves out items the user already watched.
+    pub exclude_watched: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let mut options = Options {
+            factors: 0,
+            iterations: 0,
+            regularization: 0.0,
+            alpha: 0.0,
+            cg_steps: 0,
+            seed: 0,
+            threads: 0,
+            exclude_watched: false,
+        };
+        for spec in SPECS {
+            options.set(spec.name, spec.default);
+        }
+        options
+    }
+}
+
+impl Options {
+    /// Every option as (name, value), in documentation order: what `<table>_config` stores.
+    pub fn entries(&self) -> Vec<(&'static str, Value)> {
+        SPECS.iter().map(|spec| (spec.name, self.get(spec.name))).collect()
+    }
+
+    /// Names of every option, for error messages and docs.
+    pub fn names() -> Vec<&'static str> {
+        SPECS.iter().map(|s| s.name).collect()
+    }
+
+    fn get(&self, name: &str) -> Value {
+        match name {
+            "factors" => Value::Integer(self.factors as i64),
+            "iterations" => Value::Integer(self.iterations as i64),
+            "regularization" => Value::Real(self.regularization as f64),
+            "alpha" => Value::Real(self.alpha as f64),
+            "cg_steps" => Value::Integer(self.cg_steps as i64),
+            "seed" => Value::Integer(self.seed as i64),
+            "threads" => Value::Integer(self.threads as i64),
+            "exclude_watched" => Value::Boolean(self.exclude_watched),
+            other => unreachable!("option {other} has no field"),
+        }
+    }
+
+    /// Stores an already validated value.
+    fn set(&mut self, name: &str, value: Value) {
+        match (name, value) {
+            ("factors", Value::Integer(v)) => self.factors = v as usize,
+            ("iterations", Value::Integer(v)) => self.iterations = v as usize,
+            ("regularization", Value::Real(v)) => self.regularization = v as f32,
+            ("alpha", Value::Real(v)) => self.alpha = v as f32,
+            ("cg_steps", Value::Integer(v)) => self.cg_steps = v as usize,
+            ("seed", Value::Integer(v)) => self.seed = v as u64,
+            ("threads", Value::Integer(v)) => self.threads = v as usize,
+            ("exclude_watched", Value::Boolean(v)) => self.exclude_watched = v,
+            (other, value) => unreachable!("option {other} cannot hold {value:?}"),
+        }
+    }
+
+    /// Parses the arguments of `CREATE VIRTUAL TABLE t USING foryou(arg, ...)`.
+    /// Each argument is `key = value`; keys are case-insensitive; a key may appear once.
+    pub fn from_create_args(args: &[&str]) -> Result<Options, String> {
+        let mut options = Options::default();
+        let mut seen: Vec<&'static str> = Vec::new();
+        for raw in args {
+            let raw = raw.trim();
+            if raw.is_empty() {
+                continue;
+            }
+            let Some((key, value)) = raw.split_once('=') else {
+                return Err(format!(
+                    "foryou: argument '{raw}' is not of the form key = value (options: {})",
+                    Options::names().join(", ")
+                ));
+            };
+            let spec = find_spec(key.trim())?;
+            if seen.contains(&spec.name) {
+                return Err(format!("foryou: option {} given more than once", spec.name));
+            }
+            seen.push(spec.name);
+            let value = parse_text(spec, unquote(value.trim()))?;
+            options.set(spec.name, value);
+        }
+        Ok(options)
+    }
+
+    /// Reads one stored `(key, value)` pair back from `<table>_config`.
+    pub fn load_stored(&mut self, key: &str, value: &rusqlite::types::Value) -> Result<(), String> {
+        use rusqlite::types::Value as V;
+        let spec = find_spec(key)?;
+        let parsed = match value {
+            V::Integer(i) => check(spec, Value::Integer(*i))
+                .or_else(|_| check(spec, Value::Real(*i as f64)))
+                .or_else(|_| check(spec, Value::Boolean(*i != 0)))?,
+            V::Real(r) => check(spec, Value::Real(*r))?,
+            V::Text(t) => parse_text(spec, t)?,
+            _ => return Err(format!("foryou: stored option {key} has an unreadable value")),
+        };
+        self.set(spec.name, parsed);
+        Ok(())
+    }
+
+    /// Applies the per-call JSON object of `foryou_refit(model, options_json)` on top of
+    /// the stored options. Only training options are accepted.
+    pub fn with_refit_json(&self, json: &str) -> Result<Options, String> {
+        const WHO: &str = "foryou_refit";
+        let parsed: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| format!("{WHO}: options_json is not valid JSON ({e})"))?;
+        let serde_json::Value::Object(map) = parsed else {
+            return Err(format!("{WHO}: options_json must be a JSON object such as '{{\"iterations\": 5}}'"));
+        };
+        let mut options = self.clone();
+        for (key, value) in &map {
+            let spec = SPECS
+                .iter()
+                .find(|s| s.name == key.as_str() && s.scope == Scope::Training)
+                .ok_or_else(|| {
+                    let training: Vec<_> = SPECS
+                        .iter()
+                        .filter(|s| s.scope == Scope::Training)
+                        .map(|s| s.name)
+                        .collect();
+                    format!(
+                        "{WHO}: unrecognized option '{key}' in options_json (per-refit options: {})",
+                        training.join(", ")
+                    )
+                })?;
+            let candidate = match value {
+                serde_json::Value::Bool(b) => Value::Boolean(*b),
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => Value::Integer(i),
+                    None => Value::Real(n.as_f64().unwrap_or(f64::NAN)),
+                },
+                _ => return Err(format!("{WHO}: option {} {}, got {value}", spec.name, expectation(spec))),
+            };
+            let value = coerce(spec, candidate)
+                .map_err(|_| format!("{WHO}: option {} {}, got {value}", spec.name, expectation(spec)))?;
+            options.set(spec.name, value);
+        }
+        Ok(options)
+    }
+}
+
+fn find_spec(key: &str) -> Result<&'static Spec, String> {
+    SPECS.iter().find(|s| s.name.eq_ignore_ascii_case(key)).ok_or_else(|| {
+        format!(
+            "foryou: unrecognized option '{key}' (options: {})",
+            Options::names().join(", ")
+        )
+    })
+}
+
+fn unquote(value: &str) -> &str {
+    for quote in ['\'', '"'] {
+        if value.len() >= 2 && value.starts_with(quote) && value.ends_with(quote) {
+            return &value[1..value.len() - 1];
+        }
+    }
+    value
+}
+
+fn expectation(spec: &Spec) -> String {
+    match spec.kind {
+        Kind::Integer { min, max } if max == i64::MAX => format!("expects an integer >= {min}"),
+        Kind::Integer { min, max } => format!("expects an integer from {min} to {max}"),
+        Kind::Real { min, min_exclusive: true, .. } => format!("expects a number > {min}"),
+        Kind::Real { min, max, .. } => format!("expects a number from {min} to {max}"),
+        Kind::Boolean => "expects a boolean (true/false, on/off, yes/no, 1/0)".to_string(),
+    }
+}
+
+fn parse_text(spec: &Spec, text: &str) -> Result<Value, String> {
+    let bad = || format!("foryou: option {} {}, got '{text}'", spec.name, expectation(spec));
+    let candidate = match spec.kind {
+        Kind::Integer { .. } => Value::Integer(text.parse::<i64>().map_err(|_| bad())?),
+        Kind::Real { .. } => Value::Real(text.parse::<f64>().map_err(|_| bad())?),
+        Kind::Boolean => Value::Boolean(match text.to_ascii_lowercase().as_str() {
+            "1" | "true" | "on" | "yes" => true,
+            "0" | "false" | "off" | "no" => false,
+            _ => return Err(bad()),
+        }),
+    };
+    check(spec, candidate).map_err(|_| bad())
+}
+
+/// Accepts an integer where a real is expected (`alpha = 10`), then checks the range.
+fn coerce(spec: &Spec, value: Value) -> Result<Value, String> {
+    match (spec.kind, value) {
+        (Kind::Real { .. }, Value::Integer(i)) => check(spec, Value::Real(i as f64)),
+        _ => check(spec, value),
+    }
+}
+
+fn check(spec: &Spec, value: Value) -> Result<Value, String> {
+    let ok = match (spec.kind, value) {
+        (Kind::Integer { min, max }, Value::Integer(v)) => v >= min && v <= max,
+        (Kind::Real { min, max, min_exclusive }, Value::Real(v)) => {
+            v.is_finite() && v <= max && if min_exclusive { v > min } else { v >= min }
+        }
+        (Kind::Boolean, Value::Boolean(_)) => true,
+        _ => false,
+    };
+    if ok {
+        Ok(value)
+    } else {
+        Err(format!("option {} {}, got {value}", spec.name, expectation(spec)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_create_args() {
+        let defaults = Options::default();
+        assert_eq!(defaults.factors, 64);
+        let args: Vec<String> = defaults.entries().iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(Options::from_create_args(&refs).unwrap(), defaults);
+    }
+
+    #[test]
+    fn create_args_are_validated() {
+        let o = Options::from_create_args(&["factors = 8", "ALPHA='2.5'", "exclude_watched=off"]).unwrap();
+        assert_eq!((o.factors, o.alpha, o.exclude_watched), (8, 2.5, false));
+        assert_eq!(
+            Options::from_create_args(&["factors = 0"]).unwrap_err(),
+            "foryou: option factors expects an integer from 1 to 1024, got '0'"
+        );
+        assert!(Options::from_create_args(&["fators = 3"]).unwrap_err().starts_with("foryou: unrecognized option 'fators'"));
+        assert!(Options::from_create_args(&["alpha = 0"]).unwrap_err().contains("expects a number > 0"));
+        assert!(Options::from_create_args(&["alpha = nan"]).is_err());
+        assert!(Options::from_create_args(&["factors"]).unwrap_err().contains("key = value"));
+        assert!(Options::from_create_args(&["seed=1", "seed=2"]).unwrap_err().contains("more than once"));
+    }
+
+    #[test]
+    fn refit_json_overrides_training_options_only() {
+        let base = Options::default();
+        let o = base.with_refit_json(r#"{"iterations": 3, "alpha": 2}"#).unwrap();
+        assert_eq!((o.iterations, o.alpha), (3, 2.0));
+        assert!(base.with_refit_json(r#"{"exclude_watched": true}"#).unwrap_err().contains("unrecognized option 'exclude_watched'"));
+        assert!(base.with_refit_json(r#"{"iterations": "3"}"#).unwrap_err().contains("option iterations expects an integer"));
+        assert!(base.with_refit_json("[1]").unwrap_err().contains("must be a JSON object"));
+        assert!(base.with_refit_json("{").unwrap_err().contains("not valid JSON"));
+    }
+}

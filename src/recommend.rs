@@ -1,0 +1,42 @@
+//! `recommend(user_id, k [, model])`: the user's top-k items, best first.
+//!
+//! A user with factors is scored by dot product with every item; a user without
+//! factors (unknown, or newer than the last refit) gets the most popular items. Items
+//! the user already watched are left out unless the model has `exclude_watched = false`.
+
+use rusqlite::types::ValueRef;
+use rusqlite::vtab::Module;
+use rusqlite::{Connection, Result};
+
+use crate::serving::popular_items;
+use crate::sql_args;
+use crate::state::{resolve_model, ConnectionState};
+use crate::table_function::{FunctionTable, TableFunction};
+
+pub struct Recommend;
+
+impl TableFunction for Recommend {
+    const NAME: &'static str = "recommend";
+    const CREATE_SQL: &'static std::ffi::CStr =
+        c"CREATE TABLE x(item_id INTEGER, score REAL, rank INTEGER, user_id HIDDEN, k HIDDEN, model HIDDEN)";
+    const ARGUMENTS: &'static [&'static str] = &["user_id", "k", "model"];
+    const REQUIRED: usize = 2;
+
+    fn rows(conn: &Connection, state: &ConnectionState, args: &[Option<ValueRef<'_>>]) -> Result<Vec<(i64, f32)>> {
+        let user_id = sql_args::integer(Self::NAME, "user_id", args[0].unwrap_or(ValueRef::Null))?;
+        let k = sql_args::k(Self::NAME, args[1].unwrap_or(ValueRef::Null))?;
+        let model = match args[2] {
+            Some(value) => sql_args::model_name(Self::NAME, value)?,
+            None => None,
+        };
+        let shadow = resolve_model(conn, Self::NAME, model)?;
+        let options = shadow.load_options(conn)?;
+        let watched = if options.exclude_watched { shadow.watched_items(conn, user_id)? } else { Vec::new() };
+        Ok(match state.serving(conn, &shadow)? {
+            Some(model) => model.recommend(user_id, k, &watched),
+            None => popular_items(shadow.live_popularity(conn)?, k, &watched),
+        })
+    }
+}
+
+pub const MODULE: Module<'static, FunctionTable<Recommend>> = Module::eponymous_only_module();

@@ -1,0 +1,37 @@
+//! `similar_items(item_id, k [, model])`: the k items nearest to `item_id` by cosine
+//! similarity of their factors, the item itself left out. Empty when the item has no
+//! factors yet (no refit since it first appeared).
+
+use rusqlite::types::ValueRef;
+use rusqlite::vtab::Module;
+use rusqlite::{Connection, Result};
+
+use crate::sql_args;
+use crate::state::{resolve_model, ConnectionState};
+use crate::table_function::{FunctionTable, TableFunction};
+
+pub struct SimilarItems;
+
+impl TableFunction for SimilarItems {
+    const NAME: &'static str = "similar_items";
+    const CREATE_SQL: &'static std::ffi::CStr =
+        c"CREATE TABLE x(item_id INTEGER, score REAL, rank INTEGER, of_item HIDDEN, k HIDDEN, model HIDDEN)";
+    const ARGUMENTS: &'static [&'static str] = &["item_id", "k", "model"];
+    const REQUIRED: usize = 2;
+
+    fn rows(conn: &Connection, state: &ConnectionState, args: &[Option<ValueRef<'_>>]) -> Result<Vec<(i64, f32)>> {
+        let item_id = sql_args::integer(Self::NAME, "item_id", args[0].unwrap_or(ValueRef::Null))?;
+        let k = sql_args::k(Self::NAME, args[1].unwrap_or(ValueRef::Null))?;
+        let model = match args[2] {
+            Some(value) => sql_args::model_name(Self::NAME, value)?,
+            None => None,
+        };
+        let shadow = resolve_model(conn, Self::NAME, model)?;
+        Ok(match state.serving(conn, &shadow)? {
+            Some(model) => model.similar_items(item_id, k),
+            None => Vec::new(),
+        })
+    }
+}
+
+pub const MODULE: Module<'static, FunctionTable<SimilarItems>> = Module::eponymous_only_module();

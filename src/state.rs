@@ -1,0 +1,73 @@
+//! Per-connection state: the decoded models this connection has served, keyed by
+//! `schema.table`, and checked against the stored model tag on every use so that a
+//! refit by any connection or process is picked up.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, Result};
+
+use crate::guard::sql_error;
+use crate::serving::Serving;
+use crate::store::{foryou_tables, Shadow};
+
+#[derive(Default)]
+pub struct ConnectionState {
+    models: Mutex<HashMap<String, Arc<Serving>>>,
+}
+
+impl ConnectionState {
+    /// The current model of `shadow`, decoded once per refit; None before the first refit.
+    pub fn serving(&self, conn: &Connection, shadow: &Shadow) -> Result<Option<Arc<Serving>>> {
+        let key = format!("{}.{}", shadow.schema, shadow.table);
+        let tag = shadow.model_tag(conn)?;
+        let mut models = self.models.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(tag) = tag else {
+            models.remove(&key);
+            return Ok(None);
+        };
+        if let Some(cached) = models.get(&key) {
+            if cached.tag == tag {
+                return Ok(Some(cached.clone()));
+            }
+        }
+        let Some(stored) = shadow.read_model(conn)? else { return Ok(None) };
+        let serving = Arc::new(Serving::new(stored));
+        models.insert(key, serving.clone());
+        Ok(Some(serving))
+    }
+}
+
+/// Finds the `foryou` table a function call means. `name` may be `table` or
+/// `schema.table`; when omitted, the one foryou table of `main` is used.
+pub fn resolve_model(conn: &Connection, who: &str, name: Option<&str>) -> Result<Shadow> {
+    let (schema, table) = match name {
+        Some(name) => match name.split_once('.') {
+            Some((schema, table)) => (schema.to_string(), Some(table.to_string())),
+            None => ("main".to_string(), Some(name.to_string())),
+        },
+        None => ("main".to_string(), None),
+    };
+    let tables = foryou_tables(conn, &schema).map_err(|e| sql_error(format!("{who}: cannot read schema '{schema}' ({e})")))?;
+    let listed = || if tables.is_empty() { "none".to_string() } else { tables.join(", ") };
+    match table {
+        Some(table) => match tables.iter().find(|t| t.eq_ignore_ascii_case(&table)) {
+            Some(found) => Ok(Shadow::new(&schema, found)),
+            None => Err(sql_error(format!(
+                "{who}: no foryou table named '{table}' in schema '{schema}' (foryou tables: {})",
+                listed()
+            ))),
+        },
+        None => match tables.as_slice() {
+            [only] => Ok(Shadow::new(&schema, only)),
+            [] => Err(sql_error(format!(
+                "{who}: no foryou table in this database; create one with CREATE VIRTUAL TABLE feed USING foryou()"
+            ))),
+            _ => Err(sql_error(format!(
+                "{who}: {} foryou tables exist ({}); name one as the model argument",
+                tables.len(),
+                listed()
+            ))),
+        },
+    }
+}

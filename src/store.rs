@@ -1,0 +1,449 @@
+//! The store: every shadow table of a `foryou` table, and the only code that runs SQL
+//! against them.
+//!
+//! A table `feed` keeps its state in:
+//!
+//! | shadow table   | holds |
+//! |----------------|-------|
+//! | `feed_config`  | options and the storage format version (`key`, `value`) |
+//! | `feed_events`  | the watch events (`id` is the rowid seen through `feed`) |
+//! | `feed_model`   | metadata of the fitted model (`key`, `value`) |
+//! | `feed_users`   | user factors, in chunks of [`CHUNK_ROWS`] rows |
+//! | `feed_items`   | item factors and popularity, in chunks of [`CHUNK_ROWS`] rows |
+//!
+//! `feed_events` carries `UNIQUE(user_id, item_id, id)`: an automatic covering index
+//! for a user's watched items that SQLite renames with its table.
+//! Factor chunks are portable blobs: `ids` is little-endian i64 per row, `factors` is
+//! little-endian f32, row-major, `dim` per row; `popularity` is little-endian f32 per row.
+
+use rusqlite::{params, Connection, OptionalExtension, Result};
+
+use crate::guard::sql_error;
+use crate::model::factors::Factors;
+use crate::options::{Options, Value};
+
+/// Version of the layout above; checked when a table is opened.
+pub const FORMAT_VERSION: i64 = 1;
+
+/// Rows per factor chunk: large blobs read fast, small enough to rewrite cheaply.
+pub const CHUNK_ROWS: usize = 4096;
+
+/// Shadow table suffixes, in creation order.
+pub const PARTS: [&str; 5] = ["config", "events", "model", "users", "items"];
+
+/// One watch event as the user inserts it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub user_id: i64,
+    pub item_id: i64,
+    pub watch_time: f64,
+    pub duration: f64,
+    pub ts: i64,
+}
+
+/// All events of a table, column by column, read once for a refit.
+#[derive(Default, Debug)]
+pub struct EventColumns {
+    pub user_ids: Vec<i64>,
+    pub item_ids: Vec<i64>,
+    pub watch_time: Vec<f64>,
+    pub duration: Vec<f64>,
+    pub ts: Vec<i64>,
+    /// Largest event rowid read (0 when there are none).
+    pub last_id: i64,
+}
+
+/// A fitted model as stored: ids, factors, popularity and metadata.
+#[derive(Debug)]
+pub struct StoredModel {
+    pub user_ids: Vec<i64>,
+    pub users: Factors,
+    pub item_ids: Vec<i64>,
+    pub items: Factors,
+    pub popularity: Vec<f32>,
+    pub meta: ModelMeta,
+}
+
+/// The `<table>_model` rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelMeta {
+    /// 1 for the first refit, then +1 per refit.
+    pub version: i64,
+    /// Unique per refit: the key of per-connection caches of decoded factors.
+    pub tag: String,
+    /// Events with rowid <= this were part of the fit.
+    pub events_upto: i64,
+    /// The JSON report returned by the refit that wrote this model.
+    pub report: String,
+}
+
+/// Names and SQL of the shadow tables of one `foryou` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shadow {
+    pub schema: String,
+    pub table: String,
+}
+
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+impl Shadow {
+    pub fn new(schema: &str, table: &str) -> Self {
+        Shadow { schema: schema.to_string(), table: table.to_string() }
+    }
+
+    /// `"schema"."<table>_<part>"`: the one place shadow names are made.
+    pub fn name(&self, part: &str) -> String {
+        format!("{}.{}", quote(&self.schema), quote(&format!("{}_{part}", self.table)))
+    }
+
+    /// The unqualified name, for DDL that takes no schema (index targets).
+    fn bare(&self, part: &str) -> String {
+        quote(&format!("{}_{part}", self.table))
+    }
+
+    /// The exact DDL of every shadow object, in creation order.
+    pub fn create_sql(&self) -> Vec<String> {
+        vec![
+            format!("CREATE TABLE {}(key TEXT PRIMARY KEY, value ANY) WITHOUT ROWID", self.name("config")),
+            format!(
+                "CREATE TABLE {}(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, item_id INTEGER NOT NULL, \
+                 watch_time REAL NOT NULL, duration REAL NOT NULL, ts INTEGER NOT NULL, UNIQUE(user_id, item_id, id))",
+                self.name("events")
+            ),
+            format!("CREATE TABLE {}(key TEXT PRIMARY KEY, value ANY) WITHOUT ROWID", self.name("model")),
+            format!("CREATE TABLE {}(chunk INTEGER PRIMARY KEY, ids BLOB NOT NULL, factors BLOB NOT NULL)", self.name("users")),
+            format!(
+                "CREATE TABLE {}(chunk INTEGER PRIMARY KEY, ids BLOB NOT NULL, factors BLOB NOT NULL, popularity BLOB NOT NULL)",
+                self.name("items")
+            ),
+        ]
+    }
+
+    /// Creates the shadow tables and stores the options (xCreate).
+    pub fn create(&self, conn: &Connection, options: &Options) -> Result<()> {
+        for sql in self.create_sql() {
+            conn.execute_batch(&sql)?;
+        }
+        let mut insert = conn.prepare(&format!("INSERT INTO {}(key, value) VALUES (?1, ?2)", self.name("config")))?;
+        insert.execute(params!["format_version", FORMAT_VERSION])?;
+        for (key, value) in options.entries() {
+            match value {
+                Value::Integer(v) => insert.execute(params![key, v])?,
+                Value::Real(v) => insert.execute(params![key, v])?,
+                Value::Boolean(v) => insert.execute(params![key, v as i64])?,
+            };
+        }
+        Ok(())
+    }
+
+    /// Reads the options back and checks the format version (xConnect).
+    pub fn load_options(&self, conn: &Connection) -> Result<Options> {
+        let mut stmt = conn.prepare(&format!("SELECT key, value FROM {}", self.name("config")))?;
+        let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, rusqlite::types::Value>(1)?)))?;
+        let mut options = Options::default();
+        let mut version = None;
+        for row in rows {
+            let (key, value) = row?;
+            if key == "format_version" {
+                if let rusqlite::types::Value::Integer(v) = value {
+                    version = Some(v);
+                }
+                continue;
+            }
+            options.load_stored(&key, &value).map_err(sql_error)?;
+        }
+        match version {
+            Some(FORMAT_VERSION) => Ok(options),
+            Some(v) => Err(sql_error(format!(
+                "foryou: table {} has storage format version {v}; this build of foryou reads version {FORMAT_VERSION}",
+                self.table
+            ))),
+            None => Err(sql_error(format!("foryou: table {} has no format_version in {}_config", self.table, self.table))),
+        }
+    }
+
+    /// Drops every shadow table (xDestroy).
+    pub fn destroy(&self, conn: &Connection) -> Result<()> {
+        for part in PARTS.iter().rev() {
+            conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", self.name(part)))?;
+        }
+        Ok(())
+    }
+
+    /// Renames every shadow table to follow the virtual table (xRename).
+    pub fn rename(&self, conn: &Connection, new_table: &str) -> Result<Shadow> {
+        let renamed = Shadow::new(&self.schema, new_table);
+        for part in PARTS {
+            conn.execute_batch(&format!("ALTER TABLE {} RENAME TO {}", self.name(part), renamed.bare(part)))?;
+        }
+        Ok(renamed)
+    }
+
+    // ---- events ------------------------------------------------------------------
+
+    /// Stores one event; `id` None lets SQLite choose the rowid. Returns the rowid.
+    pub fn insert_event(&self, conn: &Connection, id: Option<i64>, e: &Event) -> Result<i64> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "INSERT INTO {}(id, user_id, item_id, watch_time, duration, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            self.name("events")
+        ))?;
+        stmt.execute(params![id, e.user_id, e.item_id, e.watch_time, e.duration, e.ts])?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Replaces the event at `id` (which may move to `new_id`). False when `id` does not exist.
+    pub fn update_event(&self, conn: &Connection, id: i64, new_id: i64, e: &Event) -> Result<bool> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "UPDATE {} SET id = ?2, user_id = ?3, item_id = ?4, watch_time = ?5, duration = ?6, ts = ?7 WHERE id = ?1",
+            self.name("events")
+        ))?;
+        Ok(stmt.execute(params![id, new_id, e.user_id, e.item_id, e.watch_time, e.duration, e.ts])? == 1)
+    }
+
+    pub fn delete_event(&self, conn: &Connection, id: i64) -> Result<()> {
+        let mut stmt = conn.prepare_cached(&format!("DELETE FROM {} WHERE id = ?1", self.name("events")))?;
+        stmt.execute([id])?;
+        Ok(())
+    }
+
+    /// Up to `limit` events with rowid > `after`, in rowid order, optionally of one user
+    /// and/or one rowid: the paged scan behind `SELECT ... FROM <table>`.
+    pub fn scan_events(
+        &self,
+        conn: &Connection,
+        after: i64,
+        user_id: Option<i64>,
+        only_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(i64, Event)>> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT id, user_id, item_id, watch_time, duration, ts FROM {} \
+             WHERE id > ?1 AND (?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR id = ?3) ORDER BY id LIMIT ?4",
+            self.name("events")
+        ))?;
+        let rows = stmt.query_map(params![after, user_id, only_id, limit as i64], |row| {
+            Ok((
+                row.get(0)?,
+                Event { user_id: row.get(1)?, item_id: row.get(2)?, watch_time: row.get(3)?, duration: row.get(4)?, ts: row.get(5)? },
+            ))
+        })?;
+        rows.collect()
+    }
+
+    /// Every event, read into owned columns on the calling thread (for a refit).
+    pub fn read_events(&self, conn: &Connection) -> Result<EventColumns> {
+        let mut out = EventColumns::default();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT id, user_id, item_id, watch_time, duration, ts FROM {} ORDER BY id",
+            self.name("events")
+        ))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            out.last_id = row.get(0)?;
+            out.user_ids.push(row.get(1)?);
+            out.item_ids.push(row.get(2)?);
+            out.watch_time.push(row.get(3)?);
+            out.duration.push(row.get(4)?);
+            out.ts.push(row.get(5)?);
+        }
+        Ok(out)
+    }
+
+    /// Distinct items the user has events for, ascending.
+    pub fn watched_items(&self, conn: &Connection, user_id: i64) -> Result<Vec<i64>> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT DISTINCT item_id FROM {} WHERE user_id = ?1 ORDER BY item_id",
+            self.name("events")
+        ))?;
+        let rows = stmt.query_map([user_id], |row| row.get(0))?;
+        rows.collect()
+    }
+
+    /// Items by number of distinct viewers, computed from the events as they are now
+    /// (the popularity used before the first refit).
+    pub fn live_popularity(&self, conn: &Connection) -> Result<Vec<(i64, f32)>> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT item_id, count(DISTINCT user_id) FROM {} GROUP BY item_id",
+            self.name("events")
+        ))?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as f32)))?;
+        rows.collect()
+    }
+
+    // ---- model -------------------------------------------------------------------
+
+    /// The tag of the stored model, if any: one indexed lookup, done on every serve.
+    pub fn model_tag(&self, conn: &Connection) -> Result<Option<String>> {
+        let mut stmt = conn.prepare_cached(&format!("SELECT value FROM {} WHERE key = 'tag'", self.name("model")))?;
+        stmt.query_row([], |row| row.get(0)).optional()
+    }
+
+    pub fn model_meta(&self, conn: &Connection) -> Result<Option<ModelMeta>> {
+        let mut stmt = conn.prepare(&format!("SELECT key, value FROM {}", self.name("model")))?;
+        let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, rusqlite::types::Value>(1)?)))?;
+        let (mut version, mut tag, mut upto, mut report) = (None, None, None, None);
+        for row in rows {
+            use rusqlite::types::Value as V;
+            match row? {
+                (k, V::Integer(v)) if k == "version" => version = Some(v),
+                (k, V::Text(v)) if k == "tag" => tag = Some(v),
+                (k, V::Integer(v)) if k == "events_upto" => upto = Some(v),
+                (k, V::Text(v)) if k == "report" => report = Some(v),
+                _ => {}
+            }
+        }
+        Ok(match (version, tag, upto, report) {
+            (Some(version), Some(tag), Some(events_upto), Some(report)) => Some(ModelMeta { version, tag, events_upto, report }),
+            _ => None,
+        })
+    }
+
+    /// Reads the whole stored model, or None before the first refit.
+    pub fn read_model(&self, conn: &Connection) -> Result<Option<StoredModel>> {
+        let Some(meta) = self.model_meta(conn)? else { return Ok(None) };
+        let (user_ids, users, _) = self.read_chunks(conn, "users", false)?;
+        let (item_ids, items, popularity) = self.read_chunks(conn, "items", true)?;
+        Ok(Some(StoredModel { user_ids, users, item_ids, items, popularity, meta }))
+    }
+
+    fn read_chunks(&self, conn: &Connection, part: &str, with_popularity: bool) -> Result<(Vec<i64>, Factors, Vec<f32>)> {
+        let columns = if with_popularity { "ids, factors, popularity" } else { "ids, factors, NULL" };
+        let mut stmt = conn.prepare(&format!("SELECT {columns} FROM {} ORDER BY chunk", self.name(part)))?;
+        let mut rows = stmt.query([])?;
+        let (mut ids, mut data, mut popularity) = (Vec::new(), Vec::new(), Vec::new());
+        while let Some(row) = rows.next()? {
+            let id_bytes = row.get_ref(0)?.as_blob()?;
+            ids.extend(id_bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())));
+            let factor_bytes = row.get_ref(1)?.as_blob()?;
+            data.extend(factor_bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())));
+            if with_popularity {
+                let pop_bytes = row.get_ref(2)?.as_blob()?;
+                popularity.extend(pop_bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())));
+            }
+        }
+        let rows = ids.len();
+        if rows == 0 || data.len() % rows != 0 || (with_popularity && popularity.len() != rows) {
+            return Err(sql_error(format!(
+                "foryou: {}_{part} is damaged: {} ids for {} factor values",
+                self.table,
+                rows,
+                data.len()
+            )));
+        }
+        let dim = data.len() / rows;
+        Ok((ids, Factors { rows, dim, data }, popularity))
+    }
+
+    /// Replaces the stored model. The caller runs this inside a savepoint, so another
+    /// connection sees the old model or the new one, never a mix.
+    pub fn write_model(&self, conn: &Connection, model: &StoredModel) -> Result<()> {
+        for part in ["users", "items"] {
+            conn.execute_batch(&format!("DELETE FROM {}", self.name(part)))?;
+        }
+        self.write_chunks(conn, "users", &model.user_ids, &model.users, None)?;
+        self.write_chunks(conn, "items", &model.item_ids, &model.items, Some(&model.popularity))?;
+        let mut put = conn.prepare(&format!("INSERT OR REPLACE INTO {}(key, value) VALUES (?1, ?2)", self.name("model")))?;
+        put.execute(params!["version", model.meta.version])?;
+        put.execute(params!["tag", model.meta.tag])?;
+        put.execute(params!["events_upto", model.meta.events_upto])?;
+        put.execute(params!["report", model.meta.report])?;
+        Ok(())
+    }
+
+    fn write_chunks(&self, conn: &Connection, part: &str, ids: &[i64], factors: &Factors, popularity: Option<&[f32]>) -> Result<()> {
+        let sql = match popularity {
+            Some(_) => format!("INSERT INTO {}(chunk, ids, factors, popularity) VALUES (?1, ?2, ?3, ?4)", self.name(part)),
+            None => format!("INSERT INTO {}(chunk, ids, factors) VALUES (?1, ?2, ?3)", self.name(part)),
+        };
+        let mut insert = conn.prepare(&sql)?;
+        for (chunk, first) in (0..ids.len()).step_by(CHUNK_ROWS).enumerate() {
+            let last = (first + CHUNK_ROWS).min(ids.len());
+            let id_blob: Vec<u8> = ids[first..last].iter().flat_map(|id| id.to_le_bytes()).collect();
+            let factor_blob = f32_blob(&factors.data[first * factors.dim..last * factors.dim]);
+            match popularity {
+                Some(pop) => insert.execute(params![chunk as i64, id_blob, factor_blob, f32_blob(&pop[first..last])])?,
+                None => insert.execute(params![chunk as i64, id_blob, factor_blob])?,
+            };
+        }
+        Ok(())
+    }
+
+    /// Runs `body` inside a savepoint: all of its writes land, or none do.
+    pub fn atomically<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
+        conn.execute_batch("SAVEPOINT foryou")?;
+        match body() {
+            Ok(value) => {
+                conn.execute_batch("RELEASE foryou")?;
+                Ok(value)
+            }
+            Err(error) => {
+                // Keep the first error: a failing rollback cannot add information.
+                let _ = conn.execute_batch("ROLLBACK TO foryou; RELEASE foryou");
+                Err(error)
+            }
+        }
+    }
+}
+
+fn f32_blob(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Names of the `foryou` tables in `schema`, from its schema table.
+pub fn foryou_tables(conn: &Connection, schema: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT name, sql FROM {}.sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'",
+        quote(schema)
+    ))?;
+    let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+    let mut names = Vec::new();
+    for row in rows {
+        let (name, sql) = row?;
+        if module_of(&sql).is_some_and(|m| m.eq_ignore_ascii_case("foryou")) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The module name in a `CREATE VIRTUAL TABLE ... USING module(...)` statement.
+fn module_of(sql: &str) -> Option<String> {
+    let upper = sql.to_ascii_uppercase();
+    let mut from = 0;
+    while let Some(pos) = upper[from..].find("USING") {
+        let at = from + pos;
+        let before_ok = at == 0 || !upper.as_bytes()[at - 1].is_ascii_alphanumeric();
+        let rest = sql[at + 5..].trim_start();
+        if before_ok && rest.len() < sql.len() - at - 5 {
+            let name: String = rest
+                .trim_start_matches(['"', '`', '['])
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            return Some(name);
+        }
+        from = at + 5;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_names_are_found() {
+        assert_eq!(module_of("CREATE VIRTUAL TABLE feed USING foryou(factors=3)").as_deref(), Some("foryou"));
+        assert_eq!(module_of("create virtual table x using   \"FORYOU\"").as_deref(), Some("FORYOU"));
+        assert_eq!(module_of("CREATE VIRTUAL TABLE x USING fts5(a)").as_deref(), Some("fts5"));
+    }
+
+    #[test]
+    fn shadow_names_are_quoted() {
+        let s = Shadow::new("main", "we\"ird");
+        assert_eq!(s.name("events"), "\"main\".\"we\"\"ird_events\"");
+    }
+}
