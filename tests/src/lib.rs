@@ -1,1 +1,40 @@
+//! Helpers shared by the integration tests and the example: open a connection with
+//! the built extension loaded.
 
+use std::path::PathBuf;
+
+use rusqlite::{Connection, Result};
+
+/// Path of the built extension (without the `.so` suffix, as `.load` takes it).
+/// `FORYOU_EXT` overrides it; the Makefile sets it.
+pub fn extension_path() -> PathBuf {
+    match std::env::var_os("FORYOU_EXT") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/libforyou"),
+    }
+}
+
+/// Loads the extension into an open connection.
+pub fn load(conn: &Connection) -> Result<()> {
+    // SAFETY: we load our own extension, built by this repository.
+    unsafe {
+        conn.load_extension_enable()?;
+        let loaded = conn.load_extension(extension_path(), None::<&str>);
+        conn.load_extension_disable()?;
+        loaded
+    }
+}
+
+/// An in-memory database with the extension loaded.
+pub fn memory() -> Connection {
+    let conn = Connection::open_in_memory().expect("open in-memory database");
+    load(&conn).expect("load the foryou extension (run `make loadable` first)");
+    conn
+}
+
+/// A database file with the extension loaded.
+pub fn open(path: &std::path::Path) -> Connection {
+    let conn = Connection::open(path).expect("open database file");
+    load(&conn).expect("load the foryou extension (run `make loadable` first)");
+    conn
+}

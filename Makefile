@@ -1,0 +1,33 @@
+# foryou: make loadable | test | demo | bench | clean
+CARGO ?= cargo
+EXT := target/release/libforyou.so
+
+.PHONY: loadable test unit integration golden example demo clean
+
+# The loadable extension: target/release/libforyou.so (load it as ./target/release/libforyou).
+loadable:
+	$(CARGO) build --release -p foryou
+
+# Every test: model unit tests, rusqlite integration tests, sqlite3-shell golden tests, the example.
+test: loadable unit integration golden example
+
+unit:
+	$(CARGO) test --release -p foryou --lib
+
+integration: loadable
+	FORYOU_EXT=$(CURDIR)/target/release/libforyou $(CARGO) test --release -p foryou-tests
+
+golden: loadable
+	bash sql/run-golden.sh
+
+example: loadable
+	FORYOU_EXT=$(CURDIR)/target/release/libforyou $(CARGO) run --release -q -p foryou-tests --example session -- --check
+
+# The main job: a simulated viewing session in demo.db, showing a feed before and after watching.
+demo: loadable
+	rm -f demo.db
+	FORYOU_EXT=$(CURDIR)/target/release/libforyou $(CARGO) run --release -q -p foryou-tests --example session -- demo.db
+
+clean:
+	$(CARGO) clean
+	rm -f demo.db
