@@ -303,7 +303,7 @@ unsafe impl VTabCursor for EventCursor<'_> {
     }
 
     fn rowid(&self) -> Result<i64> {
-        Ok(self.rows[self.at].0)
+        guarded("foryou", || Ok(self.rows[self.at].0))
     }
 }
 

@@ -23,12 +23,7 @@ impl TableFunction for Recommend {
     const REQUIRED: usize = 2;
 
     fn rows(conn: &Connection, state: &ConnectionState, args: &[Option<ValueRef<'_>>]) -> Result<Vec<(i64, f32)>> {
-        let user_id = sql_args::integer(Self::NAME, "user_id", args[0].unwrap_or(ValueRef::Null))?;
-        let k = sql_args::k(Self::NAME, args[1].unwrap_or(ValueRef::Null))?;
-        let model = match args[2] {
-            Some(value) => sql_args::model_name(Self::NAME, value)?,
-            None => None,
-        };
+        let (user_id, k, model) = sql_args::id_k_model(Self::NAME, "user_id", args)?;
         let shadow = resolve_model(conn, Self::NAME, model)?;
         let options = shadow.load_options(conn)?;
         let watched = if options.exclude_watched { shadow.watched_items(conn, user_id)? } else { Vec::new() };

@@ -20,12 +20,7 @@ impl TableFunction for SimilarItems {
     const REQUIRED: usize = 2;
 
     fn rows(conn: &Connection, state: &ConnectionState, args: &[Option<ValueRef<'_>>]) -> Result<Vec<(i64, f32)>> {
-        let item_id = sql_args::integer(Self::NAME, "item_id", args[0].unwrap_or(ValueRef::Null))?;
-        let k = sql_args::k(Self::NAME, args[1].unwrap_or(ValueRef::Null))?;
-        let model = match args[2] {
-            Some(value) => sql_args::model_name(Self::NAME, value)?,
-            None => None,
-        };
+        let (item_id, k, model) = sql_args::id_k_model(Self::NAME, "item_id", args)?;
         let shadow = resolve_model(conn, Self::NAME, model)?;
         Ok(match state.serving(conn, &shadow)? {
             Some(model) => model.similar_items(item_id, k),

@@ -67,3 +67,15 @@ pub fn model_name<'a>(who: &str, value: ValueRef<'a>) -> Result<Option<&'a str>>
         other => Err(sql_error(format!("{who}: model must be the name of a foryou table, got {}", describe(other)))),
     }
 }
+
+/// The `(id, k [, model])` arguments shared by `recommend` and `similar_items`;
+/// `args[i]` is None when the argument was not given.
+pub fn id_k_model<'a>(who: &str, id_name: &str, args: &[Option<ValueRef<'a>>]) -> Result<(i64, usize, Option<&'a str>)> {
+    let id = integer(who, id_name, args[0].unwrap_or(ValueRef::Null))?;
+    let k = k(who, args[1].unwrap_or(ValueRef::Null))?;
+    let model = match args.get(2).copied().flatten() {
+        Some(value) => model_name(who, value)?,
+        None => None,
+    };
+    Ok((id, k, model))
+}
