@@ -1,0 +1,1018 @@
+//! Implicit-feedback alternating least squares with a conjugate-gradient solver.
+//!
+//! # Model
+//!
+//! Users get vectors `x_u`, items `y_i` (both of length `f`). Every (user, item) pair has
+//! a confidence `c_ui` and a preference `p_ui`; an observed pair carries the values from
+//! [`Interactions`], every unobserved pair has `c = 1, p = 0` (Hu, Koren, Volinsky 2008).
+//! The objective is
+//!
+//! ```text
+//! L(X, Y) = Σ_{(u,i) observed}   c_ui (p_ui − x_u·y_i)²
+//!         + Σ_{(u,i) unobserved} (x_u·y_i)²
+//!         + λ (Σ_u |x_u|² + Σ_i |y_i|²)
+//! ```
+//!
+//! With `Y` fixed, each `x_u` is the solution of the normal equations
+//!
+//! ```text
+//! A_u x_u = b_u,
+//! A_u = YᵀY + Σ_{i∈u} (c_ui − 1) y_i y_iᵀ + λ I
+//! b_u = Σ_{i∈u} c_ui p_ui y_i
+//! ```
+//!
+//! (`YᵀY` counts every item once with weight 1; the observed items correct that weight
+//! to `c_ui`.) An observed skip (`p = 0`) adds `(c − 1) y yᵀ` to `A_u` and nothing to
+//! `b_u`: it pushes the score towards 0 harder than "never shown". The item step is
+//! symmetric with the roles of `X` and `Y` swapped. Each iteration sweeps users, then
+//! items.
+//!
+//! # Solver
+//!
+//! As in Takács, Pilászy, Tikk (2011), "Applications of the conjugate gradient method
+//! for implicit feedback collaborative filtering" (also the approach of the `implicit`
+//! library's `least_squares_cg`), each row runs `cg_steps` conjugate-gradient iterations
+//! warm-started from its current vector, never forming `A_u`: the product
+//!
+//! ```text
+//! A_u v = (YᵀY + λI) v + Σ_{i∈u} (c_ui − 1) (y_i·v) y_i
+//! ```
+//!
+//! costs `O(f² + n_u f)`. `YᵀY` is computed once per sweep. Since `A_u` is positive
+//! definite (for `c ≥ 0`, `λ > 0`), each CG step from the warm start cannot increase the
+//! objective, so a few steps per sweep suffice (3 is the usual default).
+//!
+//! # Determinism
+//!
+//! Rows are solved independently (each writes only its own slice of the factor matrix),
+//! the Gramian and the loss are reduced in an order that depends only on the data, and
+//! the random init is counter-based: results are bit-identical for any thread count.
+//! (Across CPU families the SIMD dot product of [`dot`](super::factors::dot) may round differently;
+//! see [`dot_portable`](super::factors::dot_portable).)
+//!
+//! # Loss
+//!
+//! [`loss`] reports `L` divided by `Σ_observed c + n_users·n_items − nnz` (the total
+//! confidence of all pairs, unobserved ones counting 1), like `implicit`'s
+//! `calculate_loss`, computed without visiting unobserved pairs:
+//! `Σ_unobserved (x·y)² = Σ_u x_uᵀ(YᵀY)x_u − Σ_observed (x·y)²`.
+
+use rayon::prelude::*;
+
+use super::factors::{axpy, dot, dot_f64, Factors};
+use super::interactions::{CsrView, Interactions};
+use super::linalg::cholesky_solve;
+
+/// ALS hyper-parameters.
+#[derive(Clone, Debug)]
+pub struct AlsParams {
+    /// Embedding dimension `f` (> 0).
+    pub factors: usize,
+    /// Number of sweeps (users then items).
+    pub iterations: usize,
+    /// `λ` (finite, >= 0; > 0 recommended).
+    pub regularization: f32,
+    /// Conjugate-gradient steps per row and sweep.
+    pub cg_steps: usize,
+    /// Seed of the random init (cold start).
+    pub seed: u64,
+}
+
+impl Default for AlsParams {
+    fn default() -> Self {
+        AlsParams {
+            factors: 64,
+            iterations: 15,
+            regularization: 0.01,
+            cg_steps: 3,
+            seed: 0,
+        }
+    }
+}
+
+/// What a fit did.
+#[derive(Clone, Debug)]
+pub struct FitReport {
+    /// Iterations run.
+    pub iterations: usize,
+    /// Normalised loss (see [`loss`]) of the returned factors.
+    pub loss: f64,
+    /// Loss after each iteration.
+    pub loss_history: Vec<f64>,
+}
+
+/// Why a fit failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelError {
+    /// A factor row became NaN or infinite (`side` is "user" or "item").
+    NonFinite { side: &'static str, row: usize },
+    /// No users or no items.
+    Empty,
+    /// Warm-start factors do not match the data and `params.factors`.
+    ShapeMismatch {
+        side: &'static str,
+        expected_rows: usize,
+        expected_dim: usize,
+        rows: usize,
+        dim: usize,
+    },
+    /// A parameter is out of range (message says which).
+    InvalidParams(String),
+}
+
+impl std::fmt::Display for ModelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelError::NonFinite { side, row } => write!(
+                f,
+                "model diverged: {side} factor row {row} is not finite (NaN or infinity); \
+                 lower alpha or raise regularization"
+            ),
+            ModelError::Empty => write!(f, "nothing to fit: the model needs at least one user and one item"),
+            ModelError::ShapeMismatch { side, expected_rows, expected_dim, rows, dim } => write!(
+                f,
+                "warm-start {side} factors are {rows}x{dim}, expected {expected_rows}x{expected_dim}"
+            ),
+            ModelError::InvalidParams(msg) => write!(f, "invalid ALS parameters: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for ModelError {}
+
+/// Checks shared by [`fit_warm`] and the reference solver.
+pub(crate) fn check_inputs(data: &Interactions, params: &AlsParams) -> Result<(), ModelError> {
+    if params.factors == 0 {
+        return Err(ModelError::InvalidParams(
+            "factors must be at least 1".into(),
+        ));
+    }
+    if !(params.regularization.is_finite() && params.regularization >= 0.0) {
+        return Err(ModelError::InvalidParams(format!(
+            "regularization must be a finite number >= 0, got {}",
+            params.regularization
+        )));
+    }
+    if data.n_users == 0 || data.n_items == 0 {
+        return Err(ModelError::Empty);
+    }
+    Ok(())
+}
+
+pub(crate) fn check_finite(users: &Factors, items: &Factors) -> Result<(), ModelError> {
+    if let Some((row, _)) = users.first_non_finite() {
+        return Err(ModelError::NonFinite { side: "user", row });
+    }
+    if let Some((row, _)) = items.first_non_finite() {
+        return Err(ModelError::NonFinite { side: "item", row });
+    }
+    Ok(())
+}
+
+/// Cold start: users = `Factors::random(n_users, f, seed, 0)`, items =
+/// `Factors::random(n_items, f, seed, 1)`, then [`fit_warm`].
+pub fn fit(
+    data: &Interactions,
+    params: &AlsParams,
+    pool: &rayon::ThreadPool,
+) -> Result<(Factors, Factors, FitReport), ModelError> {
+    check_inputs(data, params)?;
+    let users = Factors::random(data.n_users, params.factors, params.seed, 0);
+    let items = Factors::random(data.n_items, params.factors, params.seed, 1);
+    fit_warm(data, params, pool, users, items)
+}
+
+/// Warm start from given factors (shapes must match `data` and `params.factors`, else
+/// [`ModelError::ShapeMismatch`]). Stops early with [`ModelError::NonFinite`] as soon as
+/// an iteration produces a non-finite factor.
+pub fn fit_warm(
+    data: &Interactions,
+    params: &AlsParams,
+    pool: &rayon::ThreadPool,
+    mut users: Factors,
+    mut items: Factors,
+) -> Result<(Factors, Factors, FitReport), ModelError> {
+    check_inputs(data, params)?;
+    for (side, f, rows) in [
+        ("user", &users, data.n_users),
+        ("item", &items, data.n_items),
+    ] {
+        if f.rows != rows || f.dim != params.factors || f.data.len() != rows * params.factors {
+            return Err(ModelError::ShapeMismatch {
+                side,
+                expected_rows: rows,
+                expected_dim: params.factors,
+                rows: f.rows,
+                dim: f.dim,
+            });
+        }
+    }
+    check_finite(&users, &items)?;
+    let reg = params.regularization;
+    let mut loss_history = Vec::with_capacity(params.iterations);
+    for _ in 0..params.iterations {
+        cg_sweep(
+            data.by_user(),
+            &items,
+            &mut users,
+            reg,
+            params.cg_steps,
+            pool,
+        );
+        cg_sweep(
+            data.by_item(),
+            &users,
+            &mut items,
+            reg,
+            params.cg_steps,
+            pool,
+        );
+        check_finite(&users, &items)?;
+        loss_history.push(loss(data, &users, &items, reg, pool));
+    }
+    let last = match loss_history.last() {
+        Some(&l) => l,
+        None => loss(data, &users, &items, reg, pool),
+    };
+    let report = FitReport {
+        iterations: params.iterations,
+        loss: last,
+        loss_history,
+    };
+    Ok((users, items, report))
+}
+
+/// Scratch vectors of one CG solve.
+struct CgScratch {
+    r: Vec<f32>,
+    d: Vec<f32>,
+    ad: Vec<f32>,
+}
+
+/// Residual threshold below which a row is considered solved (as in `implicit`).
+const CG_EPS: f32 = 1e-20;
+
+/// One half-sweep: re-solve every row of `target` against `fixed`.
+///
+/// Public so callers can run a single step (e.g. update only users with items frozen).
+pub fn cg_sweep(
+    rows: CsrView<'_>,
+    fixed: &Factors,
+    target: &mut Factors,
+    regularization: f32,
+    cg_steps: usize,
+    pool: &rayon::ThreadPool,
+) {
+    let dim = target.dim;
+    if dim == 0 || target.rows == 0 {
+        return;
+    }
+    // G = YᵀY + λI (f32, dim × dim).
+    let mut g = gramian(fixed, pool);
+    for k in 0..dim {
+        g[k * dim + k] += regularization;
+    }
+    pool.install(|| {
+        target
+            .data
+            .par_chunks_mut(dim)
+            .with_min_len(8)
+            .enumerate()
+            .for_each_init(
+                || CgScratch {
+                    r: vec![0.0; dim],
+                    d: vec![0.0; dim],
+                    ad: vec![0.0; dim],
+                },
+                |s, (row, x)| {
+                    if row < rows.n_rows() {
+                        cg_row(rows.row(row), fixed, &g, x, cg_steps, s)
+                    }
+                },
+            )
+    });
+}
+
+/// `out = G v` for symmetric row-major `g`.
+#[inline]
+fn gram_mul(g: &[f32], v: &[f32], out: &mut [f32]) {
+    let dim = v.len();
+    for (k, o) in out.iter_mut().enumerate() {
+        *o = dot(&g[k * dim..(k + 1) * dim], v);
+    }
+}
+
+/// CG on `A x = b` for one row, warm-started from `x` (see the module doc for `A`, `b`).
+fn cg_row(
+    (cols, conf, pref): (&[u32], &[f32], &[f32]),
+    fixed: &Factors,
+    g: &[f32],
+    x: &mut [f32],
+    cg_steps: usize,
+    s: &mut CgScratch,
+) {
+    if cg_steps == 0 {
+        return;
+    }
+    let CgScratch { r, d, ad } = s;
+    // r = b − A x = −(G x) + Σ_i [c_i p_i − (c_i − 1)(y_i·x)] y_i
+    gram_mul(g, x, r);
+    r.iter_mut().for_each(|v| *v = -*v);
+    for k in 0..cols.len() {
+        let y = fixed.row(cols[k] as usize);
+        let c = conf[k];
+        let coef = c * pref[k] - (c - 1.0) * dot(y, x);
+        axpy(r, coef, y);
+    }
+    d.copy_from_slice(r);
+    let mut rs_old = dot(r, r);
+    if rs_old < CG_EPS {
+        return;
+    }
+    for _ in 0..cg_steps {
+        // ad = A d = G d + Σ_i (c_i − 1)(y_i·d) y_i
+        gram_mul(g, d, ad);
+        for k in 0..cols.len() {
+            let c1 = conf[k] - 1.0;
+            if c1 != 0.0 {
+                let y = fixed.row(cols[k] as usize);
+                axpy(ad, c1 * dot(y, d), y);
+            }
+        }
+        let alpha = rs_old / dot(d, ad);
+        axpy(x, alpha, d);
+        axpy(r, -alpha, ad);
+        let rs_new = dot(r, r);
+        if rs_new < CG_EPS {
+            break;
+        }
+        let beta = rs_new / rs_old;
+        for (dk, rk) in d.iter_mut().zip(r.iter()) {
+            *dk = rk + beta * *dk;
+        }
+        rs_old = rs_new;
+    }
+}
+
+/// Number of row blocks of a Gramian reduction: a function of the row count only, so
+/// that the f64 summation order never depends on the thread count.
+const GRAM_BLOCKS: usize = 64;
+
+/// YᵀY in f64 (dim × dim, row-major, symmetric), deterministic for any thread count.
+pub fn gramian_f64(f: &Factors, pool: &rayon::ThreadPool) -> Vec<f64> {
+    let dim = f.dim;
+    let mut g = vec![0.0f64; dim * dim];
+    if dim == 0 || f.rows == 0 {
+        return g;
+    }
+    let rows_per_block = f.rows.div_ceil(GRAM_BLOCKS);
+    let partials: Vec<Vec<f64>> = pool.install(|| {
+        f.data
+            .par_chunks(rows_per_block * dim)
+            .map(|block| {
+                // Upper triangle only.
+                let mut acc = vec![0.0f64; dim * dim];
+                let mut x = vec![0.0f64; dim];
+                for row in block.chunks_exact(dim) {
+                    for (xk, &v) in x.iter_mut().zip(row) {
+                        *xk = v as f64;
+                    }
+                    for i in 0..dim {
+                        let xi = x[i];
+                        let acc_row = &mut acc[i * dim + i..(i + 1) * dim];
+                        for (a, &xj) in acc_row.iter_mut().zip(&x[i..]) {
+                            *a += xi * xj;
+                        }
+                    }
+                }
+                acc
+            })
+            .collect()
+    });
+    for p in &partials {
+        for (gk, pk) in g.iter_mut().zip(p) {
+            *gk += pk;
+        }
+    }
+    for i in 0..dim {
+        for j in 0..i {
+            g[i * dim + j] = g[j * dim + i];
+        }
+    }
+    g
+}
+
+/// Gramian YᵀY of all rows (dim × dim, row-major), accumulated in f64 in a fixed order
+/// (deterministic for any thread count), returned as f32.
+pub fn gramian(f: &Factors, pool: &rayon::ThreadPool) -> Vec<f32> {
+    gramian_f64(f, pool).into_iter().map(|v| v as f32).collect()
+}
+
+/// Normalised loss (like `implicit`'s `calculate_loss`):
+///
+/// ```text
+/// (Σ_observed c (p − x·y)² + Σ_unobserved (x·y)² + λ(|X|² + |Y|²))
+///   / (Σ_observed c + n_users·n_items − nnz)
+/// ```
+///
+/// computed in f64 via `x_uᵀ(YᵀY)x_u` per user; per-user partial sums are reduced in
+/// user order (deterministic). Returns NaN if the shapes do not match `data`.
+pub fn loss(
+    data: &Interactions,
+    users: &Factors,
+    items: &Factors,
+    regularization: f32,
+    pool: &rayon::ThreadPool,
+) -> f64 {
+    let dim = users.dim;
+    if users.rows != data.n_users
+        || items.rows != data.n_items
+        || items.dim != dim
+        || users.data.len() != users.rows * dim
+        || items.data.len() != items.rows * dim
+    {
+        return f64::NAN;
+    }
+    let g = gramian_f64(items, pool);
+    let reg = regularization as f64;
+    let by_user = data.by_user();
+    let per_user: Vec<f64> = pool.install(|| {
+        (0..data.n_users)
+            .into_par_iter()
+            .with_min_len(16)
+            .map(|u| {
+                let x = users.row(u);
+                // x ᵀ G x: every pair counted as unobserved, (x·y)² each.
+                let mut l = 0.0f64;
+                for i in 0..dim {
+                    l += x[i] as f64 * dot_f64_mixed(&g[i * dim..(i + 1) * dim], x);
+                }
+                // Observed pairs: replace (x·y)² by c (p − x·y)².
+                let (cols, conf, pref) = by_user.row(u);
+                for k in 0..cols.len() {
+                    let t = dot_f64(x, items.row(cols[k] as usize));
+                    let (c, p) = (conf[k] as f64, pref[k] as f64);
+                    l += c * (p - t) * (p - t) - t * t;
+                }
+                l + reg * dot_f64(x, x)
+            })
+            .collect()
+    });
+    let mut total: f64 = per_user.iter().sum();
+    let item_norms: f64 = items.data.iter().map(|&v| v as f64 * v as f64).sum();
+    total += reg * item_norms;
+    let denom =
+        data.total_confidence() + (data.n_users as f64) * (data.n_items as f64) - data.nnz() as f64;
+    if denom > 0.0 {
+        total / denom
+    } else {
+        total
+    }
+}
+
+#[inline]
+fn dot_f64_mixed(a: &[f64], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x * y as f64).sum()
+}
+
+/// Solve one user's vector against fixed item factors (fold-in): the same normal
+/// equations as the user step,
+///
+/// ```text
+/// (YᵀY + Σ_{i∈u}(c_ui − 1) y_i y_iᵀ + λI) x = Σ_{i∈u} c_ui p_ui y_i,
+/// ```
+///
+/// solved exactly (Cholesky on the dim × dim system, f64). `yty` is `gramian(items)`.
+/// `entries` are (item index, confidence, preference); entries naming an item outside
+/// `items` are ignored. The symmetric case (an item against fixed user factors) is the
+/// same call with the roles swapped.
+///
+/// If `yty` has the wrong length the result is all zeros. If the system is singular
+/// (only possible with `λ = 0`), a tiny ridge (1e-9 of the mean diagonal) is added. If
+/// the inputs are not finite, the result is all NaN: check it before serving.
+pub fn fold_in(
+    items: &Factors,
+    yty: &[f32],
+    entries: &[(u32, f32, f32)],
+    regularization: f32,
+) -> Vec<f32> {
+    let dim = items.dim;
+    if yty.len() != dim * dim {
+        return vec![0.0; dim];
+    }
+    let mut a: Vec<f64> = yty.iter().map(|&v| v as f64).collect();
+    for k in 0..dim {
+        a[k * dim + k] += regularization as f64;
+    }
+    let mut b = vec![0.0f64; dim];
+    for &(item, c, p) in entries {
+        if item as usize >= items.rows {
+            continue;
+        }
+        let y = items.row(item as usize);
+        let (c, p) = (c as f64, p as f64);
+        for i in 0..dim {
+            let yi = y[i] as f64;
+            b[i] += c * p * yi;
+            let w = (c - 1.0) * yi;
+            // Lower triangle is all cholesky_solve reads.
+            for j in 0..=i {
+                a[i * dim + j] += w * y[j] as f64;
+            }
+        }
+    }
+    if let Some(x) = cholesky_solve(&mut a.clone(), &b) {
+        return x.into_iter().map(|v| v as f32).collect();
+    }
+    let finite = a.iter().chain(&b).all(|v| v.is_finite());
+    if finite {
+        let mean_diag = (0..dim).map(|k| a[k * dim + k].abs()).sum::<f64>() / dim.max(1) as f64;
+        let ridge = 1e-9 * mean_diag + f64::MIN_POSITIVE;
+        for k in 0..dim {
+            a[k * dim + k] += ridge;
+        }
+        if let Some(x) = cholesky_solve(&mut a, &b) {
+            return x.into_iter().map(|v| v as f32).collect();
+        }
+        return vec![0.0; dim];
+    }
+    vec![f32::NAN; dim]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::interactions::Entry;
+    use crate::model::reference;
+    use crate::model::topk::top_k_dot;
+
+    fn pool(n: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    }
+
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *state >> 33
+    }
+
+    /// Random problem: ~`density` of pairs observed, confidence 1 + alpha·r, with ~20% skips.
+    fn random_problem(n_users: usize, n_items: usize, density_pct: u64, seed: u64) -> Interactions {
+        let mut s = seed;
+        let mut e = vec![];
+        for u in 0..n_users {
+            for i in 0..n_items {
+                if lcg(&mut s) % 100 < density_pct {
+                    let skip = lcg(&mut s) % 5 == 0;
+                    let r = (lcg(&mut s) % 1000) as f32 / 1000.0;
+                    e.push(Entry {
+                        user: u as u32,
+                        item: i as u32,
+                        confidence: if skip { 2.0 } else { 1.0 + 8.0 * r },
+                        preference: if skip { 0.0 } else { 1.0 },
+                    });
+                }
+            }
+        }
+        Interactions::from_entries(n_users, n_items, &e)
+    }
+
+    fn rel_diff(a: &Factors, b: &Factors) -> f64 {
+        assert_eq!((a.rows, a.dim), (b.rows, b.dim));
+        let num: f64 = a
+            .data
+            .iter()
+            .zip(&b.data)
+            .map(|(&x, &y)| ((x - y) as f64).powi(2))
+            .sum();
+        let den: f64 = b.data.iter().map(|&y| (y as f64).powi(2)).sum();
+        (num / den).sqrt()
+    }
+
+    fn max_abs_diff(a: &Factors, b: &Factors) -> f32 {
+        a.data
+            .iter()
+            .zip(&b.data)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn cg_matches_exact_reference() {
+        let data = random_problem(30, 20, 30, 1);
+        let params = AlsParams {
+            factors: 8,
+            iterations: 6,
+            regularization: 0.1,
+            cg_steps: 25,
+            seed: 3,
+        };
+        let (u1, i1, r1) = fit(&data, &params, &pool(2)).unwrap();
+        let (u2, i2, r2) = reference::fit_reference(&data, &params).unwrap();
+        let (du, di) = (rel_diff(&u1, &u2), rel_diff(&i1, &i2));
+        assert!(
+            du < 1e-3 && di < 1e-3,
+            "relative differences users {du}, items {di}"
+        );
+        let scale = u2
+            .data
+            .iter()
+            .chain(&i2.data)
+            .map(|v| v.abs())
+            .fold(0.0, f32::max);
+        assert!(max_abs_diff(&u1, &u2) < 1e-3 * scale && max_abs_diff(&i1, &i2) < 1e-3 * scale);
+        assert_eq!(r1.loss_history.len(), 6);
+        for (a, b) in r1.loss_history.iter().zip(&r2.loss_history) {
+            assert!((a - b).abs() <= 1e-4 * b.abs(), "loss {a} vs reference {b}");
+        }
+        assert_eq!(r1.loss, *r1.loss_history.last().unwrap());
+    }
+
+    #[test]
+    fn few_cg_steps_still_decrease_loss() {
+        let data = random_problem(40, 30, 20, 2);
+        let params = AlsParams {
+            factors: 6,
+            iterations: 8,
+            regularization: 0.05,
+            cg_steps: 3,
+            seed: 1,
+        };
+        let (_, _, rep) = fit(&data, &params, &pool(2)).unwrap();
+        for w in rep.loss_history.windows(2) {
+            assert!(
+                w[1] <= w[0] * (1.0 + 1e-5),
+                "loss went up: {:?}",
+                rep.loss_history
+            );
+        }
+        assert!(rep.loss_history[7] < rep.loss_history[0]);
+    }
+
+    #[test]
+    fn efficient_loss_equals_dense_loss() {
+        let data = random_problem(25, 15, 30, 4);
+        let users = Factors::random(25, 5, 9, 0);
+        let mut items = Factors::random(15, 5, 9, 1);
+        items
+            .data
+            .iter_mut()
+            .enumerate()
+            .for_each(|(k, v)| *v += (k % 7) as f32 * 0.1 - 0.3);
+        let fast = loss(&data, &users, &items, 0.3, &pool(2));
+        let dense = reference::loss_dense(&data, &users, &items, 0.3);
+        assert!(
+            (fast - dense).abs() <= 1e-9 * dense.abs(),
+            "{fast} vs {dense}"
+        );
+        assert!(loss(&data, &items, &users, 0.3, &pool(1)).is_nan());
+    }
+
+    #[test]
+    fn bit_identical_across_thread_counts() {
+        let data = random_problem(400, 250, 5, 5);
+        let params = AlsParams {
+            factors: 16,
+            iterations: 3,
+            regularization: 0.05,
+            cg_steps: 3,
+            seed: 11,
+        };
+        let (u1, i1, r1) = fit(&data, &params, &pool(1)).unwrap();
+        for n in [2, 3] {
+            let (u, i, r) = fit(&data, &params, &pool(n)).unwrap();
+            assert!(
+                u.data
+                    .iter()
+                    .zip(&u1.data)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "users differ at {n} threads"
+            );
+            assert!(
+                i.data
+                    .iter()
+                    .zip(&i1.data)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "items differ at {n} threads"
+            );
+            assert_eq!(
+                r.loss_history
+                    .iter()
+                    .map(|l| l.to_bits())
+                    .collect::<Vec<_>>(),
+                r1.loss_history
+                    .iter()
+                    .map(|l| l.to_bits())
+                    .collect::<Vec<_>>()
+            );
+        }
+        // The f64 reductions themselves, on enough rows to be split in many blocks.
+        let big = Factors::random(5000, 7, 1, 2);
+        let g1 = gramian_f64(&big, &pool(1));
+        let l1 = loss(&data, &u1, &big_items(&i1), 0.05, &pool(1));
+        for n in [2, 3] {
+            assert!(g1
+                .iter()
+                .zip(gramian_f64(&big, &pool(n)))
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert_eq!(
+                l1.to_bits(),
+                loss(&data, &u1, &big_items(&i1), 0.05, &pool(n)).to_bits()
+            );
+        }
+    }
+
+    /// Item factors with wide-ranging values, so that summation order shows in the bits.
+    fn big_items(f: &Factors) -> Factors {
+        let mut g = f.clone();
+        g.data
+            .iter_mut()
+            .enumerate()
+            .for_each(|(k, v)| *v *= 1.0 + (k % 13) as f32 * 1e3);
+        g
+    }
+
+    /// Users 0..n/2 watch (most of) items 0..m/2, the others (most of) the rest.
+    fn checkerboard(n: usize, m: usize) -> Interactions {
+        let mut e = vec![];
+        for u in 0..n {
+            let block = u < n / 2;
+            for i in 0..m {
+                if (i < m / 2) == block && (u + i) % 4 != 0 {
+                    e.push(Entry {
+                        user: u as u32,
+                        item: i as u32,
+                        confidence: 20.0,
+                        preference: 1.0,
+                    });
+                }
+            }
+        }
+        Interactions::from_entries(n, m, &e)
+    }
+
+    #[test]
+    fn checkerboard_recovers_blocks() {
+        let (n, m) = (20, 16);
+        let data = checkerboard(n, m);
+        let params = AlsParams {
+            factors: 2,
+            iterations: 15,
+            regularization: 0.01,
+            cg_steps: 3,
+            seed: 7,
+        };
+        let (users, items, rep) = fit(&data, &params, &pool(2)).unwrap();
+        assert!(rep.loss < rep.loss_history[0]);
+        for u in 0..n {
+            let block = u < n / 2;
+            let (seen, _, _) = data.user_row(u);
+            let top = top_k_dot(users.row(u), &items, 1, seen);
+            assert_eq!(top.len(), 1);
+            assert_eq!(
+                ((top[0].0 as usize) < m / 2),
+                block,
+                "user {u} got item {} from the other block",
+                top[0].0
+            );
+            for i in 0..m {
+                let s = dot(users.row(u), items.row(i));
+                if seen.binary_search(&(i as u32)).is_ok() {
+                    assert!((s - 1.0).abs() < 0.1, "observed ({u},{i}) scored {s}");
+                } else if (i < m / 2) != block {
+                    assert!(s.abs() < 0.1, "cross-block ({u},{i}) scored {s}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fold_in_equals_exact_user_step() {
+        let data = random_problem(30, 20, 30, 6);
+        let params = AlsParams {
+            factors: 8,
+            iterations: 3,
+            regularization: 0.1,
+            cg_steps: 3,
+            seed: 2,
+        };
+        let p = pool(2);
+        let (_, items, _) = fit(&data, &params, &p).unwrap();
+        let exact = reference::user_step(&data, &items, params.regularization);
+        // A CG user step with many steps from the current users converges to it too.
+        let mut cg_users = Factors::random(30, 8, 99, 0);
+        cg_sweep(
+            data.by_user(),
+            &items,
+            &mut cg_users,
+            params.regularization,
+            40,
+            &p,
+        );
+        let yty = gramian(&items, &p);
+        for u in 0..30 {
+            let (cols, conf, pref) = data.user_row(u);
+            let entries: Vec<(u32, f32, f32)> = (0..cols.len())
+                .map(|k| (cols[k], conf[k], pref[k]))
+                .collect();
+            let x = fold_in(&items, &yty, &entries, params.regularization);
+            let scale = exact.row(u).iter().fold(1e-3f32, |a, v| a.max(v.abs()));
+            for k in 0..8 {
+                assert!(
+                    (x[k] - exact.row(u)[k]).abs() <= 1e-4 * scale.max(1.0),
+                    "user {u}: {x:?} vs {:?}",
+                    exact.row(u)
+                );
+                assert!((cg_users.row(u)[k] - exact.row(u)[k]).abs() <= 1e-3 * scale.max(1.0));
+            }
+        }
+        // Unknown items are ignored; a wrong Gramian gives zeros, not a panic.
+        let x = fold_in(&items, &yty, &[(1000, 5.0, 1.0)], 0.1);
+        assert!(x.iter().all(|v| v.abs() < 1e-6));
+        assert_eq!(
+            fold_in(&items, &yty[1..], &[(0, 5.0, 1.0)], 0.1),
+            vec![0.0; 8]
+        );
+    }
+
+    #[test]
+    fn poisoned_confidence_is_reported() {
+        for bad in [f32::INFINITY, f32::NAN] {
+            let mut data = random_problem(12, 9, 40, 8);
+            data.user_conf[3] = bad;
+            // Keep both views consistent: poison the same entry in the item view.
+            let (u, i) = {
+                let u = data.user_ptr.iter().position(|&p| p > 3).unwrap() - 1;
+                (u, data.user_items[3])
+            };
+            let k = data.item_ptr[i as usize]
+                + data
+                    .item_row(i as usize)
+                    .0
+                    .iter()
+                    .position(|&x| x as usize == u)
+                    .unwrap();
+            data.item_conf[k] = bad;
+            let params = AlsParams {
+                factors: 4,
+                iterations: 2,
+                regularization: 0.1,
+                cg_steps: 3,
+                seed: 0,
+            };
+            let err = fit(&data, &params, &pool(2)).unwrap_err();
+            assert!(
+                matches!(err, ModelError::NonFinite { side: "user", .. }),
+                "{err:?}"
+            );
+            assert!(
+                err.to_string()
+                    .starts_with("model diverged: user factor row"),
+                "{err}"
+            );
+            let err = reference::fit_reference(&data, &params).unwrap_err();
+            assert!(matches!(err, ModelError::NonFinite { .. }), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let p = pool(1);
+        let params = AlsParams {
+            factors: 4,
+            iterations: 1,
+            regularization: 0.1,
+            cg_steps: 3,
+            seed: 0,
+        };
+        let empty = Interactions::from_entries(0, 5, &[]);
+        assert_eq!(fit(&empty, &params, &p).unwrap_err(), ModelError::Empty);
+        let data = random_problem(5, 4, 50, 1);
+        let err = fit_warm(
+            &data,
+            &params,
+            &p,
+            Factors::zeros(5, 3),
+            Factors::zeros(4, 4),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ModelError::ShapeMismatch {
+                side: "user",
+                expected_rows: 5,
+                expected_dim: 4,
+                rows: 5,
+                dim: 3
+            }
+        );
+        let err = fit_warm(
+            &data,
+            &params,
+            &p,
+            Factors::zeros(5, 4),
+            Factors::zeros(3, 4),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ModelError::ShapeMismatch { side: "item", .. }
+        ));
+        let bad = AlsParams {
+            factors: 0,
+            ..params.clone()
+        };
+        assert!(matches!(
+            fit(&data, &bad, &p),
+            Err(ModelError::InvalidParams(_))
+        ));
+        let bad = AlsParams {
+            regularization: f32::NAN,
+            ..params.clone()
+        };
+        assert!(matches!(
+            fit(&data, &bad, &p),
+            Err(ModelError::InvalidParams(_))
+        ));
+        // Zero iterations: the init comes back with its loss.
+        let none = AlsParams {
+            iterations: 0,
+            ..params.clone()
+        };
+        let (u, _, rep) = fit(&data, &none, &p).unwrap();
+        assert_eq!(u, Factors::random(5, 4, 0, 0));
+        assert!(rep.loss_history.is_empty() && rep.loss.is_finite());
+        // Warm start continues where a fit stopped.
+        let (u, i, r1) = fit(&data, &params, &p).unwrap();
+        let (_, _, r2) = fit_warm(&data, &params, &p, u, i).unwrap();
+        assert!(r2.loss <= r1.loss * (1.0 + 1e-6));
+    }
+
+    /// `cargo test --release -p foryou --lib -- --ignored --nocapture bench_fit`
+    #[test]
+    #[ignore]
+    fn bench_fit_6000x3700() {
+        let (n_users, n_items) = (6000usize, 3700usize);
+        let mut s = 12345u64;
+        let mut e = Vec::with_capacity(1_050_000);
+        let mut seen = vec![false; n_items];
+        for u in 0..n_users {
+            // ~170 items per user, popularity-skewed.
+            let mut picked = vec![];
+            while picked.len() < 170 {
+                let r = (lcg(&mut s) % 1_000_000) as f64 / 1e6;
+                let i = ((r * r) * n_items as f64) as usize;
+                if !seen[i] {
+                    seen[i] = true;
+                    picked.push(i);
+                }
+            }
+            for &i in &picked {
+                seen[i] = false;
+                let skip = lcg(&mut s) % 5 == 0;
+                let ratio = (lcg(&mut s) % 2000) as f32 / 1000.0;
+                e.push(Entry {
+                    user: u as u32,
+                    item: i as u32,
+                    confidence: if skip { 1.0 + 2.0 } else { 1.0 + 10.0 * ratio },
+                    preference: if skip { 0.0 } else { 1.0 },
+                });
+            }
+        }
+        let t0 = std::time::Instant::now();
+        let data = Interactions::from_entries(n_users, n_items, &e);
+        let t_build = t0.elapsed();
+        let params = AlsParams {
+            factors: 64,
+            iterations: 15,
+            regularization: 0.01,
+            cg_steps: 3,
+            seed: 0,
+        };
+        let p = pool(2);
+        let t1 = std::time::Instant::now();
+        let (_, _, rep) = fit(&data, &params, &p).unwrap();
+        let t_fit = t1.elapsed();
+        let t2 = std::time::Instant::now();
+        let _ = loss(
+            &data,
+            &Factors::random(n_users, 64, 0, 0),
+            &Factors::random(n_items, 64, 0, 1),
+            0.01,
+            &p,
+        );
+        println!(
+            "nnz {} build {:?} fit(64f, 15 it, 3 cg, 2 threads) {:?} one loss {:?} loss {:.6} history {:?}",
+            data.nnz(),
+            t_build,
+            t_fit,
+            t2.elapsed(),
+            rep.loss,
+            rep.loss_history
+        );
+    }
+}

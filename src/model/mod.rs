@@ -1,0 +1,23 @@
+//! The model core: pure Rust on owned arrays, no SQLite.
+//!
+//! - [`factors`]: dense row-major f32 embeddings, deterministic random init, dot product.
+//! - [`interactions`]: aggregated feedback as CSR matrices (by user and by item).
+//! - [`als`]: implicit-feedback ALS with a conjugate-gradient solver, loss, fold-in.
+//! - [`reference`]: a readable, sequential, exact (Cholesky) ALS used to check [`als`].
+//! - [`linalg`]: small dense f64 Cholesky solve shared by fold-in and the reference.
+//! - [`topk`]: bounded-heap top-k by dot product, cosine, or arbitrary scores.
+//!
+//! Determinism: every result here is bit-identical for any rayon thread count (rows are
+//! computed independently, reductions are done in a fixed order).
+
+pub mod als;
+pub mod factors;
+pub mod feedback;
+pub mod interactions;
+pub mod linalg;
+pub mod reference;
+pub mod topk;
+
+pub use als::{AlsParams, FitReport, ModelError};
+pub use factors::Factors;
+pub use interactions::{Entry, Interactions};

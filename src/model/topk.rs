@@ -1,0 +1,277 @@
+//! Top-k selection with a bounded binary heap (`O(n log k)`).
+//!
+//! Ordering everywhere: higher score first; equal scores (including `0.0` vs `-0.0`) by
+//! lower index first; NaN scores rank below every number.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use super::factors::{dot, Factors};
+
+/// A candidate; `Ord` says "greater = worse", so a max-heap keeps the worst on top.
+#[derive(Clone, Copy, Debug)]
+struct Cand {
+    index: u32,
+    score: f32,
+}
+
+impl Cand {
+    /// Better-first comparison of two candidates.
+    fn better_first(&self, other: &Self) -> Ordering {
+        let by_score = match (self.score.is_nan(), other.score.is_nan()) {
+            (false, false) => other
+                .score
+                .partial_cmp(&self.score)
+                .unwrap_or(Ordering::Equal),
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            (true, true) => Ordering::Equal,
+        };
+        by_score.then(self.index.cmp(&other.index))
+    }
+}
+
+impl PartialEq for Cand {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.better_first(other)
+    }
+}
+
+/// Bounded heap of the k best candidates seen so far.
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<Cand>,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k.saturating_add(1).min(1 << 16)),
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, index: u32, score: f32) {
+        if self.k == 0 {
+            return;
+        }
+        let c = Cand { index, score };
+        if self.heap.len() < self.k {
+            self.heap.push(c);
+        } else if let Some(mut worst) = self.heap.peek_mut() {
+            if c < *worst {
+                *worst = c;
+            }
+        }
+    }
+
+    fn into_sorted(self) -> Vec<(u32, f32)> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|c| (c.index, c.score))
+            .collect()
+    }
+}
+
+/// Top-k rows of `items` by dot product with `query`, best first; `exclude` is a sorted
+/// slice of item indices left out. Ties: lower index first. `k` larger than the eligible
+/// rows returns them all. A query whose length is not `items.dim` gives an empty result.
+pub fn top_k_dot(query: &[f32], items: &Factors, k: usize, exclude: &[u32]) -> Vec<(u32, f32)> {
+    if query.len() != items.dim || items.rows == 0 {
+        return vec![];
+    }
+    let rows = items.rows.min(u32::MAX as usize);
+    top_k_scores(
+        (0..rows).map(|i| (i as u32, dot(query, items.row(i)))),
+        k,
+        exclude,
+    )
+}
+
+/// L2 norm of every row.
+pub fn norms(f: &Factors) -> Vec<f32> {
+    (0..f.rows)
+        .map(|i| dot(f.row(i), f.row(i)).sqrt())
+        .collect()
+}
+
+/// Cosine nearest neighbours of item `of` (left out), using precomputed L2 `norms`
+/// (a zero norm on either side gives score 0). Out-of-range `of` or wrong `norms`
+/// length gives an empty result.
+pub fn top_k_cosine(items: &Factors, norms: &[f32], of: usize, k: usize) -> Vec<(u32, f32)> {
+    if of >= items.rows || norms.len() != items.rows {
+        return vec![];
+    }
+    let q = items.row(of);
+    let nq = norms[of];
+    let rows = items.rows.min(u32::MAX as usize);
+    let scores = (0..rows).map(|i| {
+        let d = nq * norms[i];
+        let s = if d > 0.0 {
+            dot(q, items.row(i)) / d
+        } else {
+            0.0
+        };
+        (i as u32, s)
+    });
+    top_k_scores(scores, k, &[of as u32])
+}
+
+/// Top-k of (index, score) pairs, best first, with the same ordering rules; indices in
+/// the sorted slice `exclude` are left out.
+pub fn top_k_scores(
+    scores: impl Iterator<Item = (u32, f32)>,
+    k: usize,
+    exclude: &[u32],
+) -> Vec<(u32, f32)> {
+    debug_assert!(
+        exclude.windows(2).all(|w| w[0] <= w[1]),
+        "exclude must be sorted"
+    );
+    let mut top = TopK::new(k);
+    if k == 0 {
+        return vec![];
+    }
+    for (i, s) in scores {
+        if exclude.binary_search(&i).is_err() {
+            top.push(i, s);
+        }
+    }
+    top.into_sorted()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(rows: &[&[f32]]) -> Factors {
+        let dim = rows[0].len();
+        Factors::from_vec(
+            rows.len(),
+            dim,
+            rows.iter().flat_map(|r| r.iter().copied()).collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn orders_and_breaks_ties_by_index() {
+        let f = items(&[
+            &[1.0, 0.0],
+            &[3.0, 0.0],
+            &[2.0, 0.0],
+            &[3.0, 0.0],
+            &[-1.0, 0.0],
+            &[3.0, 0.0],
+        ]);
+        let q = [1.0, 5.0];
+        assert_eq!(
+            top_k_dot(&q, &f, 3, &[]),
+            vec![(1, 3.0), (3, 3.0), (5, 3.0)]
+        );
+        assert_eq!(top_k_dot(&q, &f, 2, &[]), vec![(1, 3.0), (3, 3.0)]);
+        assert_eq!(
+            top_k_dot(&q, &f, 4, &[]),
+            vec![(1, 3.0), (3, 3.0), (5, 3.0), (2, 2.0)]
+        );
+        // Same result whatever the input order (heap replacement respects the tie rule).
+        let rev: Vec<(u32, f32)> = (0..6u32)
+            .rev()
+            .map(|i| (i, dot(&q, f.row(i as usize))))
+            .collect();
+        assert_eq!(
+            top_k_scores(rev.into_iter(), 2, &[]),
+            vec![(1, 3.0), (3, 3.0)]
+        );
+        // -0.0 and 0.0 tie.
+        assert_eq!(
+            top_k_scores([(4, 0.0), (2, -0.0)].into_iter(), 1, &[]),
+            vec![(2, -0.0)]
+        );
+        // NaN ranks last.
+        assert_eq!(
+            top_k_scores([(0, f32::NAN), (1, -5.0), (2, 1.0)].into_iter(), 3, &[])
+                .iter()
+                .map(|p| p.0)
+                .collect::<Vec<_>>(),
+            vec![2, 1, 0]
+        );
+    }
+
+    #[test]
+    fn exclusion_and_k_bounds() {
+        let f = items(&[&[1.0], &[4.0], &[2.0], &[3.0]]);
+        assert_eq!(top_k_dot(&[1.0], &f, 2, &[1, 3]), vec![(2, 2.0), (0, 1.0)]);
+        assert_eq!(
+            top_k_dot(&[1.0], &f, 10, &[]),
+            vec![(1, 4.0), (3, 3.0), (2, 2.0), (0, 1.0)]
+        );
+        assert_eq!(top_k_dot(&[1.0], &f, 10, &[0, 1, 2]), vec![(3, 3.0)]);
+        assert!(top_k_dot(&[1.0], &f, 0, &[]).is_empty());
+        assert!(top_k_dot(&[1.0], &f, 5, &[0, 1, 2, 3]).is_empty());
+        assert!(top_k_dot(&[1.0, 2.0], &f, 5, &[]).is_empty());
+        assert_eq!(
+            top_k_scores([(7, 1.0), (9, 2.0)].into_iter(), usize::MAX, &[]),
+            vec![(9, 2.0), (7, 1.0)]
+        );
+    }
+
+    #[test]
+    fn large_random_matches_full_sort() {
+        let mut s = 1u64;
+        let scores: Vec<(u32, f32)> = (0..2000u32)
+            .map(|i| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (i, ((s >> 40) % 50) as f32) // many ties
+            })
+            .collect();
+        let exclude: Vec<u32> = (0..2000).step_by(7).collect();
+        let mut full: Vec<(u32, f32)> = scores
+            .iter()
+            .copied()
+            .filter(|p| exclude.binary_search(&p.0).is_err())
+            .collect();
+        full.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.0.cmp(&b.0)));
+        full.truncate(37);
+        assert_eq!(top_k_scores(scores.into_iter(), 37, &exclude), full);
+    }
+
+    #[test]
+    fn cosine_excludes_self_and_handles_zero_norm() {
+        let f = items(&[
+            &[1.0, 0.0],
+            &[2.0, 0.1],
+            &[0.0, 0.0],
+            &[0.0, 3.0],
+            &[-1.0, 0.0],
+        ]);
+        let n = norms(&f);
+        assert!((n[3] - 3.0).abs() < 1e-6 && n[2] == 0.0);
+        let r = top_k_cosine(&f, &n, 0, 10);
+        assert_eq!(r.iter().map(|p| p.0).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert!((r[0].1 - 2.0 / (4.01f32).sqrt()).abs() < 1e-6);
+        assert_eq!((r[1].1, r[2].1), (0.0, 0.0)); // zero vector, orthogonal vector
+        assert!((r[3].1 + 1.0).abs() < 1e-6);
+        assert!(top_k_cosine(&f, &n, 2, 10)
+            .iter()
+            .all(|p| p.1 == 0.0 && p.0 != 2));
+        assert!(top_k_cosine(&f, &n, 9, 3).is_empty());
+        // Item 4 = (-1, 0): the zero vector and the orthogonal one tie at 0, lower index wins.
+        assert_eq!(top_k_cosine(&f, &n, 4, 1), vec![(2, 0.0)]);
+    }
+}
