@@ -11,6 +11,7 @@ use std::sync::Arc;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{ffi, Connection, Result};
 
+pub mod evaluate;
 pub mod foryou_table;
 pub mod guard;
 pub mod info;
@@ -30,7 +31,7 @@ fn register(db: Connection) -> Result<bool> {
     let state = Arc::new(state::ConnectionState::default());
     foryou_table::register(&db)?;
     db.create_module("recommend", &recommend::MODULE, Some(state.clone()))?;
-    db.create_module("similar_items", &similar_items::MODULE, Some(state))?;
+    db.create_module("similar_items", &similar_items::MODULE, Some(state.clone()))?;
 
     let pure = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS;
     db.create_scalar_function("foryou_version", 0, pure, info::foryou_version)?;
@@ -40,6 +41,7 @@ fn register(db: Connection) -> Result<bool> {
     for n_args in 0..=2 {
         db.create_scalar_function("foryou_refit", n_args, writes, refit::foryou_refit)?;
     }
+    db.create_scalar_function("foryou_evaluate", 3, FunctionFlags::SQLITE_UTF8, move |ctx| evaluate::foryou_evaluate(ctx, &state))?;
     Ok(false)
 }
 

@@ -11,6 +11,7 @@ use rusqlite::{Connection, Result};
 use crate::serving::popular_items;
 use crate::sql_args;
 use crate::state::{resolve_model, ConnectionState};
+use crate::store::Shadow;
 use crate::table_function::{FunctionTable, TableFunction};
 
 pub struct Recommend;
@@ -25,13 +26,18 @@ impl TableFunction for Recommend {
     fn rows(conn: &Connection, state: &ConnectionState, args: &[Option<ValueRef<'_>>]) -> Result<Vec<(i64, f32)>> {
         let (user_id, k, model) = sql_args::id_k_model(Self::NAME, "user_id", args)?;
         let shadow = resolve_model(conn, Self::NAME, model)?;
-        let options = shadow.load_options(conn)?;
-        let watched = if options.exclude_watched { shadow.watched_items(conn, user_id)? } else { Vec::new() };
-        Ok(match state.serving(conn, &shadow)? {
-            Some(model) => model.recommend(user_id, k, &watched),
-            None => popular_items(shadow.live_popularity(conn)?, k, &watched),
-        })
+        recommend_for(conn, state, &shadow, user_id, k)
     }
+}
+
+/// The top-k items of one user: what `recommend(user_id, k, model)` returns.
+pub fn recommend_for(conn: &Connection, state: &ConnectionState, shadow: &Shadow, user_id: i64, k: usize) -> Result<Vec<(i64, f32)>> {
+    let options = shadow.load_options(conn)?;
+    let watched = if options.exclude_watched { shadow.watched_items(conn, user_id)? } else { Vec::new() };
+    Ok(match state.serving(conn, shadow)? {
+        Some(model) => model.recommend(user_id, k, &watched),
+        None => popular_items(&state.live_popularity(conn, shadow)?, k, &watched),
+    })
 }
 
 pub const MODULE: Module<'static, FunctionTable<Recommend>> = Module::eponymous_only_module();

@@ -69,11 +69,8 @@ impl Serving {
     }
 }
 
-/// Top-k of (item id, popularity) pairs from live counts, ties by smaller id, with
-/// `exclude` (sorted ids) left out: the ranking served before the first refit.
-pub fn popular_items(mut counts: Vec<(i64, f32)>, k: usize, exclude: &[i64]) -> Vec<(i64, f32)> {
-    counts.retain(|(id, _)| exclude.binary_search(id).is_err());
-    counts.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    counts.truncate(k);
-    counts
+/// The first k of `ranked` (item id, popularity) pairs, best first, that are not in
+/// `exclude` (sorted ids): the ranking served before the first refit.
+pub fn popular_items(ranked: &[(i64, f32)], k: usize, exclude: &[i64]) -> Vec<(i64, f32)> {
+    ranked.iter().filter(|(id, _)| exclude.binary_search(id).is_err()).take(k).copied().collect()
 }

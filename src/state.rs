@@ -9,14 +9,42 @@ use rusqlite::{Connection, Result};
 
 use crate::guard::sql_error;
 use crate::serving::Serving;
-use crate::store::{foryou_tables, Shadow};
+use crate::store::{foryou_tables, quote, Shadow};
+
+/// Live popularity of one table and the database state it was computed at.
+struct Popularity {
+    /// (`PRAGMA data_version`, this connection's total changes): any write by this
+    /// connection or a commit by another changes it.
+    at: (i64, u64),
+    ranked: Arc<Vec<(i64, f32)>>,
+}
 
 #[derive(Default)]
 pub struct ConnectionState {
     models: Mutex<HashMap<String, Arc<Serving>>>,
+    popularity: Mutex<HashMap<String, Popularity>>,
 }
 
 impl ConnectionState {
+    /// Items by live popularity, best first (ties: smaller id first), recomputed only
+    /// when the database changed since the last call.
+    pub fn live_popularity(&self, conn: &Connection, shadow: &Shadow) -> Result<Arc<Vec<(i64, f32)>>> {
+        let key = format!("{}.{}", shadow.schema, shadow.table);
+        let data_version: i64 = conn.query_row(&format!("PRAGMA {}.data_version", quote(&shadow.schema)), [], |row| row.get(0))?;
+        let at = (data_version, conn.total_changes());
+        let mut cache = self.popularity.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(cached) = cache.get(&key) {
+            if cached.at == at {
+                return Ok(cached.ranked.clone());
+            }
+        }
+        let mut ranked = shadow.live_popularity(conn)?;
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let ranked = Arc::new(ranked);
+        cache.insert(key, Popularity { at, ranked: ranked.clone() });
+        Ok(ranked)
+    }
+
     /// The current model of `shadow`, decoded once per refit; None before the first refit.
     pub fn serving(&self, conn: &Connection, shadow: &Shadow) -> Result<Option<Arc<Serving>>> {
         let key = format!("{}.{}", shadow.schema, shadow.table);

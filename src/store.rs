@@ -84,7 +84,8 @@ pub struct Shadow {
     pub table: String,
 }
 
-fn quote(identifier: &str) -> String {
+/// `identifier` as a double-quoted SQL identifier.
+pub fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
@@ -272,6 +273,12 @@ impl Shadow {
         rows.collect()
     }
 
+    /// Number of distinct items with events: the catalogue that can be recommended.
+    pub fn catalogue_size(&self, conn: &Connection) -> Result<usize> {
+        let n: i64 = conn.query_row(&format!("SELECT count(DISTINCT item_id) FROM {}", self.name("events")), [], |row| row.get(0))?;
+        Ok(n as usize)
+    }
+
     // ---- model -------------------------------------------------------------------
 
     /// The tag of the stored model, if any: one indexed lookup, done on every serve.
@@ -389,6 +396,17 @@ impl Shadow {
 
 fn f32_blob(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// `(user_id, item_id)` rows of a user's table or view `name` (`table` or `schema.table`).
+pub fn read_holdout(conn: &Connection, name: &str) -> Result<Vec<(i64, i64)>> {
+    let qualified = match name.split_once('.') {
+        Some((schema, table)) => format!("{}.{}", quote(schema), quote(table)),
+        None => quote(name),
+    };
+    let mut stmt = conn.prepare(&format!("SELECT user_id, item_id FROM {qualified} WHERE user_id IS NOT NULL AND item_id IS NOT NULL"))?;
+    let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    rows.collect()
 }
 
 /// Names of the `foryou` tables in `schema`, from its schema table.

@@ -11,6 +11,7 @@
 //! computed independently, reductions are done in a fixed order).
 
 pub mod als;
+pub mod evaluate;
 pub mod factors;
 pub mod feedback;
 pub mod interactions;
