@@ -6,12 +6,16 @@
 
 use std::fmt;
 
+pub use crate::model::feedback::Confidence;
+
 /// What kind of value an option takes, with its accepted range.
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Integer { min: i64, max: i64 },
     Real { min: f64, max: f64, min_exclusive: bool },
     Boolean,
+    /// One of a fixed list of words.
+    Choice(&'static [&'static str]),
 }
 
 /// Whether `foryou_refit(model, '{...}')` may override the option for one call.
@@ -36,6 +40,7 @@ pub enum Value {
     Integer(i64),
     Real(f64),
     Boolean(bool),
+    Text(&'static str),
 }
 
 impl fmt::Display for Value {
@@ -44,6 +49,7 @@ impl fmt::Display for Value {
             Value::Integer(v) => write!(f, "{v}"),
             Value::Real(v) => write!(f, "{v}"),
             Value::Boolean(v) => write!(f, "{v}"),
+            Value::Text(v) => write!(f, "{v}"),
         }
     }
 }
@@ -53,6 +59,11 @@ const SPECS: &[Spec] = &[
     Spec { name: "iterations", kind: Kind::Integer { min: 1, max: 1000 }, default: Value::Integer(15), scope: Scope::Training },
     Spec { name: "regularization", kind: Kind::Real { min: 0.0, max: 1e6, min_exclusive: false }, default: Value::Real(0.05), scope: Scope::Training },
     Spec { name: "alpha", kind: Kind::Real { min: 0.0, max: 1e6, min_exclusive: true }, default: Value::Real(10.0), scope: Scope::Training },
+    Spec { name: "confidence", kind: Kind::Choice(&["binary", "linear", "log"]), default: Value::Text("linear"), scope: Scope::Training },
+    Spec { name: "skip_ratio", kind: Kind::Real { min: 0.0, max: 1e3, min_exclusive: false }, default: Value::Real(0.0), scope: Scope::Training },
+    Spec { name: "skip_seconds", kind: Kind::Real { min: 0.0, max: 1e6, min_exclusive: false }, default: Value::Real(0.0), scope: Scope::Training },
+    Spec { name: "skip_weight", kind: Kind::Real { min: 0.0, max: 1e6, min_exclusive: true }, default: Value::Real(1.0), scope: Scope::Training },
+    Spec { name: "half_life_days", kind: Kind::Real { min: 0.0, max: 1e6, min_exclusive: false }, default: Value::Real(0.0), scope: Scope::Training },
     Spec { name: "cg_steps", kind: Kind::Integer { min: 1, max: 64 }, default: Value::Integer(3), scope: Scope::Training },
     Spec { name: "seed", kind: Kind::Integer { min: 0, max: i64::MAX }, default: Value::Integer(0), scope: Scope::Training },
     Spec { name: "threads", kind: Kind::Integer { min: 0, max: 256 }, default: Value::Integer(0), scope: Scope::Training },
@@ -67,9 +78,19 @@ pub struct Options {
     /// ALS sweeps (users then items) per refit.
     pub iterations: usize,
     /// L2 penalty λ on every user and item vector.
-    pub regularization: f32,
-    /// Confidence scale: c = 1 + alpha · r (see `model::feedback`).
-    pub alpha: f32,
+    pub regularization: f64,
+    /// Confidence scale (see `model::feedback`).
+    pub alpha: f64,
+    /// How a pair's watch ratio becomes confidence.
+    pub confidence: Confidence,
+    /// An event with watch ratio below this is a skip (0: off).
+    pub skip_ratio: f64,
+    /// An event watched for less than min(this, duration) seconds is a skip (0: off).
+    pub skip_seconds: f64,
+    /// Confidence added per skip to a pair that was only skipped.
+    pub skip_weight: f64,
+    /// Recency half-life in days, relative to the newest event (0: off).
+    pub half_life_days: f64,
     /// Conjugate-gradient steps per vector per sweep.
     pub cg_steps: usize,
     /// Seed of the initial factors.
@@ -87,6 +108,11 @@ impl Default for Options {
             iterations: 0,
             regularization: 0.0,
             alpha: 0.0,
+            confidence: Confidence::Linear,
+            skip_ratio: 0.0,
+            skip_seconds: 0.0,
+            skip_weight: 0.0,
+            half_life_days: 0.0,
             cg_steps: 0,
             seed: 0,
             threads: 0,
@@ -100,6 +126,18 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The feedback part, for `model::feedback`.
+    pub fn feedback(&self) -> crate::model::feedback::FeedbackParams {
+        crate::model::feedback::FeedbackParams {
+            confidence: self.confidence,
+            alpha: self.alpha as f32,
+            skip_ratio: self.skip_ratio,
+            skip_seconds: self.skip_seconds,
+            skip_weight: self.skip_weight as f32,
+            half_life_days: self.half_life_days,
+        }
+    }
+
     /// Every option as (name, value), in documentation order: what `<table>_config` stores.
     pub fn entries(&self) -> Vec<(&'static str, Value)> {
         SPECS.iter().map(|spec| (spec.name, self.get(spec.name))).collect()
@@ -114,8 +152,13 @@ impl Options {
         match name {
             "factors" => Value::Integer(self.factors as i64),
             "iterations" => Value::Integer(self.iterations as i64),
-            "regularization" => Value::Real(self.regularization as f64),
-            "alpha" => Value::Real(self.alpha as f64),
+            "regularization" => Value::Real(self.regularization),
+            "alpha" => Value::Real(self.alpha),
+            "confidence" => Value::Text(self.confidence.name()),
+            "skip_ratio" => Value::Real(self.skip_ratio),
+            "skip_seconds" => Value::Real(self.skip_seconds),
+            "skip_weight" => Value::Real(self.skip_weight),
+            "half_life_days" => Value::Real(self.half_life_days),
             "cg_steps" => Value::Integer(self.cg_steps as i64),
             "seed" => Value::Integer(self.seed as i64),
             "threads" => Value::Integer(self.threads as i64),
@@ -129,8 +172,13 @@ impl Options {
         match (name, value) {
             ("factors", Value::Integer(v)) => self.factors = v as usize,
             ("iterations", Value::Integer(v)) => self.iterations = v as usize,
-            ("regularization", Value::Real(v)) => self.regularization = v as f32,
-            ("alpha", Value::Real(v)) => self.alpha = v as f32,
+            ("regularization", Value::Real(v)) => self.regularization = v,
+            ("alpha", Value::Real(v)) => self.alpha = v,
+            ("confidence", Value::Text(v)) => self.confidence = Confidence::from_name(v).expect("validated"),
+            ("skip_ratio", Value::Real(v)) => self.skip_ratio = v,
+            ("skip_seconds", Value::Real(v)) => self.skip_seconds = v,
+            ("skip_weight", Value::Real(v)) => self.skip_weight = v,
+            ("half_life_days", Value::Real(v)) => self.half_life_days = v,
             ("cg_steps", Value::Integer(v)) => self.cg_steps = v as usize,
             ("seed", Value::Integer(v)) => self.seed = v as u64,
             ("threads", Value::Integer(v)) => self.threads = v as usize,
@@ -209,6 +257,10 @@ impl Options {
                 })?;
             let candidate = match value {
                 serde_json::Value::Bool(b) => Value::Boolean(*b),
+                serde_json::Value::String(t) => match choose(spec, t) {
+                    Some(word) => Value::Text(word),
+                    None => return Err(format!("{WHO}: option {} {}, got {value}", spec.name, expectation(spec))),
+                },
                 serde_json::Value::Number(n) => match n.as_i64() {
                     Some(i) => Value::Integer(i),
                     None => Value::Real(n.as_f64().unwrap_or(f64::NAN)),
@@ -248,6 +300,15 @@ fn expectation(spec: &Spec) -> String {
         Kind::Real { min, min_exclusive: true, .. } => format!("expects a number > {min}"),
         Kind::Real { min, max, .. } => format!("expects a number from {min} to {max}"),
         Kind::Boolean => "expects a boolean (true/false, on/off, yes/no, 1/0)".to_string(),
+        Kind::Choice(words) => format!("expects one of {}", words.join(", ")),
+    }
+}
+
+/// The word of a Choice option matching `text` (case-insensitive).
+fn choose(spec: &Spec, text: &str) -> Option<&'static str> {
+    match spec.kind {
+        Kind::Choice(words) => words.iter().find(|w| w.eq_ignore_ascii_case(text)).copied(),
+        _ => None,
     }
 }
 
@@ -261,6 +322,7 @@ fn parse_text(spec: &Spec, text: &str) -> Result<Value, String> {
             "0" | "false" | "off" | "no" => false,
             _ => return Err(bad()),
         }),
+        Kind::Choice(_) => Value::Text(choose(spec, text).ok_or_else(bad)?),
     };
     check(spec, candidate).map_err(|_| bad())
 }
@@ -280,6 +342,7 @@ fn check(spec: &Spec, value: Value) -> Result<Value, String> {
             v.is_finite() && v <= max && if min_exclusive { v > min } else { v >= min }
         }
         (Kind::Boolean, Value::Boolean(_)) => true,
+        (Kind::Choice(words), Value::Text(t)) => words.contains(&t),
         _ => false,
     };
     if ok {

@@ -66,12 +66,19 @@ fn refit(conn: &rusqlite::Connection, shadow: &Shadow, options: &crate::options:
     let params = AlsParams {
         factors: options.factors,
         iterations: options.iterations,
-        regularization: options.regularization,
+        regularization: options.regularization as f32,
         cg_steps: options.cg_steps,
         seed: options.seed,
     };
     let (fb, fitted) = pool.install(|| {
-        let fb = feedback::build(&events.user_ids, &events.item_ids, &events.watch_time, &events.duration, options.alpha);
+        let columns = feedback::Events {
+            user_ids: &events.user_ids,
+            item_ids: &events.item_ids,
+            watch_time: &events.watch_time,
+            duration: &events.duration,
+            ts: &events.ts,
+        };
+        let fb = feedback::build(&columns, &options.feedback());
         let fitted = als::fit(&fb.data, &params, &pool);
         (fb, fitted)
     });
@@ -85,6 +92,7 @@ fn refit(conn: &rusqlite::Connection, shadow: &Shadow, options: &crate::options:
         "items": fb.item_ids.len(),
         "events": events.user_ids.len(),
         "pairs": fb.data.nnz(),
+        "skipped_pairs": fb.skipped_pairs,
         "factors": options.factors,
         "iterations": report.iterations,
         "loss": report.loss,

@@ -134,6 +134,7 @@ impl Shadow {
                 Value::Integer(v) => insert.execute(params![key, v])?,
                 Value::Real(v) => insert.execute(params![key, v])?,
                 Value::Boolean(v) => insert.execute(params![key, v as i64])?,
+                Value::Text(v) => insert.execute(params![key, v])?,
             };
         }
         Ok(())

@@ -1,16 +1,25 @@
 //! Watch events → confidence-weighted implicit feedback.
 //!
-//! For each (user, item) pair the watch ratios of its events add up:
-//! `r = Σ min(watch_time / duration, MAX_EVENT_RATIO)`, then
+//! Each event has a watch ratio `r = min(watch_time / duration, MAX_EVENT_RATIO)` and a
+//! recency weight `w` (1, or `0.5^(age / half_life)` with the age measured from the
+//! newest event, never from the wall clock, so a refit is reproducible).
+//!
+//! An event is a **skip** (a swipe-away) when the skip rule is on and
+//! `r < skip_ratio` or `watch_time < min(skip_seconds, duration)`.
+//!
+//! For each (user, item) pair, with `R = Σ w·r` over its non-skip events and
+//! `S = Σ w` over its skips:
 //!
 //! ```text
-//! preference p = 1
-//! confidence c = 1 + alpha · min(r, MAX_PAIR_RATIO)
+//! some non-skip event:  p = 1, c = 1 + alpha · f(R)
+//!     binary:  f(R) = 1
+//!     linear:  f(R) = min(R, MAX_PAIR_RATIO)
+//!     log:     f(R) = ln(1 + min(R, MAX_PAIR_RATIO))
+//! only skips:           p = 0, c = 1 + skip_weight · min(S, MAX_SKIPS)
 //! ```
 //!
-//! so a video watched to the end once (r = 1) weighs `1 + alpha`, a replayed one more,
-//! a glance less; unobserved pairs keep c = 1, p = 0. The caps keep one absurd event
-//! (a looped video left playing) from dominating a user's vector.
+//! Unobserved pairs keep c = 1, p = 0, so a skipped item weighs more as a "no" than an
+//! item never shown. With the skip rule off every event counts as a watch.
 //!
 //! Ids are mapped to dense indices in ascending id order, so index order is id order
 //! and every tie broken "by index" is broken by id.
@@ -19,10 +28,95 @@ use rayon::prelude::*;
 
 use super::interactions::{Entry, Interactions};
 
-/// Largest watch ratio one event contributes.
+/// Largest watch ratio one event contributes (a video left looping).
 pub const MAX_EVENT_RATIO: f64 = 10.0;
 /// Largest summed watch ratio of one (user, item) pair.
 pub const MAX_PAIR_RATIO: f64 = 10.0;
+/// Largest summed skip weight of one pair.
+pub const MAX_SKIPS: f64 = 10.0;
+
+/// How a pair's summed watch ratio becomes confidence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confidence {
+    Binary,
+    Linear,
+    Log,
+}
+
+impl Confidence {
+    pub fn name(self) -> &'static str {
+        match self {
+            Confidence::Binary => "binary",
+            Confidence::Linear => "linear",
+            Confidence::Log => "log",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Confidence::Binary, Confidence::Linear, Confidence::Log].into_iter().find(|c| c.name() == name)
+    }
+}
+
+/// The feedback options of a model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedbackParams {
+    pub confidence: Confidence,
+    pub alpha: f32,
+    /// 0: off.
+    pub skip_ratio: f64,
+    /// 0: off.
+    pub skip_seconds: f64,
+    pub skip_weight: f32,
+    /// 0: off.
+    pub half_life_days: f64,
+}
+
+impl Default for FeedbackParams {
+    fn default() -> Self {
+        FeedbackParams {
+            confidence: Confidence::Linear,
+            alpha: 10.0,
+            skip_ratio: 0.0,
+            skip_seconds: 0.0,
+            skip_weight: 1.0,
+            half_life_days: 0.0,
+        }
+    }
+}
+
+impl FeedbackParams {
+    /// Whether an event is a skip.
+    pub fn is_skip(&self, watch_time: f64, duration: f64) -> bool {
+        let ratio = event_ratio(watch_time, duration);
+        (self.skip_ratio > 0.0 && ratio < self.skip_ratio)
+            || (self.skip_seconds > 0.0 && watch_time < self.skip_seconds.min(duration))
+    }
+
+    /// Confidence of a pair with summed non-skip watch ratio `ratio` (p = 1).
+    pub fn watch_confidence(&self, ratio: f64) -> f32 {
+        let r = ratio.clamp(0.0, MAX_PAIR_RATIO);
+        let f = match self.confidence {
+            Confidence::Binary => 1.0,
+            Confidence::Linear => r,
+            Confidence::Log => r.ln_1p(),
+        };
+        (1.0 + self.alpha as f64 * f) as f32
+    }
+
+    /// Confidence of a pair that was only skipped, with summed skip weight `skips` (p = 0).
+    pub fn skip_confidence(&self, skips: f64) -> f32 {
+        (1.0 + self.skip_weight as f64 * skips.clamp(0.0, MAX_SKIPS)) as f32
+    }
+
+    /// Recency weight of an event `age_seconds` older than the newest one.
+    pub fn recency(&self, age_seconds: f64) -> f64 {
+        if self.half_life_days > 0.0 {
+            0.5f64.powf(age_seconds.max(0.0) / (self.half_life_days * 86_400.0))
+        } else {
+            1.0
+        }
+    }
+}
 
 /// Events mapped to dense indices and aggregated into confidences.
 #[derive(Debug)]
@@ -35,16 +129,15 @@ pub struct Feedback {
     pub data: Interactions,
     /// Per item: number of distinct users with an event on it.
     pub popularity: Vec<f32>,
+    /// Pairs that were only skipped (preference 0).
+    pub skipped_pairs: usize,
 }
 
-/// The confidence of a pair whose summed watch ratio is `ratio`.
-pub fn confidence(ratio: f64, alpha: f32) -> f32 {
-    (1.0 + alpha as f64 * ratio.clamp(0.0, MAX_PAIR_RATIO)) as f32
-}
-
-/// The watch ratio one event contributes.
+/// The watch ratio one event contributes; 0 for a non-positive duration or a
+/// non-finite watch time (the virtual table rejects those; this keeps one bad row from
+/// poisoning a refit however it got in).
 pub fn event_ratio(watch_time: f64, duration: f64) -> f64 {
-    if duration > 0.0 && watch_time.is_finite() {
+    if duration > 0.0 && duration.is_finite() && watch_time.is_finite() {
         (watch_time / duration).clamp(0.0, MAX_EVENT_RATIO)
     } else {
         0.0
@@ -56,69 +149,163 @@ fn dense_ids(ids: &[i64]) -> (Vec<i64>, Vec<u32>) {
     let mut distinct = ids.to_vec();
     distinct.par_sort_unstable();
     distinct.dedup();
-    let index = ids
-        .par_iter()
-        .map(|id| distinct.binary_search(id).expect("id present") as u32)
-        .collect();
+    let index = ids.par_iter().map(|id| distinct.binary_search(id).expect("id present") as u32).collect();
     (distinct, index)
 }
 
-/// Builds the feedback from event columns. Runs on the current rayon pool; the result
-/// does not depend on its size (stable sorts, sequential sums in event order).
-pub fn build(user_ids: &[i64], item_ids: &[i64], watch_time: &[f64], duration: &[f64], alpha: f32) -> Feedback {
-    let (users, user_index) = dense_ids(user_ids);
-    let (items, item_index) = dense_ids(item_ids);
-    let mut keyed: Vec<(u64, f64)> = (0..user_ids.len())
+/// The event columns a refit reads.
+pub struct Events<'a> {
+    pub user_ids: &'a [i64],
+    pub item_ids: &'a [i64],
+    pub watch_time: &'a [f64],
+    pub duration: &'a [f64],
+    pub ts: &'a [i64],
+}
+
+/// Builds the feedback. Runs on the current rayon pool; the result does not depend on
+/// its size (stable sorts, sequential sums in event order).
+pub fn build(events: &Events<'_>, params: &FeedbackParams) -> Feedback {
+    let (users, user_index) = dense_ids(events.user_ids);
+    let (items, item_index) = dense_ids(events.item_ids);
+    let newest = events.ts.iter().copied().max().unwrap_or(0);
+    // Per event: pair key, whether it is a skip, its mass (w·r for a watch, w for a skip).
+    let mut keyed: Vec<(u64, bool, f64)> = (0..events.user_ids.len())
         .into_par_iter()
         .map(|e| {
             let key = (user_index[e] as u64) << 32 | item_index[e] as u64;
-            (key, event_ratio(watch_time[e], duration[e]))
+            let weight = params.recency((newest - events.ts[e]) as f64);
+            let (watch, duration) = (events.watch_time[e], events.duration[e]);
+            if params.is_skip(watch, duration) {
+                (key, true, weight)
+            } else {
+                (key, false, weight * event_ratio(watch, duration))
+            }
         })
         .collect();
-    // Stable: events of one pair stay in event order, so their sum is reproducible.
-    keyed.par_sort_by_key(|&(key, _)| key);
+    // Stable: events of one pair stay in event order, so their sums are reproducible.
+    keyed.par_sort_by_key(|&(key, _, _)| key);
 
     let mut entries: Vec<Entry> = Vec::new();
     let mut popularity = vec![0f32; items.len()];
+    let mut skipped_pairs = 0;
     let mut at = 0;
     while at < keyed.len() {
         let key = keyed[at].0;
-        let mut ratio = 0.0;
+        let (mut watched, mut ratio, mut skips) = (false, 0.0, 0.0);
         while at < keyed.len() && keyed[at].0 == key {
-            ratio += keyed[at].1;
+            let (_, skip, mass) = keyed[at];
+            if skip {
+                skips += mass;
+            } else {
+                watched = true;
+                ratio += mass;
+            }
             at += 1;
         }
         let (user, item) = ((key >> 32) as u32, key as u32);
         popularity[item as usize] += 1.0;
-        entries.push(Entry { user, item, confidence: confidence(ratio, alpha), preference: 1.0 });
+        let (confidence, preference) = if watched {
+            (params.watch_confidence(ratio), 1.0)
+        } else {
+            skipped_pairs += 1;
+            (params.skip_confidence(skips), 0.0)
+        };
+        entries.push(Entry { user, item, confidence, preference });
     }
     let data = Interactions::from_entries(users.len(), items.len(), &entries);
-    Feedback { user_ids: users, item_ids: items, data, popularity }
+    Feedback { user_ids: users, item_ids: items, data, popularity, skipped_pairs }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn events<'a>(u: &'a [i64], i: &'a [i64], w: &'a [f64], d: &'a [f64], ts: &'a [i64]) -> Events<'a> {
+        Events { user_ids: u, item_ids: i, watch_time: w, duration: d, ts }
+    }
+
     #[test]
-    fn confidence_follows_the_documented_formula() {
-        assert_eq!(confidence(1.0, 10.0), 11.0);
-        assert_eq!(confidence(0.5, 2.0), 2.0);
-        assert_eq!(confidence(50.0, 1.0), 11.0); // capped at MAX_PAIR_RATIO
+    fn confidence_forms_follow_the_documented_formulas() {
+        let mut p = FeedbackParams { alpha: 2.0, ..Default::default() };
+        assert_eq!(p.watch_confidence(1.5), 4.0);
+        assert_eq!(p.watch_confidence(50.0), 21.0); // capped at MAX_PAIR_RATIO
+        p.confidence = Confidence::Log;
+        assert_eq!(p.watch_confidence(1.0), (1.0 + 2.0 * 2f64.ln()) as f32);
+        p.confidence = Confidence::Binary;
+        assert_eq!(p.watch_confidence(0.01), 3.0);
+        assert_eq!(p.watch_confidence(7.0), 3.0);
+        p.skip_weight = 4.0;
+        assert_eq!(p.skip_confidence(2.0), 9.0);
+        assert_eq!(p.skip_confidence(100.0), 41.0); // capped at MAX_SKIPS
+    }
+
+    #[test]
+    fn event_ratio_handles_bad_values() {
         assert_eq!(event_ratio(30.0, 15.0), 2.0);
         assert_eq!(event_ratio(1e9, 1.0), MAX_EVENT_RATIO);
         assert_eq!(event_ratio(5.0, 0.0), 0.0);
+        assert_eq!(event_ratio(f64::NAN, 10.0), 0.0);
+        assert_eq!(event_ratio(5.0, f64::INFINITY), 0.0);
+    }
+
+    #[test]
+    fn skip_rule() {
+        let off = FeedbackParams::default();
+        assert!(!off.is_skip(0.0, 10.0));
+        let ratio = FeedbackParams { skip_ratio: 0.2, ..Default::default() };
+        assert!(ratio.is_skip(1.9, 10.0));
+        assert!(!ratio.is_skip(2.0, 10.0));
+        // KuaiRec's short play: less than min(3 s, duration).
+        let seconds = FeedbackParams { skip_seconds: 3.0, ..Default::default() };
+        assert!(seconds.is_skip(2.9, 60.0));
+        assert!(!seconds.is_skip(3.0, 60.0));
+        assert!(seconds.is_skip(1.9, 2.0)); // a 2 s video watched 1.9 s
+        assert!(!seconds.is_skip(2.0, 2.0)); // ... watched to the end
+    }
+
+    #[test]
+    fn recency_halves_per_half_life() {
+        let p = FeedbackParams { half_life_days: 2.0, ..Default::default() };
+        assert_eq!(p.recency(0.0), 1.0);
+        assert_eq!(p.recency(2.0 * 86_400.0), 0.5);
+        assert_eq!(p.recency(4.0 * 86_400.0), 0.25);
+        assert_eq!(FeedbackParams::default().recency(1e9), 1.0);
     }
 
     #[test]
     fn events_aggregate_per_pair_with_dense_ids_in_id_order() {
         // user 70 watched item 5 twice (half, then full), user -3 watched item 9.
-        let f = build(&[70, -3, 70], &[5, 9, 5], &[5.0, 1.0, 10.0], &[10.0, 10.0, 10.0], 2.0);
+        let p = FeedbackParams { alpha: 2.0, ..Default::default() };
+        let f = build(&events(&[70, -3, 70], &[5, 9, 5], &[5.0, 1.0, 10.0], &[10.0; 3], &[0; 3]), &p);
         assert_eq!(f.user_ids, vec![-3, 70]);
         assert_eq!(f.item_ids, vec![5, 9]);
         assert_eq!(f.data.nnz(), 2);
         let (items, conf, pref) = f.data.user_row(1);
         assert_eq!((items, conf, pref), (&[0u32][..], &[1.0 + 2.0 * 1.5][..], &[1.0f32][..]));
         assert_eq!(f.popularity, vec![1.0, 1.0]);
+    }
+
+    #[test]
+    fn skipped_pairs_get_preference_zero_and_watches_win() {
+        let p = FeedbackParams { alpha: 2.0, skip_ratio: 0.1, skip_weight: 3.0, ..Default::default() };
+        // user 1: item 1 skipped twice; item 2 skipped then watched fully. Zero watch time is a skip too.
+        let f = build(
+            &events(&[1, 1, 1, 1, 1], &[1, 1, 2, 2, 3], &[0.5, 0.0, 0.2, 10.0, 0.0], &[10.0; 5], &[0; 5]),
+            &p,
+        );
+        let (items, conf, pref) = f.data.user_row(0);
+        assert_eq!(items, &[0, 1, 2]);
+        assert_eq!(pref, &[0.0, 1.0, 0.0]);
+        assert_eq!(conf, &[1.0 + 3.0 * 2.0, 1.0 + 2.0 * 1.0, 1.0 + 3.0]);
+        assert_eq!(f.skipped_pairs, 2);
+    }
+
+    #[test]
+    fn recency_weights_watches_by_age_from_the_newest_event() {
+        let p = FeedbackParams { alpha: 1.0, half_life_days: 1.0, ..Default::default() };
+        let day = 86_400;
+        let f = build(&events(&[1, 1], &[1, 2], &[10.0, 10.0], &[10.0, 10.0], &[0, day]), &p);
+        let (_, conf, _) = f.data.user_row(0);
+        assert_eq!(conf, &[1.5, 2.0]);
     }
 }
