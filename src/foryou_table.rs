@@ -49,6 +49,8 @@ pub struct FeedTable {
     conn: Connection,
     shadow: Shadow,
     options: Options,
+    /// Events inserted through this connection since the last `auto_refit` check.
+    inserted_since_check: u64,
 }
 
 fn args_as_str<'a>(args: &'a [&'a [u8]]) -> Result<Vec<&'a str>> {
@@ -70,7 +72,7 @@ impl FeedTable {
             }
             None => shadow.load_options(&conn)?,
         };
-        let table = FeedTable { base: sqlite3_vtab::default(), conn, shadow, options };
+        let table = FeedTable { base: sqlite3_vtab::default(), conn, shadow, options, inserted_since_check: 0 };
         Ok((Cow::Borrowed(CREATE_SQL), table))
     }
 
@@ -188,18 +190,28 @@ impl<'vtab> UpdateVTab<'vtab> for FeedTable {
         })
     }
 
-    // INSERT: validates and stores one event; an explicit rowid is kept.
+    // INSERT: validates and stores one event; an explicit rowid is kept. With
+    // `auto_refit = N`, every N inserts check whether N events arrived since the last
+    // refit and, if so, run an incremental refit within this statement.
     fn insert(&mut self, args: &Inserts<'_>) -> Result<i64> {
         guarded("foryou", || {
             let values: Vec<ValueRef<'_>> = args.iter().collect();
             let id = self.rowid_of(values[1])?;
             let event = self.event_from(&values[2..])?;
-            self.shadow.insert_event(&self.conn, id, &event).map_err(|e| match (id, e.sqlite_error_code()) {
+            let rowid = self.shadow.insert_event(&self.conn, id, &event).map_err(|e| match (id, e.sqlite_error_code()) {
                 (Some(id), Some(rusqlite::ErrorCode::ConstraintViolation)) => {
                     sql_error(format!("foryou: {}: an event with rowid {id} already exists", self.shadow.table))
                 }
                 _ => e,
-            })
+            })?;
+            if self.options.auto_refit > 0 {
+                self.inserted_since_check += 1;
+                if self.inserted_since_check >= self.options.auto_refit {
+                    self.inserted_since_check = 0;
+                    crate::refit::auto_refit(&self.conn, &self.shadow, &self.options)?;
+                }
+            }
+            Ok(rowid)
         })
     }
 

@@ -23,8 +23,8 @@ enum Kind {
 enum Scope {
     /// Training option: may be overridden per refit.
     Training,
-    /// Serving option: fixed at CREATE time.
-    Serving,
+    /// Table option (serving, ingest): fixed at CREATE time.
+    Table,
 }
 
 struct Spec {
@@ -67,7 +67,9 @@ const SPECS: &[Spec] = &[
     Spec { name: "cg_steps", kind: Kind::Integer { min: 1, max: 64 }, default: Value::Integer(3), scope: Scope::Training },
     Spec { name: "seed", kind: Kind::Integer { min: 0, max: i64::MAX }, default: Value::Integer(0), scope: Scope::Training },
     Spec { name: "threads", kind: Kind::Integer { min: 0, max: 256 }, default: Value::Integer(0), scope: Scope::Training },
-    Spec { name: "exclude_watched", kind: Kind::Boolean, default: Value::Boolean(true), scope: Scope::Serving },
+    Spec { name: "incremental_iterations", kind: Kind::Integer { min: 1, max: 1000 }, default: Value::Integer(3), scope: Scope::Training },
+    Spec { name: "auto_refit", kind: Kind::Integer { min: 0, max: i64::MAX }, default: Value::Integer(0), scope: Scope::Table },
+    Spec { name: "exclude_watched", kind: Kind::Boolean, default: Value::Boolean(true), scope: Scope::Table },
 ];
 
 /// The validated options of one model.
@@ -97,6 +99,10 @@ pub struct Options {
     pub seed: u64,
     /// Worker threads for a refit; 0 means one per CPU. Never changes the result.
     pub threads: usize,
+    /// Sweeps of an incremental refit.
+    pub incremental_iterations: usize,
+    /// Run an incremental refit once this many events arrived since the last refit (0: off).
+    pub auto_refit: u64,
     /// Whether `recommend()` leaves out items the user already watched.
     pub exclude_watched: bool,
 }
@@ -116,6 +122,8 @@ impl Default for Options {
             cg_steps: 0,
             seed: 0,
             threads: 0,
+            incremental_iterations: 0,
+            auto_refit: 0,
             exclude_watched: false,
         };
         for spec in SPECS {
@@ -136,6 +144,25 @@ impl Options {
             skip_weight: self.skip_weight as f32,
             half_life_days: self.half_life_days,
         }
+    }
+
+    /// The training options as a JSON object (stored with a model; read back by
+    /// [`Options::with_refit_json`]).
+    pub fn training_json(&self) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = SPECS
+            .iter()
+            .filter(|s| s.scope == Scope::Training)
+            .map(|s| {
+                let v = match self.get(s.name) {
+                    Value::Integer(v) => serde_json::json!(v),
+                    Value::Real(v) => serde_json::json!(v),
+                    Value::Boolean(v) => serde_json::json!(v),
+                    Value::Text(v) => serde_json::json!(v),
+                };
+                (s.name.to_string(), v)
+            })
+            .collect();
+        serde_json::Value::Object(map).to_string()
     }
 
     /// Every option as (name, value), in documentation order: what `<table>_config` stores.
@@ -162,6 +189,8 @@ impl Options {
             "cg_steps" => Value::Integer(self.cg_steps as i64),
             "seed" => Value::Integer(self.seed as i64),
             "threads" => Value::Integer(self.threads as i64),
+            "incremental_iterations" => Value::Integer(self.incremental_iterations as i64),
+            "auto_refit" => Value::Integer(self.auto_refit as i64),
             "exclude_watched" => Value::Boolean(self.exclude_watched),
             other => unreachable!("option {other} has no field"),
         }
@@ -182,6 +211,8 @@ impl Options {
             ("cg_steps", Value::Integer(v)) => self.cg_steps = v as usize,
             ("seed", Value::Integer(v)) => self.seed = v as u64,
             ("threads", Value::Integer(v)) => self.threads = v as usize,
+            ("incremental_iterations", Value::Integer(v)) => self.incremental_iterations = v as usize,
+            ("auto_refit", Value::Integer(v)) => self.auto_refit = v as u64,
             ("exclude_watched", Value::Boolean(v)) => self.exclude_watched = v,
             (other, value) => unreachable!("option {other} cannot hold {value:?}"),
         }
@@ -378,6 +409,14 @@ mod tests {
         assert!(Options::from_create_args(&["alpha = nan"]).is_err());
         assert!(Options::from_create_args(&["factors"]).unwrap_err().contains("key = value"));
         assert!(Options::from_create_args(&["seed=1", "seed=2"]).unwrap_err().contains("more than once"));
+    }
+
+    #[test]
+    fn training_json_round_trips() {
+        let o = Options::from_create_args(&["alpha = 2.5", "confidence = log", "seed = 9", "exclude_watched = no"]).unwrap();
+        let back = Options::default().with_refit_json(&o.training_json()).unwrap();
+        assert_eq!((back.alpha, back.confidence, back.seed), (2.5, Confidence::Log, 9));
+        assert!(back.exclude_watched, "table options are not part of the training JSON");
     }
 
     #[test]

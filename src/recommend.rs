@@ -33,9 +33,14 @@ impl TableFunction for Recommend {
 /// The top-k items of one user: what `recommend(user_id, k, model)` returns.
 pub fn recommend_for(conn: &Connection, state: &ConnectionState, shadow: &Shadow, user_id: i64, k: usize) -> Result<Vec<(i64, f32)>> {
     let options = shadow.load_options(conn)?;
-    let watched = if options.exclude_watched { shadow.watched_items(conn, user_id)? } else { Vec::new() };
+    let events = shadow.user_events(conn, user_id)?;
+    let mut watched: Vec<i64> = Vec::new();
+    if options.exclude_watched {
+        watched = events.iter().map(|(_, e)| e.item_id).collect();
+        watched.dedup(); // events come in item order
+    }
     Ok(match state.serving(conn, shadow)? {
-        Some(model) => model.recommend(user_id, k, &watched),
+        Some(model) => model.recommend(user_id, &events, k, &watched).1,
         None => popular_items(&state.live_popularity(conn, shadow)?, k, &watched),
     })
 }

@@ -1,12 +1,28 @@
-//! A fitted model decoded for serving: ids, factors, norms and popularity in memory,
-//! so that `recommend()` and `similar_items()` never re-read factor blobs.
-//! Pure Rust: built from a [`StoredModel`], knows nothing of SQLite.
+//! A fitted model decoded for serving: ids, factors, norms, popularity and the item
+//! Gramian in memory, so that `recommend()` and `similar_items()` never re-read factor
+//! blobs. Pure Rust: built from a [`StoredModel`], knows nothing of SQLite.
+//!
+//! Freshness: a user whose events all predate the refit is served their stored vector.
+//! A user with events newer than the refit (or with events but no vector yet) is
+//! *folded in*: their vector is solved exactly from the current item factors and all
+//! of their events, with the same objective and options as the refit (implicit's
+//! `recalculate_user`), and cached until their events change.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
-use crate::model::topk;
-use crate::model::Factors;
-use crate::store::StoredModel;
+use crate::model::feedback::{self, FeedbackParams};
+use crate::model::{als, topk, Factors};
+use crate::options::Options;
+use crate::store::{Event, StoredModel};
+
+/// A folded-in user vector and the events it was computed from.
+#[derive(Debug)]
+struct Folded {
+    /// (largest event rowid, number of events) of the user at fold-in time.
+    events: (i64, usize),
+    vector: Vec<f32>,
+}
 
 #[derive(Debug)]
 pub struct Serving {
@@ -20,11 +36,34 @@ pub struct Serving {
     items: Factors,
     item_norms: Vec<f32>,
     popularity: Vec<f32>,
+    /// YᵀY of the item factors, for fold-in.
+    item_gramian: Vec<f32>,
+    feedback: FeedbackParams,
+    regularization: f32,
+    events_upto: i64,
+    newest_ts: i64,
+    folded: Mutex<HashMap<i64, Folded>>,
+}
+
+/// Where a user's ranking vector came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSource {
+    Stored,
+    FoldedIn,
+    /// No usable events and no stored vector: popularity.
+    Popularity,
 }
 
 impl Serving {
     pub fn new(model: StoredModel) -> Self {
         let index = |ids: &[i64]| ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect();
+        // The options of the refit that wrote the model; a model written by a refit
+        // with unreadable options falls back to the defaults (fold-in is then approximate).
+        let options = Options::default().with_refit_json(&model.meta.options).unwrap_or_default();
+        let item_gramian = match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+            Ok(pool) => als::gramian(&model.items, &pool),
+            Err(_) => vec![0.0; model.items.dim * model.items.dim],
+        };
         Serving {
             tag: model.meta.tag,
             version: model.meta.version,
@@ -35,6 +74,12 @@ impl Serving {
             item_ids: model.item_ids,
             items: model.items,
             popularity: model.popularity,
+            item_gramian,
+            feedback: options.feedback(),
+            regularization: options.regularization as f32,
+            events_upto: model.meta.events_upto,
+            newest_ts: model.meta.newest_ts,
+            folded: Mutex::new(HashMap::new()),
         }
     }
 
@@ -48,15 +93,79 @@ impl Serving {
         ranked.into_iter().map(|(i, score)| (self.item_ids[i as usize], score)).collect()
     }
 
-    /// Top-k items for a user by dot product, or by popularity when the user has no
-    /// factors; `exclude` holds item ids to leave out.
-    pub fn recommend(&self, user_id: i64, k: usize, exclude: &[i64]) -> Vec<(i64, f32)> {
+    /// The vector to rank with for a user whose events (rowid, event) are given.
+    pub fn user_vector(&self, user_id: i64, events: &[(i64, Event)]) -> (UserSource, Option<Vec<f32>>) {
+        let stored = self.user_index.get(&user_id).map(|&u| self.users.row(u as usize));
+        let newest_event = events.iter().map(|(id, _)| *id).max();
+        match (newest_event, stored) {
+            (None, Some(row)) => return (UserSource::Stored, Some(row.to_vec())),
+            (Some(id), Some(row)) if id <= self.events_upto => return (UserSource::Stored, Some(row.to_vec())),
+            (None, None) => return (UserSource::Popularity, None),
+            _ => {}
+        }
+        let key = (newest_event.unwrap_or(0), events.len());
+        let mut folded = self.folded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(f) = folded.get(&user_id) {
+            if f.events == key {
+                return (UserSource::FoldedIn, Some(f.vector.clone()));
+            }
+        }
+        match self.fold_in(events) {
+            Some(vector) => {
+                folded.insert(user_id, Folded { events: key, vector: vector.clone() });
+                (UserSource::FoldedIn, Some(vector))
+            }
+            // Only items without factors (newer than the refit): nothing to solve from.
+            None => match stored {
+                Some(row) => (UserSource::Stored, Some(row.to_vec())),
+                None => (UserSource::Popularity, None),
+            },
+        }
+    }
+
+    /// Solves a user's vector from fixed item factors and all of their events.
+    fn fold_in(&self, events: &[(i64, Event)]) -> Option<Vec<f32>> {
+        let n = events.len();
+        let columns = (
+            vec![0i64; n],
+            events.iter().map(|(_, e)| e.item_id).collect::<Vec<_>>(),
+            events.iter().map(|(_, e)| e.watch_time).collect::<Vec<_>>(),
+            events.iter().map(|(_, e)| e.duration).collect::<Vec<_>>(),
+            events.iter().map(|(_, e)| e.ts).collect::<Vec<_>>(),
+        );
+        let view = feedback::Events {
+            user_ids: &columns.0,
+            item_ids: &columns.1,
+            watch_time: &columns.2,
+            duration: &columns.3,
+            ts: &columns.4,
+        };
+        let newest = self.newest_ts.max(feedback::newest_ts(&view));
+        let fb = feedback::build(&view, &self.feedback, newest);
+        let (dense, conf, pref) = fb.data.user_row(0);
+        let entries: Vec<(u32, f32, f32)> = dense
+            .iter()
+            .zip(conf.iter().zip(pref))
+            .filter_map(|(&d, (&c, &p))| self.item_index.get(&fb.item_ids[d as usize]).map(|&i| (i, c, p)))
+            .collect();
+        if entries.is_empty() {
+            return None;
+        }
+        let vector = als::fold_in(&self.items, &self.item_gramian, &entries, self.regularization);
+        vector.iter().all(|v| v.is_finite()).then_some(vector)
+    }
+
+    /// Top-k items for a user by dot product with their vector (stored or folded in),
+    /// or by popularity as of the refit when they have neither; `exclude` holds item
+    /// ids to leave out.
+    pub fn recommend(&self, user_id: i64, events: &[(i64, Event)], k: usize, exclude: &[i64]) -> (UserSource, Vec<(i64, f32)>) {
         let exclude = self.item_indices(exclude);
-        let ranked = match self.user_index.get(&user_id) {
-            Some(&u) => topk::top_k_dot(self.users.row(u as usize), &self.items, k, &exclude),
+        let (source, vector) = self.user_vector(user_id, events);
+        let ranked = match vector {
+            Some(v) => topk::top_k_dot(&v, &self.items, k, &exclude),
             None => topk::top_k_scores(self.popularity.iter().enumerate().map(|(i, &p)| (i as u32, p)), k, &exclude),
         };
-        self.with_ids(ranked)
+        (source, self.with_ids(ranked))
     }
 
     /// The k items closest to `item_id` by cosine of their factors (itself left out);

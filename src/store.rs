@@ -75,6 +75,10 @@ pub struct ModelMeta {
     pub events_upto: i64,
     /// The JSON report returned by the refit that wrote this model.
     pub report: String,
+    /// The newest event `ts` seen by the refit: "now" for recency decay.
+    pub newest_ts: i64,
+    /// The training options of that refit, as a JSON object (what fold-in must reuse).
+    pub options: String,
 }
 
 /// Names and SQL of the shadow tables of one `foryou` table.
@@ -253,6 +257,27 @@ impl Shadow {
         Ok(out)
     }
 
+    /// Every event of one user (through the user index), in item order.
+    pub fn user_events(&self, conn: &Connection, user_id: i64) -> Result<Vec<(i64, Event)>> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT id, item_id, watch_time, duration, ts FROM {} WHERE user_id = ?1 ORDER BY item_id, id",
+            self.name("events")
+        ))?;
+        let rows = stmt.query_map([user_id], |row| {
+            Ok((
+                row.get(0)?,
+                Event { user_id, item_id: row.get(1)?, watch_time: row.get(2)?, duration: row.get(3)?, ts: row.get(4)? },
+            ))
+        })?;
+        rows.collect()
+    }
+
+    /// Number of events with rowid > `after` (events newer than a refit).
+    pub fn count_events_after(&self, conn: &Connection, after: i64) -> Result<i64> {
+        let mut stmt = conn.prepare_cached(&format!("SELECT count(*) FROM {} WHERE id > ?1", self.name("events")))?;
+        stmt.query_row([after], |row| row.get(0))
+    }
+
     /// Distinct items the user has events for, ascending.
     pub fn watched_items(&self, conn: &Connection, user_id: i64) -> Result<Vec<i64>> {
         let mut stmt = conn.prepare_cached(&format!(
@@ -291,7 +316,7 @@ impl Shadow {
     pub fn model_meta(&self, conn: &Connection) -> Result<Option<ModelMeta>> {
         let mut stmt = conn.prepare(&format!("SELECT key, value FROM {}", self.name("model")))?;
         let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, rusqlite::types::Value>(1)?)))?;
-        let (mut version, mut tag, mut upto, mut report) = (None, None, None, None);
+        let (mut version, mut tag, mut upto, mut report, mut newest, mut options) = (None, None, None, None, None, None);
         for row in rows {
             use rusqlite::types::Value as V;
             match row? {
@@ -299,11 +324,15 @@ impl Shadow {
                 (k, V::Text(v)) if k == "tag" => tag = Some(v),
                 (k, V::Integer(v)) if k == "events_upto" => upto = Some(v),
                 (k, V::Text(v)) if k == "report" => report = Some(v),
+                (k, V::Integer(v)) if k == "newest_ts" => newest = Some(v),
+                (k, V::Text(v)) if k == "options" => options = Some(v),
                 _ => {}
             }
         }
-        Ok(match (version, tag, upto, report) {
-            (Some(version), Some(tag), Some(events_upto), Some(report)) => Some(ModelMeta { version, tag, events_upto, report }),
+        Ok(match (version, tag, upto, report, newest, options) {
+            (Some(version), Some(tag), Some(events_upto), Some(report), Some(newest_ts), Some(options)) => {
+                Some(ModelMeta { version, tag, events_upto, report, newest_ts, options })
+            }
             _ => None,
         })
     }
@@ -357,6 +386,8 @@ impl Shadow {
         put.execute(params!["tag", model.meta.tag])?;
         put.execute(params!["events_upto", model.meta.events_upto])?;
         put.execute(params!["report", model.meta.report])?;
+        put.execute(params!["newest_ts", model.meta.newest_ts])?;
+        put.execute(params!["options", model.meta.options])?;
         Ok(())
     }
 
@@ -378,9 +409,13 @@ impl Shadow {
         Ok(())
     }
 
-    /// Runs `body` inside a savepoint: all of its writes land, or none do.
+    /// Runs `body` inside a savepoint: all of its writes land, or none do. Inside a
+    /// running write statement (an INSERT that triggers an automatic refit) SQLite opens
+    /// no savepoint; that statement is itself atomic, so `body` runs within it.
     pub fn atomically<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
-        conn.execute_batch("SAVEPOINT foryou")?;
+        if conn.execute_batch("SAVEPOINT foryou").is_err() {
+            return body();
+        }
         match body() {
             Ok(value) => {
                 conn.execute_batch("RELEASE foryou")?;

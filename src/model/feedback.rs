@@ -162,12 +162,17 @@ pub struct Events<'a> {
     pub ts: &'a [i64],
 }
 
-/// Builds the feedback. Runs on the current rayon pool; the result does not depend on
-/// its size (stable sorts, sequential sums in event order).
-pub fn build(events: &Events<'_>, params: &FeedbackParams) -> Feedback {
+/// The newest `ts` among the events: "now" for recency decay.
+pub fn newest_ts(events: &Events<'_>) -> i64 {
+    events.ts.iter().copied().max().unwrap_or(0)
+}
+
+/// Builds the feedback, with recency measured from `newest` (see [`newest_ts`]). Runs
+/// on the current rayon pool; the result does not depend on its size (stable sorts,
+/// sequential sums in event order).
+pub fn build(events: &Events<'_>, params: &FeedbackParams, newest: i64) -> Feedback {
     let (users, user_index) = dense_ids(events.user_ids);
     let (items, item_index) = dense_ids(events.item_ids);
-    let newest = events.ts.iter().copied().max().unwrap_or(0);
     // Per event: pair key, whether it is a skip, its mass (w·r for a watch, w for a skip).
     let mut keyed: Vec<(u64, bool, f64)> = (0..events.user_ids.len())
         .into_par_iter()
@@ -276,7 +281,7 @@ mod tests {
     fn events_aggregate_per_pair_with_dense_ids_in_id_order() {
         // user 70 watched item 5 twice (half, then full), user -3 watched item 9.
         let p = FeedbackParams { alpha: 2.0, ..Default::default() };
-        let f = build(&events(&[70, -3, 70], &[5, 9, 5], &[5.0, 1.0, 10.0], &[10.0; 3], &[0; 3]), &p);
+        let f = build(&events(&[70, -3, 70], &[5, 9, 5], &[5.0, 1.0, 10.0], &[10.0; 3], &[0; 3]), &p, 0);
         assert_eq!(f.user_ids, vec![-3, 70]);
         assert_eq!(f.item_ids, vec![5, 9]);
         assert_eq!(f.data.nnz(), 2);
@@ -292,6 +297,7 @@ mod tests {
         let f = build(
             &events(&[1, 1, 1, 1, 1], &[1, 1, 2, 2, 3], &[0.5, 0.0, 0.2, 10.0, 0.0], &[10.0; 5], &[0; 5]),
             &p,
+            0,
         );
         let (items, conf, pref) = f.data.user_row(0);
         assert_eq!(items, &[0, 1, 2]);
@@ -304,7 +310,8 @@ mod tests {
     fn recency_weights_watches_by_age_from_the_newest_event() {
         let p = FeedbackParams { alpha: 1.0, half_life_days: 1.0, ..Default::default() };
         let day = 86_400;
-        let f = build(&events(&[1, 1], &[1, 2], &[10.0, 10.0], &[10.0, 10.0], &[0, day]), &p);
+        let e = events(&[1, 1], &[1, 2], &[10.0, 10.0], &[10.0, 10.0], &[0, day]);
+        let f = build(&e, &p, newest_ts(&e));
         let (_, conf, _) = f.data.user_row(0);
         assert_eq!(conf, &[1.5, 2.0]);
     }
