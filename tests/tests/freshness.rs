@@ -1,0 +1,308 @@
+//! A feed that reacts now: fold-in of fresh events on read, new items, incremental and
+//! automatic refits, and what other connections see.
+
+use foryou_tests::{load, memory};
+use rusqlite::{Connection, OptionalExtension};
+
+const TOPICS: i64 = 4;
+const PER_TOPIC: i64 = 25;
+const COOKING: i64 = 0;
+const SPORTS: i64 = 1;
+
+fn topic_of(item: i64) -> i64 {
+    item / 100
+}
+
+/// A deterministic generator (splitmix64), so fixtures need no crate.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: i64) -> i64 {
+        (self.next() % n as u64) as i64
+    }
+}
+
+/// 200 users, each with one favourite topic: they finish ~12 of its videos and swipe
+/// a few others. Items are `topic * 100 + k`.
+fn clustered_feed(conn: &Connection, options: &str) {
+    conn.execute_batch(&format!("CREATE VIRTUAL TABLE feed USING foryou({options})")).unwrap();
+    let mut rng = Rng(42);
+    let tx = conn.unchecked_transaction().unwrap();
+    {
+        let mut insert = tx
+            .prepare("INSERT INTO feed(user_id, item_id, watch_time, duration, ts) VALUES (?1, ?2, ?3, 20.0, ?4)")
+            .unwrap();
+        for user in 0..200i64 {
+            let favourite = user % TOPICS;
+            for n in 0..12 {
+                let item = favourite * 100 + rng.below(PER_TOPIC);
+                insert.execute((user, item, 18.0 + rng.below(5) as f64, 1_000 + n)).unwrap();
+            }
+            for n in 0..3 {
+                let item = ((favourite + 1 + rng.below(TOPICS - 1)) % TOPICS) * 100 + rng.below(PER_TOPIC);
+                insert.execute((user, item, 1.0, 2_000 + n)).unwrap();
+            }
+        }
+    }
+    tx.commit().unwrap();
+}
+
+fn feed(conn: &Connection, user: i64, k: i64) -> Vec<i64> {
+    let mut stmt = conn.prepare("SELECT item_id FROM recommend(?1, ?2) ORDER BY rank").unwrap();
+    stmt.query_map((user, k), |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+fn refit(conn: &Connection, options: &str) -> serde_json::Value {
+    let report: String = conn.query_row("SELECT foryou_refit('feed', ?1)", [options], |r| r.get(0)).unwrap();
+    serde_json::from_str(&report).unwrap()
+}
+
+#[test]
+fn cooking_rises_in_the_very_next_feed_without_a_refit() {
+    let conn = memory();
+    clustered_feed(&conn, "factors = 8, iterations = 12, seed = 1");
+    refit(&conn, "{}");
+    let sports_fan = SPORTS; // user 1 loves sports
+    let cooking = |items: &[i64]| items.iter().filter(|&&i| topic_of(i) == COOKING).count();
+    let before = feed(&conn, sports_fan, 10);
+    assert!(cooking(&before) <= 1, "a sports fan starts with little cooking: {before:?}");
+
+    let mut insert = conn.prepare("INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (?1, ?2, 20.0, 20.0)").unwrap();
+    for item in [3, 7, 11] {
+        insert.execute((sports_fan, COOKING * 100 + item)).unwrap();
+    }
+    let after = feed(&conn, sports_fan, 10);
+    assert!(
+        cooking(&after) >= 3 && cooking(&after) > cooking(&before),
+        "after three cooking videos watched to the end, cooking should rise: before {before:?}, after {after:?}"
+    );
+    assert!(after.iter().all(|i| ![3, 7, 11].contains(i)), "just-watched videos are left out: {after:?}");
+}
+
+#[test]
+fn a_new_user_with_events_is_folded_in_and_one_without_gets_popularity() {
+    let conn = memory();
+    clustered_feed(&conn, "factors = 8, iterations = 12, seed = 1");
+    refit(&conn, "{}");
+    let popular = feed(&conn, 123_456, 10);
+    conn.execute("INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (9999, 203, 20, 20), (9999, 207, 20, 20)", [])
+        .unwrap();
+    let newcomer = feed(&conn, 9999, 10);
+    assert!(newcomer.iter().filter(|&&i| topic_of(i) == 2).count() >= 8, "folded-in newcomer: {newcomer:?}");
+    assert_ne!(newcomer, popular);
+    // Unknown user, no events: popularity as of the refit, identical for every such user.
+    assert_eq!(feed(&conn, 777_777, 10), popular);
+}
+
+/// Solves (YᵀY + Σ (c−1) y yᵀ + λI) x = Σ c p y in f64 by Gaussian elimination: an
+/// independent implementation of the refit's user step, solved exactly.
+fn exact_user_vector(items: &[Vec<f64>], watched: &[(usize, f64)], reg: f64) -> Vec<f64> {
+    let dim = items[0].len();
+    let mut a = vec![vec![0.0; dim + 1]; dim];
+    for y in items {
+        for r in 0..dim {
+            for c in 0..dim {
+                a[r][c] += y[r] * y[c];
+            }
+        }
+    }
+    for &(i, conf) in watched {
+        let y = &items[i];
+        for r in 0..dim {
+            for c in 0..dim {
+                a[r][c] += (conf - 1.0) * y[r] * y[c];
+            }
+            a[r][dim] += conf * y[r];
+        }
+    }
+    for (r, row) in a.iter_mut().enumerate() {
+        row[r] += reg;
+    }
+    for col in 0..dim {
+        let pivot = (col..dim).max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs())).unwrap();
+        a.swap(col, pivot);
+        for r in 0..dim {
+            if r != col {
+                let f = a[r][col] / a[col][col];
+                for c in col..=dim {
+                    a[r][c] -= f * a[col][c];
+                }
+            }
+        }
+    }
+    (0..dim).map(|r| a[r][dim] / a[r][r]).collect()
+}
+
+#[test]
+fn fold_in_equals_an_exact_user_step_with_frozen_item_factors() {
+    let conn = memory();
+    let (alpha, reg) = (3.0, 0.2);
+    clustered_feed(&conn, &format!("factors = 6, iterations = 8, seed = 5, alpha = {alpha}, regularization = {reg}, exclude_watched = false"));
+    refit(&conn, "{}");
+    // Fresh events for an existing user: two plays of one item, one of another.
+    conn.execute_batch(
+        "INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (7, 305, 10, 20), (7, 305, 30, 20), (7, 112, 5, 20)",
+    )
+    .unwrap();
+
+    // Item factors as stored (little-endian f32 blobs, ids as little-endian i64).
+    let mut ids = Vec::new();
+    let mut factors = Vec::new();
+    let mut stmt = conn.prepare("SELECT ids, factors FROM feed_items ORDER BY chunk").unwrap();
+    let mut rows = stmt.query([]).unwrap();
+    while let Some(row) = rows.next().unwrap() {
+        let id_blob: Vec<u8> = row.get(0).unwrap();
+        let f_blob: Vec<u8> = row.get(1).unwrap();
+        ids.extend(id_blob.chunks(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())));
+        factors.extend(f_blob.chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64));
+    }
+    let dim = factors.len() / ids.len();
+    let items: Vec<Vec<f64>> = factors.chunks(dim).map(<[f64]>::to_vec).collect();
+
+    // The documented confidence: c = 1 + alpha · min(Σ min(watch/duration, 10), 10).
+    let mut ratio_by_item = std::collections::BTreeMap::<i64, f64>::new();
+    let mut events = conn.prepare("SELECT item_id, watch_time / duration FROM feed WHERE user_id = 7").unwrap();
+    for row in events.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))).unwrap() {
+        let (item, ratio) = row.unwrap();
+        *ratio_by_item.entry(item).or_default() += ratio.min(10.0);
+    }
+    let watched: Vec<(usize, f64)> = ratio_by_item
+        .iter()
+        .map(|(item, r)| (ids.iter().position(|i| i == item).unwrap(), 1.0 + alpha * r.min(10.0)))
+        .collect();
+    let x = exact_user_vector(&items, &watched, reg);
+
+    let mut served = conn.prepare("SELECT item_id, score FROM recommend(7, 1000)").unwrap();
+    let served: Vec<(i64, f64)> = served.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    assert_eq!(served.len(), ids.len());
+    for (item, score) in served {
+        let y = &items[ids.iter().position(|&i| i == item).unwrap()];
+        let expected: f64 = x.iter().zip(y).map(|(a, b)| a * b).sum();
+        assert!((score - expected).abs() < 1e-5, "item {item}: served {score}, exact {expected}");
+    }
+}
+
+#[test]
+fn new_items_enter_through_an_incremental_refit() {
+    let conn = memory();
+    clustered_feed(&conn, "factors = 8, iterations = 12, seed = 1, incremental_iterations = 3");
+    let full = refit(&conn, "{}");
+    // A new sports video, finished by ten sports fans after the refit.
+    for fan in (1..40).step_by(4) {
+        conn.execute("INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (?1, 150, 20, 20)", [fan]).unwrap();
+    }
+    let similar = |item: i64| -> Vec<i64> {
+        let mut s = conn.prepare("SELECT item_id FROM similar_items(?1, 5)").unwrap();
+        s.query_map([item], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert!(similar(150).is_empty(), "no factors before a refit");
+    assert!(!feed(&conn, 5, 200).contains(&150), "an item without factors cannot be scored yet");
+
+    let incremental = refit(&conn, r#"{"mode": "incremental"}"#);
+    assert_eq!(incremental["mode"], "incremental");
+    assert_eq!(incremental["iterations"], 3);
+    assert_eq!(incremental["version"], full["version"].as_i64().unwrap() + 1);
+    assert_eq!(incremental["items"], full["items"].as_i64().unwrap() + 1);
+    let near = similar(150);
+    assert!(near.iter().filter(|&&i| topic_of(i) == SPORTS).count() >= 4, "new sports video's neighbours: {near:?}");
+    // A sports fan who has not seen it gets it among the sports videos, above all others.
+    let ranked = feed(&conn, 45, 100);
+    let at = ranked.iter().position(|&i| i == 150).expect("item 150 is ranked now");
+    let first_other = ranked.iter().position(|&i| topic_of(i) != SPORTS).unwrap();
+    assert!(at < first_other, "item 150 at {at}, first non-sports item at {first_other}: {ranked:?}");
+}
+
+#[test]
+fn auto_refit_runs_inside_the_insert_that_crosses_the_threshold() {
+    let conn = memory();
+    conn.execute_batch("CREATE VIRTUAL TABLE feed USING foryou(factors = 4, iterations = 5, auto_refit = 10)").unwrap();
+    let version = || -> Option<i64> {
+        conn.query_row("SELECT value FROM feed_model WHERE key = 'version'", [], |r| r.get(0)).optional().unwrap()
+    };
+    let mode = || -> String {
+        conn.query_row("SELECT json_extract(value, '$.mode') FROM feed_model WHERE key = 'report'", [], |r| r.get(0)).unwrap()
+    };
+    let mut insert = conn.prepare("INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (?1, ?2, 10, 10)").unwrap();
+    for n in 0..9i64 {
+        insert.execute((n % 3, n)).unwrap();
+    }
+    assert_eq!(version(), None);
+    insert.execute((1, 100)).unwrap();
+    assert_eq!(version(), Some(1));
+    assert_eq!(mode(), "full");
+    // Ten more in one statement: the tenth triggers an incremental refit.
+    conn.execute_batch(
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 10)
+         INSERT INTO feed(user_id, item_id, watch_time, duration) SELECT x % 4, 200 + x, 10, 10 FROM n",
+    )
+    .unwrap();
+    assert_eq!(version(), Some(2));
+    assert_eq!(mode(), "incremental");
+    let events: i64 = conn.query_row("SELECT json_extract(value, '$.events') FROM feed_model WHERE key = 'report'", [], |r| r.get(0)).unwrap();
+    assert_eq!(events, 20);
+}
+
+fn two_connections(wal: bool) -> (tempfile::TempDir, Connection, Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed.db");
+    let a = Connection::open(&path).unwrap();
+    load(&a).unwrap();
+    if wal {
+        a.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())).unwrap();
+    }
+    clustered_feed(&a, "factors = 8, iterations = 10, seed = 2");
+    let b = Connection::open(&path).unwrap();
+    load(&b).unwrap();
+    (dir, a, b)
+}
+
+fn check_cross_connection(wal: bool) {
+    let (_dir, a, b) = two_connections(wal);
+    let popular = feed(&b, 3, 10); // before any refit: live popularity
+    refit(&a, "{}");
+    let personal = feed(&b, 3, 10);
+    assert_ne!(personal, popular, "B sees A's refit");
+    // A's fresh events for user 3 reach B's next recommend (fold-in), without a refit.
+    a.execute_batch("INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (3, 1, 20, 20), (3, 5, 20, 20), (3, 9, 20, 20), (3, 13, 20, 20)")
+        .unwrap();
+    let reacted = feed(&b, 3, 10);
+    assert_ne!(reacted, personal, "B sees A's new events");
+    assert!(reacted.iter().all(|i| ![1, 5, 9, 13].contains(i)));
+    // B refits; A's cache follows.
+    let before = feed(&a, 3, 10);
+    let report = refit(&b, r#"{"seed": 99}"#);
+    assert_eq!(report["version"], 2);
+    let after_version: i64 = a.query_row("SELECT value FROM feed_model WHERE key = 'version'", [], |r| r.get(0)).unwrap();
+    assert_eq!(after_version, 2);
+    assert_ne!(feed(&a, 3, 10), before, "A serves B's new model");
+}
+
+#[test]
+fn another_connection_sees_refits_and_fresh_events() {
+    check_cross_connection(false);
+}
+
+#[test]
+fn another_connection_sees_refits_and_fresh_events_in_wal_mode() {
+    check_cross_connection(true);
+}
+
+#[test]
+fn an_uncommitted_refit_is_invisible_to_other_connections() {
+    let (_dir, a, b) = two_connections(true);
+    refit(&a, "{}");
+    let committed = feed(&b, 3, 10);
+    a.execute_batch("BEGIN").unwrap();
+    refit(&a, r#"{"seed": 1234, "iterations": 3}"#);
+    assert_eq!(feed(&b, 3, 10), committed, "B still serves the committed model");
+    let b_version: i64 = b.query_row("SELECT value FROM feed_model WHERE key = 'version'", [], |r| r.get(0)).unwrap();
+    assert_eq!(b_version, 1);
+    a.execute_batch("COMMIT").unwrap();
+    assert_ne!(feed(&b, 3, 10), committed, "after COMMIT, B serves the new model");
+}
