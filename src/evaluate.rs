@@ -40,7 +40,10 @@ pub fn foryou_evaluate(ctx: &Context<'_>, state: &Arc<ConnectionState>) -> Resul
     }
     let mut acc = Accumulator::default();
     for (user, items) in &relevant {
-        let ranked: Vec<i64> = recommend_for(&conn, state, &shadow, *user, k)?.into_iter().map(|(item, _)| item).collect();
+        let ranked: Vec<i64> = recommend_for(&conn, state, &shadow, *user, k)?
+            .into_iter()
+            .map(|(item, _)| item)
+            .collect();
         acc.add(&ranked, items, k);
     }
     let catalogue = shadow.catalogue_size(&conn)?;

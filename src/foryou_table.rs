@@ -11,8 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::types::ValueRef;
 use rusqlite::vtab::{
-    self, sqlite3_vtab, sqlite3_vtab_cursor, Context, CreateVTab, Filters, IndexConstraintOp, IndexInfo, Inserts,
-    Module, UpdateVTab, Updates, VTab, VTabConnection, VTabCursor, VTabKind,
+    self, sqlite3_vtab, sqlite3_vtab_cursor, Context, CreateVTab, Filters, IndexConstraintOp,
+    IndexInfo, Inserts, Module, UpdateVTab, Updates, VTab, VTabConnection, VTabCursor, VTabKind,
 };
 use rusqlite::{ffi, Connection, Result};
 
@@ -22,7 +22,8 @@ use crate::sql_args;
 use crate::store::{Event, Shadow, PARTS};
 
 /// The declared schema of every `foryou` table.
-pub const CREATE_SQL: &CStr = c"CREATE TABLE x(user_id INTEGER, item_id INTEGER, watch_time REAL, duration REAL, ts INTEGER)";
+pub const CREATE_SQL: &CStr =
+    c"CREATE TABLE x(user_id INTEGER, item_id INTEGER, watch_time REAL, duration REAL, ts INTEGER)";
 
 /// Column order of [`CREATE_SQL`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,16 +56,26 @@ pub struct FeedTable {
 
 fn args_as_str<'a>(args: &'a [&'a [u8]]) -> Result<Vec<&'a str>> {
     args.iter()
-        .map(|a| std::str::from_utf8(a).map_err(|_| sql_error("foryou: CREATE arguments must be UTF-8")))
+        .map(|a| {
+            std::str::from_utf8(a).map_err(|_| sql_error("foryou: CREATE arguments must be UTF-8"))
+        })
         .collect()
 }
 
 impl FeedTable {
-    fn open_table(db: &mut VTabConnection, schema: &[u8], table: &[u8], options: Option<Options>) -> Result<(Cow<'static, CStr>, Self)> {
+    fn open_table(
+        db: &mut VTabConnection,
+        schema: &[u8],
+        table: &[u8],
+        options: Option<Options>,
+    ) -> Result<(Cow<'static, CStr>, Self)> {
         // SAFETY: the handle outlives this table: SQLite disconnects every virtual table
         // before it closes the connection, and `from_handle` does not take ownership.
         let conn = unsafe { Connection::from_handle(db.handle())? };
-        let shadow = Shadow::new(&String::from_utf8_lossy(schema), &String::from_utf8_lossy(table));
+        let shadow = Shadow::new(
+            &String::from_utf8_lossy(schema),
+            &String::from_utf8_lossy(table),
+        );
         let options = match options {
             Some(options) => {
                 shadow.create(&conn, &options)?;
@@ -72,7 +83,13 @@ impl FeedTable {
             }
             None => shadow.load_options(&conn)?,
         };
-        let table = FeedTable { base: sqlite3_vtab::default(), conn, shadow, options, inserted_since_check: 0 };
+        let table = FeedTable {
+            base: sqlite3_vtab::default(),
+            conn,
+            shadow,
+            options,
+            inserted_since_check: 0,
+        };
         Ok((Cow::Borrowed(CREATE_SQL), table))
     }
 
@@ -82,25 +99,60 @@ impl FeedTable {
         let at = |c: Column| values[c as usize];
         let user_id = sql_args::integer(&who, "user_id", at(Column::UserId))?;
         let item_id = sql_args::integer(&who, "item_id", at(Column::ItemId))?;
-        let watch_time = sql_args::number(&who, "watch_time", "a number of seconds >= 0", at(Column::WatchTime))?;
+        let watch_time = sql_args::number(
+            &who,
+            "watch_time",
+            "a number of seconds >= 0",
+            at(Column::WatchTime),
+        )?;
         if watch_time < 0.0 {
-            return Err(sql_error(format!("{who}: watch_time must be a number of seconds >= 0, got {watch_time}")));
+            return Err(sql_error(format!(
+                "{who}: watch_time must be a number of seconds >= 0, got {watch_time}"
+            )));
         }
-        let duration = sql_args::number(&who, "duration", "a number of seconds > 0", at(Column::Duration))?;
+        let duration = sql_args::number(
+            &who,
+            "duration",
+            "a number of seconds > 0",
+            at(Column::Duration),
+        )?;
         if duration <= 0.0 {
-            return Err(sql_error(format!("{who}: duration must be a number of seconds > 0, got {duration}")));
+            return Err(sql_error(format!(
+                "{who}: duration must be a number of seconds > 0, got {duration}"
+            )));
         }
         let ts = match at(Column::Ts) {
-            ValueRef::Null => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),
+            ValueRef::Null => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
             value => sql_args::integer(&who, "ts", value)?,
         };
-        Ok(Event { user_id, item_id, watch_time, duration, ts })
+        Ok(Event {
+            user_id,
+            item_id,
+            watch_time,
+            duration,
+            ts,
+        })
+    }
+
+    /// Names the conflict when an explicit rowid is already used by another event.
+    fn rowid_taken(&self, id: i64, error: rusqlite::Error) -> rusqlite::Error {
+        match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::ConstraintViolation) => sql_error(format!(
+                "foryou: {}: an event with rowid {id} already exists",
+                self.shadow.table
+            )),
+            _ => error,
+        }
     }
 
     fn rowid_of(&self, value: ValueRef<'_>) -> Result<Option<i64>> {
         match value {
             ValueRef::Null => Ok(None),
-            value => sql_args::integer(&format!("foryou: {}", self.shadow.table), "rowid", value).map(Some),
+            value => sql_args::integer(&format!("foryou: {}", self.shadow.table), "rowid", value)
+                .map(Some),
         }
     }
 }
@@ -111,7 +163,14 @@ unsafe impl<'vtab> VTab<'vtab> for FeedTable {
     type Cursor = EventCursor<'vtab>;
 
     // xConnect: reopen an existing table; reads its options and checks the format version.
-    fn connect(db: &mut VTabConnection, _: Option<&()>, _: &[u8], schema: &[u8], table: &[u8], _: &[&[u8]]) -> Result<(Cow<'static, CStr>, Self)> {
+    fn connect(
+        db: &mut VTabConnection,
+        _: Option<&()>,
+        _: &[u8],
+        schema: &[u8],
+        table: &[u8],
+        _: &[&[u8]],
+    ) -> Result<(Cow<'static, CStr>, Self)> {
         guarded("foryou", || Self::open_table(db, schema, table, None))
     }
 
@@ -121,7 +180,9 @@ unsafe impl<'vtab> VTab<'vtab> for FeedTable {
         guarded("foryou", || {
             let (mut rowid_at, mut user_at) = (None, None);
             for (i, constraint) in info.constraints().enumerate() {
-                if !constraint.is_usable() || constraint.operator() != IndexConstraintOp::SQLITE_INDEX_CONSTRAINT_EQ {
+                if !constraint.is_usable()
+                    || constraint.operator() != IndexConstraintOp::SQLITE_INDEX_CONSTRAINT_EQ
+                {
                     continue;
                 }
                 match constraint.column() {
@@ -151,7 +212,8 @@ unsafe impl<'vtab> VTab<'vtab> for FeedTable {
             info.set_estimated_rows(rows);
             if let Some(order) = info.order_bys().next() {
                 // Rows come out in rowid order.
-                if info.num_of_order_by() == 1 && order.column() == -1 && !order.is_order_by_desc() {
+                if info.num_of_order_by() == 1 && order.column() == -1 && !order.is_order_by_desc()
+                {
                     info.set_order_by_consumed(true);
                 }
             }
@@ -160,7 +222,15 @@ unsafe impl<'vtab> VTab<'vtab> for FeedTable {
     }
 
     fn open(&'vtab mut self) -> Result<EventCursor<'vtab>> {
-        Ok(EventCursor { base: sqlite3_vtab_cursor::default(), table: self, rows: Vec::new(), at: 0, user: None, only: None, exhausted: true })
+        Ok(EventCursor {
+            base: sqlite3_vtab_cursor::default(),
+            table: self,
+            rows: Vec::new(),
+            at: 0,
+            user: None,
+            only: None,
+            exhausted: true,
+        })
     }
 }
 
@@ -168,7 +238,14 @@ impl<'vtab> CreateVTab<'vtab> for FeedTable {
     const KIND: VTabKind = VTabKind::Default;
 
     // xCreate: validates the `key = value` options and creates the shadow tables.
-    fn create(db: &mut VTabConnection, _: Option<&()>, _: &[u8], schema: &[u8], table: &[u8], args: &[&[u8]]) -> Result<(Cow<'static, CStr>, Self)> {
+    fn create(
+        db: &mut VTabConnection,
+        _: Option<&()>,
+        _: &[u8],
+        schema: &[u8],
+        table: &[u8],
+        args: &[&[u8]],
+    ) -> Result<(Cow<'static, CStr>, Self)> {
         guarded("foryou", || {
             let options = Options::from_create_args(&args_as_str(args)?).map_err(sql_error)?;
             Self::open_table(db, schema, table, Some(options))
@@ -198,12 +275,13 @@ impl<'vtab> UpdateVTab<'vtab> for FeedTable {
             let values: Vec<ValueRef<'_>> = args.iter().collect();
             let id = self.rowid_of(values[1])?;
             let event = self.event_from(&values[2..])?;
-            let rowid = self.shadow.insert_event(&self.conn, id, &event).map_err(|e| match (id, e.sqlite_error_code()) {
-                (Some(id), Some(rusqlite::ErrorCode::ConstraintViolation)) => {
-                    sql_error(format!("foryou: {}: an event with rowid {id} already exists", self.shadow.table))
-                }
-                _ => e,
-            })?;
+            let rowid = self
+                .shadow
+                .insert_event(&self.conn, id, &event)
+                .map_err(|e| match id {
+                    Some(id) => self.rowid_taken(id, e),
+                    None => e,
+                })?;
             if self.options.auto_refit > 0 {
                 self.inserted_since_check += 1;
                 if self.inserted_since_check >= self.options.auto_refit {
@@ -222,7 +300,9 @@ impl<'vtab> UpdateVTab<'vtab> for FeedTable {
             let old = self.rowid_of(values[0])?.unwrap_or_default();
             let new = self.rowid_of(values[1])?.unwrap_or(old);
             let event = self.event_from(&values[2..])?;
-            self.shadow.update_event(&self.conn, old, new, &event)?;
+            self.shadow
+                .update_event(&self.conn, old, new, &event)
+                .map_err(|e| self.rowid_taken(new, e))?;
             Ok(())
         })
     }
@@ -243,8 +323,14 @@ pub struct EventCursor<'vtab> {
 }
 
 impl EventCursor<'_> {
-    fn fetch(&mut self, after: i64) -> Result<()> {
-        self.rows = self.table.shadow.scan_events(&self.table.conn, after, self.user, self.only, PAGE_ROWS)?;
+    fn fetch(&mut self, after: Option<i64>) -> Result<()> {
+        self.rows = self.table.shadow.scan_events(
+            &self.table.conn,
+            after,
+            self.user,
+            self.only,
+            PAGE_ROWS,
+        )?;
         self.exhausted = self.rows.len() < PAGE_ROWS;
         self.at = 0;
         Ok(())
@@ -264,14 +350,16 @@ unsafe impl VTabCursor for EventCursor<'_> {
                 if idx_num & bit == 0 {
                     return Some(None);
                 }
-                next.next().and_then(|v| sql_args::integer(&who, "constraint", *v).ok()).map(Some)
+                next.next()
+                    .and_then(|v| sql_args::integer(&who, "constraint", *v).ok())
+                    .map(Some)
             };
             let (only, user) = (read(BY_ROWID), read(BY_USER));
             match (only, user) {
                 (Some(only), Some(user)) => {
                     self.only = only;
                     self.user = user;
-                    self.fetch(i64::MIN)
+                    self.fetch(None)
                 }
                 _ => {
                     self.rows.clear();
@@ -288,7 +376,7 @@ unsafe impl VTabCursor for EventCursor<'_> {
         guarded("foryou", || {
             self.at += 1;
             if self.at >= self.rows.len() && !self.exhausted {
-                let last = self.rows.last().map(|(id, _)| *id).unwrap_or(i64::MAX);
+                let last = self.rows.last().map(|(id, _)| *id);
                 self.fetch(last)?;
             }
             Ok(())
@@ -375,7 +463,8 @@ pub fn register(conn: &Connection) -> Result<()> {
         // reading it as one copies the callback table rusqlite built. We then add the two
         // callbacks rusqlite has no trait method for. iVersion 3 is supported by SQLite
         // >= 3.26; the version-2 savepoint callbacks stay NULL (optional).
-        let mut module: ffi::sqlite3_module = unsafe { std::ptr::read((&BASE_MODULE as *const Module<FeedTable>).cast()) };
+        let mut module: ffi::sqlite3_module =
+            unsafe { std::ptr::read((&BASE_MODULE as *const Module<FeedTable>).cast()) };
         module.iVersion = 3;
         module.xRename = Some(x_rename);
         module.xShadowName = Some(x_shadow_name);
@@ -383,11 +472,19 @@ pub fn register(conn: &Connection) -> Result<()> {
     });
     // SAFETY: `module` is 'static (OnceLock in a static); no client data is passed.
     let rc = unsafe {
-        ffi::sqlite3_create_module_v2(conn.handle(), c"foryou".as_ptr(), module, std::ptr::null_mut(), None)
+        ffi::sqlite3_create_module_v2(
+            conn.handle(),
+            c"foryou".as_ptr(),
+            module,
+            std::ptr::null_mut(),
+            None,
+        )
     };
     if rc == ffi::SQLITE_OK {
         Ok(())
     } else {
-        Err(sql_error(format!("foryou: could not register the module (SQLite error {rc})")))
+        Err(sql_error(format!(
+            "foryou: could not register the module (SQLite error {rc})"
+        )))
     }
 }

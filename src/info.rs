@@ -24,7 +24,9 @@ pub fn foryou_debug(_: &Context<'_>) -> Result<String> {
         "version: {}\nsqlite: {}\nsimd: {simd}\ncpus: {}\nformat: {}",
         env!("CARGO_PKG_VERSION"),
         rusqlite::version(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         crate::store::FORMAT_VERSION,
     ))
 }

@@ -33,15 +33,27 @@ fn register(db: Connection) -> Result<bool> {
     db.create_module("recommend", &recommend::MODULE, Some(state.clone()))?;
     db.create_module("similar_items", &similar_items::MODULE, Some(state.clone()))?;
 
-    let pure = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS;
+    let pure = FunctionFlags::SQLITE_UTF8
+        | FunctionFlags::SQLITE_DETERMINISTIC
+        | FunctionFlags::SQLITE_INNOCUOUS;
     db.create_scalar_function("foryou_version", 0, pure, info::foryou_version)?;
-    db.create_scalar_function("foryou_debug", 0, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_INNOCUOUS, info::foryou_debug)?;
+    db.create_scalar_function(
+        "foryou_debug",
+        0,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_INNOCUOUS,
+        info::foryou_debug,
+    )?;
     // Writes the database: never from a trigger or view (DIRECTONLY).
     let writes = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
     for n_args in 0..=2 {
         db.create_scalar_function("foryou_refit", n_args, writes, refit::foryou_refit)?;
     }
-    db.create_scalar_function("foryou_evaluate", 3, FunctionFlags::SQLITE_UTF8, move |ctx| evaluate::foryou_evaluate(ctx, &state))?;
+    db.create_scalar_function(
+        "foryou_evaluate",
+        3,
+        FunctionFlags::SQLITE_UTF8,
+        move |ctx| evaluate::foryou_evaluate(ctx, &state),
+    )?;
     Ok(false)
 }
 

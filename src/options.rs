@@ -11,8 +11,15 @@ pub use crate::model::feedback::Confidence;
 /// What kind of value an option takes, with its accepted range.
 #[derive(Clone, Copy, Debug)]
 enum Kind {
-    Integer { min: i64, max: i64 },
-    Real { min: f64, max: f64, min_exclusive: bool },
+    Integer {
+        min: i64,
+        max: i64,
+    },
+    Real {
+        min: f64,
+        max: f64,
+        min_exclusive: bool,
+    },
     Boolean,
     /// One of a fixed list of words.
     Choice(&'static [&'static str]),
@@ -55,21 +62,126 @@ impl fmt::Display for Value {
 }
 
 const SPECS: &[Spec] = &[
-    Spec { name: "factors", kind: Kind::Integer { min: 1, max: 1024 }, default: Value::Integer(64), scope: Scope::Training },
-    Spec { name: "iterations", kind: Kind::Integer { min: 1, max: 1000 }, default: Value::Integer(15), scope: Scope::Training },
-    Spec { name: "regularization", kind: Kind::Real { min: 0.0, max: 1e6, min_exclusive: false }, default: Value::Real(0.05), scope: Scope::Training },
-    Spec { name: "alpha", kind: Kind::Real { min: 0.0, max: 1e6, min_exclusive: true }, default: Value::Real(10.0), scope: Scope::Training },
-    Spec { name: "confidence", kind: Kind::Choice(&["binary", "linear", "log"]), default: Value::Text("linear"), scope: Scope::Training },
-    Spec { name: "skip_ratio", kind: Kind::Real { min: 0.0, max: 1e3, min_exclusive: false }, default: Value::Real(0.0), scope: Scope::Training },
-    Spec { name: "skip_seconds", kind: Kind::Real { min: 0.0, max: 1e6, min_exclusive: false }, default: Value::Real(0.0), scope: Scope::Training },
-    Spec { name: "skip_weight", kind: Kind::Real { min: 0.0, max: 1e6, min_exclusive: true }, default: Value::Real(1.0), scope: Scope::Training },
-    Spec { name: "half_life_days", kind: Kind::Real { min: 0.0, max: 1e6, min_exclusive: false }, default: Value::Real(0.0), scope: Scope::Training },
-    Spec { name: "cg_steps", kind: Kind::Integer { min: 1, max: 64 }, default: Value::Integer(3), scope: Scope::Training },
-    Spec { name: "seed", kind: Kind::Integer { min: 0, max: i64::MAX }, default: Value::Integer(0), scope: Scope::Training },
-    Spec { name: "threads", kind: Kind::Integer { min: 0, max: 256 }, default: Value::Integer(0), scope: Scope::Training },
-    Spec { name: "incremental_iterations", kind: Kind::Integer { min: 1, max: 1000 }, default: Value::Integer(3), scope: Scope::Training },
-    Spec { name: "auto_refit", kind: Kind::Integer { min: 0, max: i64::MAX }, default: Value::Integer(0), scope: Scope::Table },
-    Spec { name: "exclude_watched", kind: Kind::Boolean, default: Value::Boolean(true), scope: Scope::Table },
+    Spec {
+        name: "factors",
+        kind: Kind::Integer { min: 1, max: 1024 },
+        default: Value::Integer(64),
+        scope: Scope::Training,
+    },
+    Spec {
+        name: "iterations",
+        kind: Kind::Integer { min: 1, max: 1000 },
+        default: Value::Integer(15),
+        scope: Scope::Training,
+    },
+    Spec {
+        name: "regularization",
+        kind: Kind::Real {
+            min: 0.0,
+            max: 1e6,
+            min_exclusive: false,
+        },
+        default: Value::Real(0.05),
+        scope: Scope::Training,
+    },
+    Spec {
+        name: "alpha",
+        kind: Kind::Real {
+            min: 0.0,
+            max: 1e6,
+            min_exclusive: true,
+        },
+        default: Value::Real(10.0),
+        scope: Scope::Training,
+    },
+    Spec {
+        name: "confidence",
+        kind: Kind::Choice(&["binary", "linear", "log"]),
+        default: Value::Text("linear"),
+        scope: Scope::Training,
+    },
+    Spec {
+        name: "skip_ratio",
+        kind: Kind::Real {
+            min: 0.0,
+            max: 1e3,
+            min_exclusive: false,
+        },
+        default: Value::Real(0.0),
+        scope: Scope::Training,
+    },
+    Spec {
+        name: "skip_seconds",
+        kind: Kind::Real {
+            min: 0.0,
+            max: 1e6,
+            min_exclusive: false,
+        },
+        default: Value::Real(0.0),
+        scope: Scope::Training,
+    },
+    Spec {
+        name: "skip_weight",
+        kind: Kind::Real {
+            min: 0.0,
+            max: 1e6,
+            min_exclusive: true,
+        },
+        default: Value::Real(1.0),
+        scope: Scope::Training,
+    },
+    Spec {
+        name: "half_life_days",
+        kind: Kind::Real {
+            min: 0.0,
+            max: 1e6,
+            min_exclusive: false,
+        },
+        default: Value::Real(0.0),
+        scope: Scope::Training,
+    },
+    Spec {
+        name: "cg_steps",
+        kind: Kind::Integer { min: 1, max: 64 },
+        default: Value::Integer(3),
+        scope: Scope::Training,
+    },
+    Spec {
+        name: "seed",
+        kind: Kind::Integer {
+            min: 0,
+            max: i64::MAX,
+        },
+        default: Value::Integer(0),
+        scope: Scope::Training,
+    },
+    Spec {
+        name: "threads",
+        kind: Kind::Integer { min: 0, max: 256 },
+        default: Value::Integer(0),
+        scope: Scope::Training,
+    },
+    Spec {
+        name: "incremental_iterations",
+        kind: Kind::Integer { min: 1, max: 1000 },
+        default: Value::Integer(3),
+        scope: Scope::Training,
+    },
+    Spec {
+        name: "auto_refit",
+        kind: Kind::Integer {
+            min: 0,
+            max: i64::MAX,
+        },
+        default: Value::Integer(0),
+        scope: Scope::Table,
+    },
+    Spec {
+        name: "exclude_watched",
+        kind: Kind::Boolean,
+        default: Value::Boolean(true),
+        scope: Scope::Table,
+    },
 ];
 
 /// The validated options of one model.
@@ -167,7 +279,10 @@ impl Options {
 
     /// Every option as (name, value), in documentation order: what `<table>_config` stores.
     pub fn entries(&self) -> Vec<(&'static str, Value)> {
-        SPECS.iter().map(|spec| (spec.name, self.get(spec.name))).collect()
+        SPECS
+            .iter()
+            .map(|spec| (spec.name, self.get(spec.name)))
+            .collect()
     }
 
     /// Names of every option, for error messages and docs.
@@ -203,7 +318,9 @@ impl Options {
             ("iterations", Value::Integer(v)) => self.iterations = v as usize,
             ("regularization", Value::Real(v)) => self.regularization = v,
             ("alpha", Value::Real(v)) => self.alpha = v,
-            ("confidence", Value::Text(v)) => self.confidence = Confidence::from_name(v).expect("validated"),
+            ("confidence", Value::Text(v)) => {
+                self.confidence = Confidence::from_name(v).expect("validated")
+            }
             ("skip_ratio", Value::Real(v)) => self.skip_ratio = v,
             ("skip_seconds", Value::Real(v)) => self.skip_seconds = v,
             ("skip_weight", Value::Real(v)) => self.skip_weight = v,
@@ -211,7 +328,9 @@ impl Options {
             ("cg_steps", Value::Integer(v)) => self.cg_steps = v as usize,
             ("seed", Value::Integer(v)) => self.seed = v as u64,
             ("threads", Value::Integer(v)) => self.threads = v as usize,
-            ("incremental_iterations", Value::Integer(v)) => self.incremental_iterations = v as usize,
+            ("incremental_iterations", Value::Integer(v)) => {
+                self.incremental_iterations = v as usize
+            }
             ("auto_refit", Value::Integer(v)) => self.auto_refit = v as u64,
             ("exclude_watched", Value::Boolean(v)) => self.exclude_watched = v,
             (other, value) => unreachable!("option {other} cannot hold {value:?}"),
@@ -255,7 +374,11 @@ impl Options {
                 .or_else(|_| check(spec, Value::Boolean(*i != 0)))?,
             V::Real(r) => check(spec, Value::Real(*r))?,
             V::Text(t) => parse_text(spec, t)?,
-            _ => return Err(format!("foryou: stored option {key} has an unreadable value")),
+            _ => {
+                return Err(format!(
+                    "foryou: stored option {key} has an unreadable value"
+                ))
+            }
         };
         self.set(spec.name, parsed);
         Ok(())
@@ -268,7 +391,9 @@ impl Options {
         let parsed: serde_json::Value = serde_json::from_str(json)
             .map_err(|e| format!("{WHO}: options_json is not valid JSON ({e})"))?;
         let serde_json::Value::Object(map) = parsed else {
-            return Err(format!("{WHO}: options_json must be a JSON object such as '{{\"iterations\": 5}}'"));
+            return Err(format!(
+                "{WHO}: options_json must be a JSON object such as '{{\"iterations\": 5}}'"
+            ));
         };
         let mut options = self.clone();
         for (key, value) in &map {
@@ -290,16 +415,33 @@ impl Options {
                 serde_json::Value::Bool(b) => Value::Boolean(*b),
                 serde_json::Value::String(t) => match choose(spec, t) {
                     Some(word) => Value::Text(word),
-                    None => return Err(format!("{WHO}: option {} {}, got {value}", spec.name, expectation(spec))),
+                    None => {
+                        return Err(format!(
+                            "{WHO}: option {} {}, got {value}",
+                            spec.name,
+                            expectation(spec)
+                        ))
+                    }
                 },
                 serde_json::Value::Number(n) => match n.as_i64() {
                     Some(i) => Value::Integer(i),
                     None => Value::Real(n.as_f64().unwrap_or(f64::NAN)),
                 },
-                _ => return Err(format!("{WHO}: option {} {}, got {value}", spec.name, expectation(spec))),
+                _ => {
+                    return Err(format!(
+                        "{WHO}: option {} {}, got {value}",
+                        spec.name,
+                        expectation(spec)
+                    ))
+                }
             };
-            let value = coerce(spec, candidate)
-                .map_err(|_| format!("{WHO}: option {} {}, got {value}", spec.name, expectation(spec)))?;
+            let value = coerce(spec, candidate).map_err(|_| {
+                format!(
+                    "{WHO}: option {} {}, got {value}",
+                    spec.name,
+                    expectation(spec)
+                )
+            })?;
             options.set(spec.name, value);
         }
         Ok(options)
@@ -307,12 +449,15 @@ impl Options {
 }
 
 fn find_spec(key: &str) -> Result<&'static Spec, String> {
-    SPECS.iter().find(|s| s.name.eq_ignore_ascii_case(key)).ok_or_else(|| {
-        format!(
-            "foryou: unrecognized option '{key}' (options: {})",
-            Options::names().join(", ")
-        )
-    })
+    SPECS
+        .iter()
+        .find(|s| s.name.eq_ignore_ascii_case(key))
+        .ok_or_else(|| {
+            format!(
+                "foryou: unrecognized option '{key}' (options: {})",
+                Options::names().join(", ")
+            )
+        })
 }
 
 fn unquote(value: &str) -> &str {
@@ -328,7 +473,11 @@ fn expectation(spec: &Spec) -> String {
     match spec.kind {
         Kind::Integer { min, max } if max == i64::MAX => format!("expects an integer >= {min}"),
         Kind::Integer { min, max } => format!("expects an integer from {min} to {max}"),
-        Kind::Real { min, min_exclusive: true, .. } => format!("expects a number > {min}"),
+        Kind::Real {
+            min,
+            min_exclusive: true,
+            ..
+        } => format!("expects a number > {min}"),
         Kind::Real { min, max, .. } => format!("expects a number from {min} to {max}"),
         Kind::Boolean => "expects a boolean (true/false, on/off, yes/no, 1/0)".to_string(),
         Kind::Choice(words) => format!("expects one of {}", words.join(", ")),
@@ -344,7 +493,13 @@ fn choose(spec: &Spec, text: &str) -> Option<&'static str> {
 }
 
 fn parse_text(spec: &Spec, text: &str) -> Result<Value, String> {
-    let bad = || format!("foryou: option {} {}, got '{text}'", spec.name, expectation(spec));
+    let bad = || {
+        format!(
+            "foryou: option {} {}, got '{text}'",
+            spec.name,
+            expectation(spec)
+        )
+    };
     let candidate = match spec.kind {
         Kind::Integer { .. } => Value::Integer(text.parse::<i64>().map_err(|_| bad())?),
         Kind::Real { .. } => Value::Real(text.parse::<f64>().map_err(|_| bad())?),
@@ -369,9 +524,14 @@ fn coerce(spec: &Spec, value: Value) -> Result<Value, String> {
 fn check(spec: &Spec, value: Value) -> Result<Value, String> {
     let ok = match (spec.kind, value) {
         (Kind::Integer { min, max }, Value::Integer(v)) => v >= min && v <= max,
-        (Kind::Real { min, max, min_exclusive }, Value::Real(v)) => {
-            v.is_finite() && v <= max && if min_exclusive { v > min } else { v >= min }
-        }
+        (
+            Kind::Real {
+                min,
+                max,
+                min_exclusive,
+            },
+            Value::Real(v),
+        ) => v.is_finite() && v <= max && if min_exclusive { v > min } else { v >= min },
         (Kind::Boolean, Value::Boolean(_)) => true,
         (Kind::Choice(words), Value::Text(t)) => words.contains(&t),
         _ => false,
@@ -379,7 +539,11 @@ fn check(spec: &Spec, value: Value) -> Result<Value, String> {
     if ok {
         Ok(value)
     } else {
-        Err(format!("option {} {}, got {value}", spec.name, expectation(spec)))
+        Err(format!(
+            "option {} {}, got {value}",
+            spec.name,
+            expectation(spec)
+        ))
     }
 }
 
@@ -391,42 +555,83 @@ mod tests {
     fn defaults_round_trip_through_create_args() {
         let defaults = Options::default();
         assert_eq!(defaults.factors, 64);
-        let args: Vec<String> = defaults.entries().iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        let args: Vec<String> = defaults
+            .entries()
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         assert_eq!(Options::from_create_args(&refs).unwrap(), defaults);
     }
 
     #[test]
     fn create_args_are_validated() {
-        let o = Options::from_create_args(&["factors = 8", "ALPHA='2.5'", "exclude_watched=off"]).unwrap();
+        let o = Options::from_create_args(&["factors = 8", "ALPHA='2.5'", "exclude_watched=off"])
+            .unwrap();
         assert_eq!((o.factors, o.alpha, o.exclude_watched), (8, 2.5, false));
         assert_eq!(
             Options::from_create_args(&["factors = 0"]).unwrap_err(),
             "foryou: option factors expects an integer from 1 to 1024, got '0'"
         );
-        assert!(Options::from_create_args(&["fators = 3"]).unwrap_err().starts_with("foryou: unrecognized option 'fators'"));
-        assert!(Options::from_create_args(&["alpha = 0"]).unwrap_err().contains("expects a number > 0"));
+        assert!(Options::from_create_args(&["fators = 3"])
+            .unwrap_err()
+            .starts_with("foryou: unrecognized option 'fators'"));
+        assert!(Options::from_create_args(&["alpha = 0"])
+            .unwrap_err()
+            .contains("expects a number > 0"));
         assert!(Options::from_create_args(&["alpha = nan"]).is_err());
-        assert!(Options::from_create_args(&["factors"]).unwrap_err().contains("key = value"));
-        assert!(Options::from_create_args(&["seed=1", "seed=2"]).unwrap_err().contains("more than once"));
+        assert!(Options::from_create_args(&["factors"])
+            .unwrap_err()
+            .contains("key = value"));
+        assert!(Options::from_create_args(&["seed=1", "seed=2"])
+            .unwrap_err()
+            .contains("more than once"));
     }
 
     #[test]
     fn training_json_round_trips() {
-        let o = Options::from_create_args(&["alpha = 2.5", "confidence = log", "seed = 9", "exclude_watched = no"]).unwrap();
-        let back = Options::default().with_refit_json(&o.training_json()).unwrap();
-        assert_eq!((back.alpha, back.confidence, back.seed), (2.5, Confidence::Log, 9));
-        assert!(back.exclude_watched, "table options are not part of the training JSON");
+        let o = Options::from_create_args(&[
+            "alpha = 2.5",
+            "confidence = log",
+            "seed = 9",
+            "exclude_watched = no",
+        ])
+        .unwrap();
+        let back = Options::default()
+            .with_refit_json(&o.training_json())
+            .unwrap();
+        assert_eq!(
+            (back.alpha, back.confidence, back.seed),
+            (2.5, Confidence::Log, 9)
+        );
+        assert!(
+            back.exclude_watched,
+            "table options are not part of the training JSON"
+        );
     }
 
     #[test]
     fn refit_json_overrides_training_options_only() {
         let base = Options::default();
-        let o = base.with_refit_json(r#"{"iterations": 3, "alpha": 2}"#).unwrap();
+        let o = base
+            .with_refit_json(r#"{"iterations": 3, "alpha": 2}"#)
+            .unwrap();
         assert_eq!((o.iterations, o.alpha), (3, 2.0));
-        assert!(base.with_refit_json(r#"{"exclude_watched": true}"#).unwrap_err().contains("unrecognized option 'exclude_watched'"));
-        assert!(base.with_refit_json(r#"{"iterations": "3"}"#).unwrap_err().contains("option iterations expects an integer"));
-        assert!(base.with_refit_json("[1]").unwrap_err().contains("must be a JSON object"));
-        assert!(base.with_refit_json("{").unwrap_err().contains("not valid JSON"));
+        assert!(base
+            .with_refit_json(r#"{"exclude_watched": true}"#)
+            .unwrap_err()
+            .contains("unrecognized option 'exclude_watched'"));
+        assert!(base
+            .with_refit_json(r#"{"iterations": "3"}"#)
+            .unwrap_err()
+            .contains("option iterations expects an integer"));
+        assert!(base
+            .with_refit_json("[1]")
+            .unwrap_err()
+            .contains("must be a JSON object"));
+        assert!(base
+            .with_refit_json("{")
+            .unwrap_err()
+            .contains("not valid JSON"));
     }
 }

@@ -23,7 +23,11 @@ impl TableFunction for Recommend {
     const ARGUMENTS: &'static [&'static str] = &["user_id", "k", "model"];
     const REQUIRED: usize = 2;
 
-    fn rows(conn: &Connection, state: &ConnectionState, args: &[Option<ValueRef<'_>>]) -> Result<Vec<(i64, f32)>> {
+    fn rows(
+        conn: &Connection,
+        state: &ConnectionState,
+        args: &[Option<ValueRef<'_>>],
+    ) -> Result<Vec<(i64, f32)>> {
         let (user_id, k, model) = sql_args::id_k_model(Self::NAME, "user_id", args)?;
         let shadow = resolve_model(conn, Self::NAME, model)?;
         recommend_for(conn, state, &shadow, user_id, k)
@@ -31,7 +35,13 @@ impl TableFunction for Recommend {
 }
 
 /// The top-k items of one user: what `recommend(user_id, k, model)` returns.
-pub fn recommend_for(conn: &Connection, state: &ConnectionState, shadow: &Shadow, user_id: i64, k: usize) -> Result<Vec<(i64, f32)>> {
+pub fn recommend_for(
+    conn: &Connection,
+    state: &ConnectionState,
+    shadow: &Shadow,
+    user_id: i64,
+    k: usize,
+) -> Result<Vec<(i64, f32)>> {
     let options = shadow.load_options(conn)?;
     let events = shadow.user_events(conn, user_id)?;
     let mut watched: Vec<i64> = Vec::new();

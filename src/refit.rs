@@ -39,23 +39,34 @@ pub enum Mode {
 /// of the model: the factors themselves depend only on events, options and seed.
 fn new_tag(version: i64) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{version}-{nanos:x}-{:x}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{version}-{nanos:x}-{:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Splits `options_json` into the mode and the option overrides.
 fn parse_call_options(stored: &Options, json: &str) -> Result<(Options, Mode)> {
-    let mut value: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| sql_error(format!("{WHO}: options_json is not valid JSON ({e})")))?;
+    let mut value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| sql_error(format!("{WHO}: options_json is not valid JSON ({e})")))?;
     let mode = match value.as_object_mut().and_then(|m| m.remove("mode")) {
         None => Mode::Full,
         Some(serde_json::Value::String(m)) if m == "full" => Mode::Full,
         Some(serde_json::Value::String(m)) if m == "incremental" => Mode::Incremental,
         Some(other) => {
-            return Err(sql_error(format!("{WHO}: option mode expects \"full\" or \"incremental\", got {other}")))
+            return Err(sql_error(format!(
+                "{WHO}: option mode expects \"full\" or \"incremental\", got {other}"
+            )))
         }
     };
-    let options = stored.with_refit_json(&value.to_string()).map_err(sql_error)?;
+    let options = stored
+        .with_refit_json(&value.to_string())
+        .map_err(sql_error)?;
     Ok((options, mode))
 }
 
@@ -85,9 +96,19 @@ pub fn foryou_refit(ctx: &Context<'_>) -> Result<String> {
 
 /// Starting factors for an incremental refit: stored rows where the id is known, the
 /// seeded initialisation elsewhere.
-fn warm_start(ids: &[i64], stored_ids: &[i64], stored: &Factors, seed: u64, stream: u64) -> Factors {
+fn warm_start(
+    ids: &[i64],
+    stored_ids: &[i64],
+    stored: &Factors,
+    seed: u64,
+    stream: u64,
+) -> Factors {
     let mut start = Factors::random(ids.len(), stored.dim, seed, stream);
-    let known: HashMap<i64, usize> = stored_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let known: HashMap<i64, usize> = stored_ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| (id, i))
+        .collect();
     for (row, id) in ids.iter().enumerate() {
         if let Some(&old) = known.get(id) {
             start.row_mut(row).copy_from_slice(stored.row(old));
@@ -102,7 +123,10 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
     let started = Instant::now();
     let events = shadow.read_events(conn)?;
     if events.user_ids.is_empty() {
-        return Err(sql_error(format!("{WHO}: {} has no events to learn from; INSERT watch events first", shadow.table)));
+        return Err(sql_error(format!(
+            "{WHO}: {} has no events to learn from; INSERT watch events first",
+            shadow.table
+        )));
     }
     let previous = match mode {
         Mode::Incremental => shadow.read_model(conn)?,
@@ -116,15 +140,28 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
             )));
         }
     }
-    let mode = if previous.is_some() { Mode::Incremental } else { Mode::Full };
+    let mode = if previous.is_some() {
+        Mode::Incremental
+    } else {
+        Mode::Full
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(options.threads)
         .build()
-        .map_err(|e| sql_error(format!("{WHO}: cannot start {} worker threads ({e})", options.threads)))?;
+        .map_err(|e| {
+            sql_error(format!(
+                "{WHO}: cannot start {} worker threads ({e})",
+                options.threads
+            ))
+        })?;
     let threads = pool.current_num_threads();
     let params = AlsParams {
         factors: options.factors,
-        iterations: if mode == Mode::Incremental { options.incremental_iterations } else { options.iterations },
+        iterations: if mode == Mode::Incremental {
+            options.incremental_iterations
+        } else {
+            options.iterations
+        },
         regularization: options.regularization as f32,
         cg_steps: options.cg_steps,
         seed: options.seed,
@@ -149,7 +186,8 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
         };
         (fb, fitted)
     });
-    let (users, items, report) = fitted.map_err(|e| sql_error(format!("{WHO}: {e}; the previous model is kept")))?;
+    let (users, items, report) =
+        fitted.map_err(|e| sql_error(format!("{WHO}: {e}; the previous model is kept")))?;
 
     let version = shadow.model_meta(conn)?.map_or(0, |m| m.version) + 1;
     let report = json!({

@@ -56,10 +56,17 @@ pub enum UserSource {
 
 impl Serving {
     pub fn new(model: StoredModel) -> Self {
-        let index = |ids: &[i64]| ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect();
+        let index = |ids: &[i64]| {
+            ids.iter()
+                .enumerate()
+                .map(|(i, &id)| (id, i as u32))
+                .collect()
+        };
         // The options of the refit that wrote the model; a model written by a refit
         // with unreadable options falls back to the defaults (fold-in is then approximate).
-        let options = Options::default().with_refit_json(&model.meta.options).unwrap_or_default();
+        let options = Options::default()
+            .with_refit_json(&model.meta.options)
+            .unwrap_or_default();
         let item_gramian = match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
             Ok(pool) => als::gramian(&model.items, &pool),
             Err(_) => vec![0.0; model.items.dim * model.items.dim],
@@ -84,27 +91,45 @@ impl Serving {
     }
 
     fn item_indices(&self, ids: &[i64]) -> Vec<u32> {
-        let mut indices: Vec<u32> = ids.iter().filter_map(|id| self.item_index.get(id).copied()).collect();
+        let mut indices: Vec<u32> = ids
+            .iter()
+            .filter_map(|id| self.item_index.get(id).copied())
+            .collect();
         indices.sort_unstable();
         indices
     }
 
     fn with_ids(&self, ranked: Vec<(u32, f32)>) -> Vec<(i64, f32)> {
-        ranked.into_iter().map(|(i, score)| (self.item_ids[i as usize], score)).collect()
+        ranked
+            .into_iter()
+            .map(|(i, score)| (self.item_ids[i as usize], score))
+            .collect()
     }
 
     /// The vector to rank with for a user whose events (rowid, event) are given.
-    pub fn user_vector(&self, user_id: i64, events: &[(i64, Event)]) -> (UserSource, Option<Vec<f32>>) {
-        let stored = self.user_index.get(&user_id).map(|&u| self.users.row(u as usize));
+    pub fn user_vector(
+        &self,
+        user_id: i64,
+        events: &[(i64, Event)],
+    ) -> (UserSource, Option<Vec<f32>>) {
+        let stored = self
+            .user_index
+            .get(&user_id)
+            .map(|&u| self.users.row(u as usize));
         let newest_event = events.iter().map(|(id, _)| *id).max();
         match (newest_event, stored) {
             (None, Some(row)) => return (UserSource::Stored, Some(row.to_vec())),
-            (Some(id), Some(row)) if id <= self.events_upto => return (UserSource::Stored, Some(row.to_vec())),
+            (Some(id), Some(row)) if id <= self.events_upto => {
+                return (UserSource::Stored, Some(row.to_vec()))
+            }
             (None, None) => return (UserSource::Popularity, None),
             _ => {}
         }
         let key = (newest_event.unwrap_or(0), events.len());
-        let mut folded = self.folded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut folded = self
+            .folded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(f) = folded.get(&user_id) {
             if f.events == key {
                 return (UserSource::FoldedIn, Some(f.vector.clone()));
@@ -112,7 +137,13 @@ impl Serving {
         }
         match self.fold_in(events) {
             Some(vector) => {
-                folded.insert(user_id, Folded { events: key, vector: vector.clone() });
+                folded.insert(
+                    user_id,
+                    Folded {
+                        events: key,
+                        vector: vector.clone(),
+                    },
+                );
                 (UserSource::FoldedIn, Some(vector))
             }
             // Only items without factors (newer than the refit): nothing to solve from.
@@ -146,24 +177,46 @@ impl Serving {
         let entries: Vec<(u32, f32, f32)> = dense
             .iter()
             .zip(conf.iter().zip(pref))
-            .filter_map(|(&d, (&c, &p))| self.item_index.get(&fb.item_ids[d as usize]).map(|&i| (i, c, p)))
+            .filter_map(|(&d, (&c, &p))| {
+                self.item_index
+                    .get(&fb.item_ids[d as usize])
+                    .map(|&i| (i, c, p))
+            })
             .collect();
         if entries.is_empty() {
             return None;
         }
-        let vector = als::fold_in(&self.items, &self.item_gramian, &entries, self.regularization);
+        let vector = als::fold_in(
+            &self.items,
+            &self.item_gramian,
+            &entries,
+            self.regularization,
+        );
         vector.iter().all(|v| v.is_finite()).then_some(vector)
     }
 
     /// Top-k items for a user by dot product with their vector (stored or folded in),
     /// or by popularity as of the refit when they have neither; `exclude` holds item
     /// ids to leave out.
-    pub fn recommend(&self, user_id: i64, events: &[(i64, Event)], k: usize, exclude: &[i64]) -> (UserSource, Vec<(i64, f32)>) {
+    pub fn recommend(
+        &self,
+        user_id: i64,
+        events: &[(i64, Event)],
+        k: usize,
+        exclude: &[i64],
+    ) -> (UserSource, Vec<(i64, f32)>) {
         let exclude = self.item_indices(exclude);
         let (source, vector) = self.user_vector(user_id, events);
         let ranked = match vector {
             Some(v) => topk::top_k_dot(&v, &self.items, k, &exclude),
-            None => topk::top_k_scores(self.popularity.iter().enumerate().map(|(i, &p)| (i as u32, p)), k, &exclude),
+            None => topk::top_k_scores(
+                self.popularity
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &p)| (i as u32, p)),
+                k,
+                &exclude,
+            ),
         };
         (source, self.with_ids(ranked))
     }
@@ -172,7 +225,12 @@ impl Serving {
     /// empty when the item has no factors.
     pub fn similar_items(&self, item_id: i64, k: usize) -> Vec<(i64, f32)> {
         match self.item_index.get(&item_id) {
-            Some(&i) => self.with_ids(topk::top_k_cosine(&self.items, &self.item_norms, i as usize, k)),
+            Some(&i) => self.with_ids(topk::top_k_cosine(
+                &self.items,
+                &self.item_norms,
+                i as usize,
+                k,
+            )),
             None => Vec::new(),
         }
     }
@@ -181,5 +239,10 @@ impl Serving {
 /// The first k of `ranked` (item id, popularity) pairs, best first, that are not in
 /// `exclude` (sorted ids): the ranking served before the first refit.
 pub fn popular_items(ranked: &[(i64, f32)], k: usize, exclude: &[i64]) -> Vec<(i64, f32)> {
-    ranked.iter().filter(|(id, _)| exclude.binary_search(id).is_err()).take(k).copied().collect()
+    ranked
+        .iter()
+        .filter(|(id, _)| exclude.binary_search(id).is_err())
+        .take(k)
+        .copied()
+        .collect()
 }

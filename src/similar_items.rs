@@ -19,7 +19,11 @@ impl TableFunction for SimilarItems {
     const ARGUMENTS: &'static [&'static str] = &["item_id", "k", "model"];
     const REQUIRED: usize = 2;
 
-    fn rows(conn: &Connection, state: &ConnectionState, args: &[Option<ValueRef<'_>>]) -> Result<Vec<(i64, f32)>> {
+    fn rows(
+        conn: &Connection,
+        state: &ConnectionState,
+        args: &[Option<ValueRef<'_>>],
+    ) -> Result<Vec<(i64, f32)>> {
         let (item_id, k, model) = sql_args::id_k_model(Self::NAME, "item_id", args)?;
         let shadow = resolve_model(conn, Self::NAME, model)?;
         Ok(match state.serving(conn, &shadow)? {

@@ -25,10 +25,23 @@ pub fn integer(who: &str, name: &str, value: ValueRef<'_>) -> Result<i64> {
     let parsed = match value {
         ValueRef::Integer(i) => Some(i),
         ValueRef::Real(r) if r.fract() == 0.0 && r.abs() < 9.0e15 => Some(r as i64),
-        ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|s| s.trim().parse::<i64>().ok()),
+        ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|s| {
+            let s = s.trim();
+            s.parse::<i64>().ok().or_else(|| {
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|r| r.fract() == 0.0 && r.abs() < 9.0e15)
+                    .map(|r| r as i64)
+            })
+        }),
         _ => None,
     };
-    parsed.ok_or_else(|| sql_error(format!("{who}: {name} must be an integer, got {}", describe(value))))
+    parsed.ok_or_else(|| {
+        sql_error(format!(
+            "{who}: {name} must be an integer, got {}",
+            describe(value)
+        ))
+    })
 }
 
 /// A finite number: INTEGER, REAL, or numeric text.
@@ -36,12 +49,17 @@ pub fn number(who: &str, name: &str, expected: &str, value: ValueRef<'_>) -> Res
     let parsed = match value {
         ValueRef::Integer(i) => Some(i as f64),
         ValueRef::Real(r) => Some(r),
-        ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|s| s.trim().parse::<f64>().ok()),
+        ValueRef::Text(t) => std::str::from_utf8(t)
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok()),
         _ => None,
     };
     match parsed {
         Some(v) if v.is_finite() => Ok(v),
-        _ => Err(sql_error(format!("{who}: {name} must be {expected}, got {}", describe(value)))),
+        _ => Err(sql_error(format!(
+            "{who}: {name} must be {expected}, got {}",
+            describe(value)
+        ))),
     }
 }
 
@@ -49,10 +67,14 @@ pub fn number(who: &str, name: &str, expected: &str, value: ValueRef<'_>) -> Res
 pub fn k(who: &str, value: ValueRef<'_>) -> Result<usize> {
     let k = integer(who, "k", value)?;
     if k < 1 {
-        return Err(sql_error(format!("{who}: k must be a positive integer, got {k}")));
+        return Err(sql_error(format!(
+            "{who}: k must be a positive integer, got {k}"
+        )));
     }
     if k > MAX_K {
-        return Err(sql_error(format!("{who}: k too large, provided {k}, maximum {MAX_K}")));
+        return Err(sql_error(format!(
+            "{who}: k too large, provided {k}, maximum {MAX_K}"
+        )));
     }
     Ok(k as usize)
 }
@@ -61,16 +83,25 @@ pub fn k(who: &str, value: ValueRef<'_>) -> Result<usize> {
 pub fn model_name<'a>(who: &str, value: ValueRef<'a>) -> Result<Option<&'a str>> {
     match value {
         ValueRef::Null => Ok(None),
-        ValueRef::Text(t) => std::str::from_utf8(t)
-            .map(Some)
-            .map_err(|_| sql_error(format!("{who}: model must be a table name, got invalid UTF-8"))),
-        other => Err(sql_error(format!("{who}: model must be the name of a foryou table, got {}", describe(other)))),
+        ValueRef::Text(t) => std::str::from_utf8(t).map(Some).map_err(|_| {
+            sql_error(format!(
+                "{who}: model must be a table name, got invalid UTF-8"
+            ))
+        }),
+        other => Err(sql_error(format!(
+            "{who}: model must be the name of a foryou table, got {}",
+            describe(other)
+        ))),
     }
 }
 
 /// The `(id, k [, model])` arguments shared by `recommend` and `similar_items`;
 /// `args[i]` is None when the argument was not given.
-pub fn id_k_model<'a>(who: &str, id_name: &str, args: &[Option<ValueRef<'a>>]) -> Result<(i64, usize, Option<&'a str>)> {
+pub fn id_k_model<'a>(
+    who: &str,
+    id_name: &str,
+    args: &[Option<ValueRef<'a>>],
+) -> Result<(i64, usize, Option<&'a str>)> {
     let id = integer(who, id_name, args[0].unwrap_or(ValueRef::Null))?;
     let k = k(who, args[1].unwrap_or(ValueRef::Null))?;
     let model = match args.get(2).copied().flatten() {

@@ -13,9 +13,10 @@ use crate::store::{foryou_tables, quote, Shadow};
 
 /// Live popularity of one table and the database state it was computed at.
 struct Popularity {
-    /// (`PRAGMA data_version`, this connection's total changes): any write by this
-    /// connection or a commit by another changes it.
-    at: (i64, u64),
+    /// (`PRAGMA data_version`, `PRAGMA schema_version`, this connection's total
+    /// changes): a commit by another connection, DDL (DROP, RENAME) or any row change
+    /// by this one changes it.
+    at: (i64, i64, u64),
     ranked: Arc<Vec<(i64, f32)>>,
 }
 
@@ -26,22 +27,53 @@ pub struct ConnectionState {
 }
 
 impl ConnectionState {
-    /// Items by live popularity, best first (ties: smaller id first), recomputed only
-    /// when the database changed since the last call.
-    pub fn live_popularity(&self, conn: &Connection, shadow: &Shadow) -> Result<Arc<Vec<(i64, f32)>>> {
+    /// Items by live popularity, best first (ties: smaller id first). Outside explicit
+    /// transactions the ranking is cached until the database changes; inside one it is
+    /// recomputed every call, since a ROLLBACK undoes changes without any counter
+    /// going back.
+    pub fn live_popularity(
+        &self,
+        conn: &Connection,
+        shadow: &Shadow,
+    ) -> Result<Arc<Vec<(i64, f32)>>> {
+        let compute = || -> Result<Arc<Vec<(i64, f32)>>> {
+            let mut ranked = shadow.live_popularity(conn)?;
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            Ok(Arc::new(ranked))
+        };
+        if !conn.is_autocommit() {
+            return compute();
+        }
         let key = format!("{}.{}", shadow.schema, shadow.table);
-        let data_version: i64 = conn.query_row(&format!("PRAGMA {}.data_version", quote(&shadow.schema)), [], |row| row.get(0))?;
-        let at = (data_version, conn.total_changes());
-        let mut cache = self.popularity.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let pragma = |name: &str| -> Result<i64> {
+            conn.query_row(
+                &format!("PRAGMA {}.{name}", quote(&shadow.schema)),
+                [],
+                |row| row.get(0),
+            )
+        };
+        let at = (
+            pragma("data_version")?,
+            pragma("schema_version")?,
+            conn.total_changes(),
+        );
+        let mut cache = self
+            .popularity
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(cached) = cache.get(&key) {
             if cached.at == at {
                 return Ok(cached.ranked.clone());
             }
         }
-        let mut ranked = shadow.live_popularity(conn)?;
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let ranked = Arc::new(ranked);
-        cache.insert(key, Popularity { at, ranked: ranked.clone() });
+        let ranked = compute()?;
+        cache.insert(
+            key,
+            Popularity {
+                at,
+                ranked: ranked.clone(),
+            },
+        );
         Ok(ranked)
     }
 
@@ -49,7 +81,10 @@ impl ConnectionState {
     pub fn serving(&self, conn: &Connection, shadow: &Shadow) -> Result<Option<Arc<Serving>>> {
         let key = format!("{}.{}", shadow.schema, shadow.table);
         let tag = shadow.model_tag(conn)?;
-        let mut models = self.models.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut models = self
+            .models
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(tag) = tag else {
             models.remove(&key);
             return Ok(None);
@@ -59,7 +94,9 @@ impl ConnectionState {
                 return Ok(Some(cached.clone()));
             }
         }
-        let Some(stored) = shadow.read_model(conn)? else { return Ok(None) };
+        let Some(stored) = shadow.read_model(conn)? else {
+            return Ok(None);
+        };
         let serving = Arc::new(Serving::new(stored));
         models.insert(key, serving.clone());
         Ok(Some(serving))
@@ -76,8 +113,15 @@ pub fn resolve_model(conn: &Connection, who: &str, name: Option<&str>) -> Result
         },
         None => ("main".to_string(), None),
     };
-    let tables = foryou_tables(conn, &schema).map_err(|e| sql_error(format!("{who}: cannot read schema '{schema}' ({e})")))?;
-    let listed = || if tables.is_empty() { "none".to_string() } else { tables.join(", ") };
+    let tables = foryou_tables(conn, &schema)
+        .map_err(|e| sql_error(format!("{who}: cannot read schema '{schema}' ({e})")))?;
+    let listed = || {
+        if tables.is_empty() {
+            "none".to_string()
+        } else {
+            tables.join(", ")
+        }
+    };
     match table {
         Some(table) => match tables.iter().find(|t| t.eq_ignore_ascii_case(&table)) {
             Some(found) => Ok(Shadow::new(&schema, found)),

@@ -95,12 +95,19 @@ pub fn quote(identifier: &str) -> String {
 
 impl Shadow {
     pub fn new(schema: &str, table: &str) -> Self {
-        Shadow { schema: schema.to_string(), table: table.to_string() }
+        Shadow {
+            schema: schema.to_string(),
+            table: table.to_string(),
+        }
     }
 
     /// `"schema"."<table>_<part>"`: the one place shadow names are made.
     pub fn name(&self, part: &str) -> String {
-        format!("{}.{}", quote(&self.schema), quote(&format!("{}_{part}", self.table)))
+        format!(
+            "{}.{}",
+            quote(&self.schema),
+            quote(&format!("{}_{part}", self.table))
+        )
     }
 
     /// The unqualified name, for DDL that takes no schema (index targets).
@@ -131,7 +138,10 @@ impl Shadow {
         for sql in self.create_sql() {
             conn.execute_batch(&sql)?;
         }
-        let mut insert = conn.prepare(&format!("INSERT INTO {}(key, value) VALUES (?1, ?2)", self.name("config")))?;
+        let mut insert = conn.prepare(&format!(
+            "INSERT INTO {}(key, value) VALUES (?1, ?2)",
+            self.name("config")
+        ))?;
         insert.execute(params!["format_version", FORMAT_VERSION])?;
         for (key, value) in options.entries() {
             match value {
@@ -147,7 +157,12 @@ impl Shadow {
     /// Reads the options back and checks the format version (xConnect).
     pub fn load_options(&self, conn: &Connection) -> Result<Options> {
         let mut stmt = conn.prepare(&format!("SELECT key, value FROM {}", self.name("config")))?;
-        let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, rusqlite::types::Value>(1)?)))?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, rusqlite::types::Value>(1)?,
+            ))
+        })?;
         let mut options = Options::default();
         let mut version = None;
         for row in rows {
@@ -182,7 +197,11 @@ impl Shadow {
     pub fn rename(&self, conn: &Connection, new_table: &str) -> Result<Shadow> {
         let renamed = Shadow::new(&self.schema, new_table);
         for part in PARTS {
-            conn.execute_batch(&format!("ALTER TABLE {} RENAME TO {}", self.name(part), renamed.bare(part)))?;
+            conn.execute_batch(&format!(
+                "ALTER TABLE {} RENAME TO {}",
+                self.name(part),
+                renamed.bare(part)
+            ))?;
         }
         Ok(renamed)
     }
@@ -195,7 +214,14 @@ impl Shadow {
             "INSERT INTO {}(id, user_id, item_id, watch_time, duration, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             self.name("events")
         ))?;
-        stmt.execute(params![id, e.user_id, e.item_id, e.watch_time, e.duration, e.ts])?;
+        stmt.execute(params![
+            id,
+            e.user_id,
+            e.item_id,
+            e.watch_time,
+            e.duration,
+            e.ts
+        ])?;
         Ok(conn.last_insert_rowid())
     }
 
@@ -205,34 +231,51 @@ impl Shadow {
             "UPDATE {} SET id = ?2, user_id = ?3, item_id = ?4, watch_time = ?5, duration = ?6, ts = ?7 WHERE id = ?1",
             self.name("events")
         ))?;
-        Ok(stmt.execute(params![id, new_id, e.user_id, e.item_id, e.watch_time, e.duration, e.ts])? == 1)
+        Ok(stmt.execute(params![
+            id,
+            new_id,
+            e.user_id,
+            e.item_id,
+            e.watch_time,
+            e.duration,
+            e.ts
+        ])? == 1)
     }
 
     pub fn delete_event(&self, conn: &Connection, id: i64) -> Result<()> {
-        let mut stmt = conn.prepare_cached(&format!("DELETE FROM {} WHERE id = ?1", self.name("events")))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "DELETE FROM {} WHERE id = ?1",
+            self.name("events")
+        ))?;
         stmt.execute([id])?;
         Ok(())
     }
 
-    /// Up to `limit` events with rowid > `after`, in rowid order, optionally of one user
+    /// Up to `limit` events with rowid > `after` (all when None), in rowid order, optionally of one user
     /// and/or one rowid: the paged scan behind `SELECT ... FROM <table>`.
     pub fn scan_events(
         &self,
         conn: &Connection,
-        after: i64,
+        after: Option<i64>,
         user_id: Option<i64>,
         only_id: Option<i64>,
         limit: usize,
     ) -> Result<Vec<(i64, Event)>> {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT id, user_id, item_id, watch_time, duration, ts FROM {} \
-             WHERE id > ?1 AND (?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR id = ?3) ORDER BY id LIMIT ?4",
+             WHERE (?1 IS NULL OR id > ?1) AND (?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR id = ?3) ORDER BY id LIMIT ?4",
             self.name("events")
         ))?;
         let rows = stmt.query_map(params![after, user_id, only_id, limit as i64], |row| {
             Ok((
                 row.get(0)?,
-                Event { user_id: row.get(1)?, item_id: row.get(2)?, watch_time: row.get(3)?, duration: row.get(4)?, ts: row.get(5)? },
+                Event {
+                    user_id: row.get(1)?,
+                    item_id: row.get(2)?,
+                    watch_time: row.get(3)?,
+                    duration: row.get(4)?,
+                    ts: row.get(5)?,
+                },
             ))
         })?;
         rows.collect()
@@ -266,7 +309,13 @@ impl Shadow {
         let rows = stmt.query_map([user_id], |row| {
             Ok((
                 row.get(0)?,
-                Event { user_id, item_id: row.get(1)?, watch_time: row.get(2)?, duration: row.get(3)?, ts: row.get(4)? },
+                Event {
+                    user_id,
+                    item_id: row.get(1)?,
+                    watch_time: row.get(2)?,
+                    duration: row.get(3)?,
+                    ts: row.get(4)?,
+                },
             ))
         })?;
         rows.collect()
@@ -274,7 +323,10 @@ impl Shadow {
 
     /// Number of events with rowid > `after` (events newer than a refit).
     pub fn count_events_after(&self, conn: &Connection, after: i64) -> Result<i64> {
-        let mut stmt = conn.prepare_cached(&format!("SELECT count(*) FROM {} WHERE id > ?1", self.name("events")))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT count(*) FROM {} WHERE id > ?1",
+            self.name("events")
+        ))?;
         stmt.query_row([after], |row| row.get(0))
     }
 
@@ -301,7 +353,14 @@ impl Shadow {
 
     /// Number of distinct items with events: the catalogue that can be recommended.
     pub fn catalogue_size(&self, conn: &Connection) -> Result<usize> {
-        let n: i64 = conn.query_row(&format!("SELECT count(DISTINCT item_id) FROM {}", self.name("events")), [], |row| row.get(0))?;
+        let n: i64 = conn.query_row(
+            &format!(
+                "SELECT count(DISTINCT item_id) FROM {}",
+                self.name("events")
+            ),
+            [],
+            |row| row.get(0),
+        )?;
         Ok(n as usize)
     }
 
@@ -309,14 +368,23 @@ impl Shadow {
 
     /// The tag of the stored model, if any: one indexed lookup, done on every serve.
     pub fn model_tag(&self, conn: &Connection) -> Result<Option<String>> {
-        let mut stmt = conn.prepare_cached(&format!("SELECT value FROM {} WHERE key = 'tag'", self.name("model")))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT value FROM {} WHERE key = 'tag'",
+            self.name("model")
+        ))?;
         stmt.query_row([], |row| row.get(0)).optional()
     }
 
     pub fn model_meta(&self, conn: &Connection) -> Result<Option<ModelMeta>> {
         let mut stmt = conn.prepare(&format!("SELECT key, value FROM {}", self.name("model")))?;
-        let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, rusqlite::types::Value>(1)?)))?;
-        let (mut version, mut tag, mut upto, mut report, mut newest, mut options) = (None, None, None, None, None, None);
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, rusqlite::types::Value>(1)?,
+            ))
+        })?;
+        let (mut version, mut tag, mut upto, mut report, mut newest, mut options) =
+            (None, None, None, None, None, None);
         for row in rows {
             use rusqlite::types::Value as V;
             match row? {
@@ -330,34 +398,79 @@ impl Shadow {
             }
         }
         Ok(match (version, tag, upto, report, newest, options) {
-            (Some(version), Some(tag), Some(events_upto), Some(report), Some(newest_ts), Some(options)) => {
-                Some(ModelMeta { version, tag, events_upto, report, newest_ts, options })
-            }
+            (
+                Some(version),
+                Some(tag),
+                Some(events_upto),
+                Some(report),
+                Some(newest_ts),
+                Some(options),
+            ) => Some(ModelMeta {
+                version,
+                tag,
+                events_upto,
+                report,
+                newest_ts,
+                options,
+            }),
             _ => None,
         })
     }
 
     /// Reads the whole stored model, or None before the first refit.
     pub fn read_model(&self, conn: &Connection) -> Result<Option<StoredModel>> {
-        let Some(meta) = self.model_meta(conn)? else { return Ok(None) };
+        let Some(meta) = self.model_meta(conn)? else {
+            return Ok(None);
+        };
         let (user_ids, users, _) = self.read_chunks(conn, "users", false)?;
         let (item_ids, items, popularity) = self.read_chunks(conn, "items", true)?;
-        Ok(Some(StoredModel { user_ids, users, item_ids, items, popularity, meta }))
+        Ok(Some(StoredModel {
+            user_ids,
+            users,
+            item_ids,
+            items,
+            popularity,
+            meta,
+        }))
     }
 
-    fn read_chunks(&self, conn: &Connection, part: &str, with_popularity: bool) -> Result<(Vec<i64>, Factors, Vec<f32>)> {
-        let columns = if with_popularity { "ids, factors, popularity" } else { "ids, factors, NULL" };
-        let mut stmt = conn.prepare(&format!("SELECT {columns} FROM {} ORDER BY chunk", self.name(part)))?;
+    fn read_chunks(
+        &self,
+        conn: &Connection,
+        part: &str,
+        with_popularity: bool,
+    ) -> Result<(Vec<i64>, Factors, Vec<f32>)> {
+        let columns = if with_popularity {
+            "ids, factors, popularity"
+        } else {
+            "ids, factors, NULL"
+        };
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {columns} FROM {} ORDER BY chunk",
+            self.name(part)
+        ))?;
         let mut rows = stmt.query([])?;
         let (mut ids, mut data, mut popularity) = (Vec::new(), Vec::new(), Vec::new());
         while let Some(row) = rows.next()? {
             let id_bytes = row.get_ref(0)?.as_blob()?;
-            ids.extend(id_bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())));
+            ids.extend(
+                id_bytes
+                    .chunks_exact(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().unwrap())),
+            );
             let factor_bytes = row.get_ref(1)?.as_blob()?;
-            data.extend(factor_bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())));
+            data.extend(
+                factor_bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap())),
+            );
             if with_popularity {
                 let pop_bytes = row.get_ref(2)?.as_blob()?;
-                popularity.extend(pop_bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())));
+                popularity.extend(
+                    pop_bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes(b.try_into().unwrap())),
+                );
             }
         }
         let rows = ids.len();
@@ -380,8 +493,17 @@ impl Shadow {
             conn.execute_batch(&format!("DELETE FROM {}", self.name(part)))?;
         }
         self.write_chunks(conn, "users", &model.user_ids, &model.users, None)?;
-        self.write_chunks(conn, "items", &model.item_ids, &model.items, Some(&model.popularity))?;
-        let mut put = conn.prepare(&format!("INSERT OR REPLACE INTO {}(key, value) VALUES (?1, ?2)", self.name("model")))?;
+        self.write_chunks(
+            conn,
+            "items",
+            &model.item_ids,
+            &model.items,
+            Some(&model.popularity),
+        )?;
+        let mut put = conn.prepare(&format!(
+            "INSERT OR REPLACE INTO {}(key, value) VALUES (?1, ?2)",
+            self.name("model")
+        ))?;
         put.execute(params!["version", model.meta.version])?;
         put.execute(params!["tag", model.meta.tag])?;
         put.execute(params!["events_upto", model.meta.events_upto])?;
@@ -391,18 +513,39 @@ impl Shadow {
         Ok(())
     }
 
-    fn write_chunks(&self, conn: &Connection, part: &str, ids: &[i64], factors: &Factors, popularity: Option<&[f32]>) -> Result<()> {
+    fn write_chunks(
+        &self,
+        conn: &Connection,
+        part: &str,
+        ids: &[i64],
+        factors: &Factors,
+        popularity: Option<&[f32]>,
+    ) -> Result<()> {
         let sql = match popularity {
-            Some(_) => format!("INSERT INTO {}(chunk, ids, factors, popularity) VALUES (?1, ?2, ?3, ?4)", self.name(part)),
-            None => format!("INSERT INTO {}(chunk, ids, factors) VALUES (?1, ?2, ?3)", self.name(part)),
+            Some(_) => format!(
+                "INSERT INTO {}(chunk, ids, factors, popularity) VALUES (?1, ?2, ?3, ?4)",
+                self.name(part)
+            ),
+            None => format!(
+                "INSERT INTO {}(chunk, ids, factors) VALUES (?1, ?2, ?3)",
+                self.name(part)
+            ),
         };
         let mut insert = conn.prepare(&sql)?;
         for (chunk, first) in (0..ids.len()).step_by(CHUNK_ROWS).enumerate() {
             let last = (first + CHUNK_ROWS).min(ids.len());
-            let id_blob: Vec<u8> = ids[first..last].iter().flat_map(|id| id.to_le_bytes()).collect();
+            let id_blob: Vec<u8> = ids[first..last]
+                .iter()
+                .flat_map(|id| id.to_le_bytes())
+                .collect();
             let factor_blob = f32_blob(&factors.data[first * factors.dim..last * factors.dim]);
             match popularity {
-                Some(pop) => insert.execute(params![chunk as i64, id_blob, factor_blob, f32_blob(&pop[first..last])])?,
+                Some(pop) => insert.execute(params![
+                    chunk as i64,
+                    id_blob,
+                    factor_blob,
+                    f32_blob(&pop[first..last])
+                ])?,
                 None => insert.execute(params![chunk as i64, id_blob, factor_blob])?,
             };
         }
@@ -451,7 +594,9 @@ pub fn foryou_tables(conn: &Connection, schema: &str) -> Result<Vec<String>> {
         "SELECT name, sql FROM {}.sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'",
         quote(schema)
     ))?;
-    let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+    let rows = stmt.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
     let mut names = Vec::new();
     for row in rows {
         let (name, sql) = row?;
@@ -490,9 +635,18 @@ mod tests {
 
     #[test]
     fn module_names_are_found() {
-        assert_eq!(module_of("CREATE VIRTUAL TABLE feed USING foryou(factors=3)").as_deref(), Some("foryou"));
-        assert_eq!(module_of("create virtual table x using   \"FORYOU\"").as_deref(), Some("FORYOU"));
-        assert_eq!(module_of("CREATE VIRTUAL TABLE x USING fts5(a)").as_deref(), Some("fts5"));
+        assert_eq!(
+            module_of("CREATE VIRTUAL TABLE feed USING foryou(factors=3)").as_deref(),
+            Some("foryou")
+        );
+        assert_eq!(
+            module_of("create virtual table x using   \"FORYOU\"").as_deref(),
+            Some("FORYOU")
+        );
+        assert_eq!(
+            module_of("CREATE VIRTUAL TABLE x USING fts5(a)").as_deref(),
+            Some("fts5")
+        );
     }
 
     #[test]

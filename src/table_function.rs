@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::vtab::{
-    sqlite3_vtab, sqlite3_vtab_cursor, Context, Filters, IndexConstraintOp, IndexInfo, VTab, VTabConfig,
-    VTabConnection, VTabCursor,
+    sqlite3_vtab, sqlite3_vtab_cursor, Context, Filters, IndexConstraintOp, IndexInfo, VTab,
+    VTabConfig, VTabConnection, VTabCursor,
 };
 use rusqlite::{Connection, Result};
 
@@ -30,7 +30,11 @@ pub trait TableFunction: 'static {
     const ARGUMENTS: &'static [&'static str];
     const REQUIRED: usize;
     /// The ranked (item id, score) rows for one call; `args[i]` is None when absent.
-    fn rows(conn: &Connection, state: &ConnectionState, args: &[Option<ValueRef<'_>>]) -> Result<Vec<(i64, f32)>>;
+    fn rows(
+        conn: &Connection,
+        state: &ConnectionState,
+        args: &[Option<ValueRef<'_>>],
+    ) -> Result<Vec<(i64, f32)>>;
 }
 
 #[repr(C)]
@@ -49,14 +53,29 @@ unsafe impl<'vtab, F: TableFunction> VTab<'vtab> for FunctionTable<F> {
     type Cursor = RankedCursor<'vtab, F>;
 
     // xConnect: once per connection (eponymous); keeps the connection's shared state.
-    fn connect(db: &mut VTabConnection, aux: Option<&Arc<ConnectionState>>, _: &[u8], _: &[u8], _: &[u8], _: &[&[u8]]) -> Result<(Cow<'static, CStr>, Self)> {
+    fn connect(
+        db: &mut VTabConnection,
+        aux: Option<&Arc<ConnectionState>>,
+        _: &[u8],
+        _: &[u8],
+        _: &[u8],
+        _: &[&[u8]],
+    ) -> Result<(Cow<'static, CStr>, Self)> {
         guarded(F::NAME, || {
             db.config(VTabConfig::Innocuous)?;
             // SAFETY: SQLite disconnects the table before closing the connection, and
             // `from_handle` does not take ownership of the handle.
             let conn = unsafe { Connection::from_handle(db.handle())? };
             let state = aux.cloned().unwrap_or_default();
-            Ok((Cow::Borrowed(F::CREATE_SQL), FunctionTable { base: sqlite3_vtab::default(), conn, state, function: PhantomData }))
+            Ok((
+                Cow::Borrowed(F::CREATE_SQL),
+                FunctionTable {
+                    base: sqlite3_vtab::default(),
+                    conn,
+                    state,
+                    function: PhantomData,
+                },
+            ))
         })
     }
 
@@ -88,14 +107,24 @@ unsafe impl<'vtab, F: TableFunction> VTab<'vtab> for FunctionTable<F> {
                 }
             }
             info.set_idx_num(idx_num);
-            info.set_estimated_cost(if at[..F::REQUIRED].iter().all(Option::is_some) { 10.0 } else { 1e12 });
+            info.set_estimated_cost(if at[..F::REQUIRED].iter().all(Option::is_some) {
+                10.0
+            } else {
+                1e12
+            });
             info.set_estimated_rows(10);
             Ok(true)
         })
     }
 
     fn open(&'vtab mut self) -> Result<RankedCursor<'vtab, F>> {
-        Ok(RankedCursor { base: sqlite3_vtab_cursor::default(), table: self, rows: Vec::new(), args: Vec::new(), at: 0 })
+        Ok(RankedCursor {
+            base: sqlite3_vtab_cursor::default(),
+            table: self,
+            rows: Vec::new(),
+            args: Vec::new(),
+            at: 0,
+        })
     }
 }
 
@@ -116,8 +145,15 @@ unsafe impl<F: TableFunction> VTabCursor for RankedCursor<'_, F> {
     fn filter(&mut self, idx_num: c_int, _: Option<&str>, values: &Filters<'_>) -> Result<()> {
         guarded(F::NAME, || {
             let mut given = values.iter();
-            let args: Vec<Option<ValueRef<'_>>> =
-                (0..F::ARGUMENTS.len()).map(|c| if idx_num & (1 << c) != 0 { given.next() } else { None }).collect();
+            let args: Vec<Option<ValueRef<'_>>> = (0..F::ARGUMENTS.len())
+                .map(|c| {
+                    if idx_num & (1 << c) != 0 {
+                        given.next()
+                    } else {
+                        None
+                    }
+                })
+                .collect();
             if let Some(missing) = args[..F::REQUIRED].iter().position(Option::is_none) {
                 return Err(sql_error(format!(
                     "{}: missing argument {}; call it as {}({}{})",
@@ -125,10 +161,19 @@ unsafe impl<F: TableFunction> VTabCursor for RankedCursor<'_, F> {
                     F::ARGUMENTS[missing],
                     F::NAME,
                     F::ARGUMENTS[..F::REQUIRED].join(", "),
-                    F::ARGUMENTS[F::REQUIRED..].iter().map(|a| format!(" [, {a}]")).collect::<String>()
+                    F::ARGUMENTS[F::REQUIRED..]
+                        .iter()
+                        .map(|a| format!(" [, {a}]"))
+                        .collect::<String>()
                 )));
             }
-            self.args = args.iter().map(|a| a.and_then(|v| Value::try_from(v).ok()).unwrap_or(Value::Null)).collect();
+            self.args = args
+                .iter()
+                .map(|a| {
+                    a.and_then(|v| Value::try_from(v).ok())
+                        .unwrap_or(Value::Null)
+                })
+                .collect();
             self.rows = F::rows(&self.table.conn, &self.table.state, &args)?;
             self.at = 0;
             Ok(())
@@ -152,7 +197,11 @@ unsafe impl<F: TableFunction> VTabCursor for RankedCursor<'_, F> {
                 0 => ctx.set_result(&item),
                 1 => ctx.set_result(&(score as f64)),
                 2 => ctx.set_result(&(self.at as i64 + 1)),
-                _ => ctx.set_result(self.args.get((i - OUTPUT_COLUMNS) as usize).unwrap_or(&Value::Null)),
+                _ => ctx.set_result(
+                    self.args
+                        .get((i - OUTPUT_COLUMNS) as usize)
+                        .unwrap_or(&Value::Null),
+                ),
             }
         })
     }

@@ -339,7 +339,14 @@ fn cg_row(
                 axpy(ad, c1 * dot(y, d), y);
             }
         }
-        let alpha = rs_old / dot(d, ad);
+        // d·Ad vanishes (relative to |d|²) only on a singular system (regularization 0
+        // with too few observations); x is then as good as CG can make it. A NaN from
+        // poisoned inputs fails the comparison and is reported by the finiteness check.
+        let curvature = dot(d, ad);
+        if curvature <= 1e-10 * dot(d, d) {
+            break;
+        }
+        let alpha = rs_old / curvature;
         axpy(x, alpha, d);
         axpy(r, -alpha, ad);
         let rs_new = dot(r, r);

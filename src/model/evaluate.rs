@@ -68,7 +68,11 @@ impl Accumulator {
             recall: self.sums.recall / n,
             ndcg: self.sums.ndcg / n,
             map: self.sums.map / n,
-            coverage: if catalogue == 0 { 0.0 } else { self.recommended.len() as f64 / catalogue as f64 },
+            coverage: if catalogue == 0 {
+                0.0
+            } else {
+                self.recommended.len() as f64 / catalogue as f64
+            },
         }
     }
 }

@@ -53,7 +53,9 @@ impl Confidence {
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        [Confidence::Binary, Confidence::Linear, Confidence::Log].into_iter().find(|c| c.name() == name)
+        [Confidence::Binary, Confidence::Linear, Confidence::Log]
+            .into_iter()
+            .find(|c| c.name() == name)
     }
 }
 
@@ -149,7 +151,10 @@ fn dense_ids(ids: &[i64]) -> (Vec<i64>, Vec<u32>) {
     let mut distinct = ids.to_vec();
     distinct.par_sort_unstable();
     distinct.dedup();
-    let index = ids.par_iter().map(|id| distinct.binary_search(id).expect("id present") as u32).collect();
+    let index = ids
+        .par_iter()
+        .map(|id| distinct.binary_search(id).expect("id present") as u32)
+        .collect();
     (distinct, index)
 }
 
@@ -215,23 +220,49 @@ pub fn build(events: &Events<'_>, params: &FeedbackParams, newest: i64) -> Feedb
             skipped_pairs += 1;
             (params.skip_confidence(skips), 0.0)
         };
-        entries.push(Entry { user, item, confidence, preference });
+        entries.push(Entry {
+            user,
+            item,
+            confidence,
+            preference,
+        });
     }
     let data = Interactions::from_entries(users.len(), items.len(), &entries);
-    Feedback { user_ids: users, item_ids: items, data, popularity, skipped_pairs }
+    Feedback {
+        user_ids: users,
+        item_ids: items,
+        data,
+        popularity,
+        skipped_pairs,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn events<'a>(u: &'a [i64], i: &'a [i64], w: &'a [f64], d: &'a [f64], ts: &'a [i64]) -> Events<'a> {
-        Events { user_ids: u, item_ids: i, watch_time: w, duration: d, ts }
+    fn events<'a>(
+        u: &'a [i64],
+        i: &'a [i64],
+        w: &'a [f64],
+        d: &'a [f64],
+        ts: &'a [i64],
+    ) -> Events<'a> {
+        Events {
+            user_ids: u,
+            item_ids: i,
+            watch_time: w,
+            duration: d,
+            ts,
+        }
     }
 
     #[test]
     fn confidence_forms_follow_the_documented_formulas() {
-        let mut p = FeedbackParams { alpha: 2.0, ..Default::default() };
+        let mut p = FeedbackParams {
+            alpha: 2.0,
+            ..Default::default()
+        };
         assert_eq!(p.watch_confidence(1.5), 4.0);
         assert_eq!(p.watch_confidence(50.0), 21.0); // capped at MAX_PAIR_RATIO
         p.confidence = Confidence::Log;
@@ -257,11 +288,17 @@ mod tests {
     fn skip_rule() {
         let off = FeedbackParams::default();
         assert!(!off.is_skip(0.0, 10.0));
-        let ratio = FeedbackParams { skip_ratio: 0.2, ..Default::default() };
+        let ratio = FeedbackParams {
+            skip_ratio: 0.2,
+            ..Default::default()
+        };
         assert!(ratio.is_skip(1.9, 10.0));
         assert!(!ratio.is_skip(2.0, 10.0));
         // KuaiRec's short play: less than min(3 s, duration).
-        let seconds = FeedbackParams { skip_seconds: 3.0, ..Default::default() };
+        let seconds = FeedbackParams {
+            skip_seconds: 3.0,
+            ..Default::default()
+        };
         assert!(seconds.is_skip(2.9, 60.0));
         assert!(!seconds.is_skip(3.0, 60.0));
         assert!(seconds.is_skip(1.9, 2.0)); // a 2 s video watched 1.9 s
@@ -270,7 +307,10 @@ mod tests {
 
     #[test]
     fn recency_halves_per_half_life() {
-        let p = FeedbackParams { half_life_days: 2.0, ..Default::default() };
+        let p = FeedbackParams {
+            half_life_days: 2.0,
+            ..Default::default()
+        };
         assert_eq!(p.recency(0.0), 1.0);
         assert_eq!(p.recency(2.0 * 86_400.0), 0.5);
         assert_eq!(p.recency(4.0 * 86_400.0), 0.25);
@@ -280,22 +320,49 @@ mod tests {
     #[test]
     fn events_aggregate_per_pair_with_dense_ids_in_id_order() {
         // user 70 watched item 5 twice (half, then full), user -3 watched item 9.
-        let p = FeedbackParams { alpha: 2.0, ..Default::default() };
-        let f = build(&events(&[70, -3, 70], &[5, 9, 5], &[5.0, 1.0, 10.0], &[10.0; 3], &[0; 3]), &p, 0);
+        let p = FeedbackParams {
+            alpha: 2.0,
+            ..Default::default()
+        };
+        let f = build(
+            &events(
+                &[70, -3, 70],
+                &[5, 9, 5],
+                &[5.0, 1.0, 10.0],
+                &[10.0; 3],
+                &[0; 3],
+            ),
+            &p,
+            0,
+        );
         assert_eq!(f.user_ids, vec![-3, 70]);
         assert_eq!(f.item_ids, vec![5, 9]);
         assert_eq!(f.data.nnz(), 2);
         let (items, conf, pref) = f.data.user_row(1);
-        assert_eq!((items, conf, pref), (&[0u32][..], &[1.0 + 2.0 * 1.5][..], &[1.0f32][..]));
+        assert_eq!(
+            (items, conf, pref),
+            (&[0u32][..], &[1.0 + 2.0 * 1.5][..], &[1.0f32][..])
+        );
         assert_eq!(f.popularity, vec![1.0, 1.0]);
     }
 
     #[test]
     fn skipped_pairs_get_preference_zero_and_watches_win() {
-        let p = FeedbackParams { alpha: 2.0, skip_ratio: 0.1, skip_weight: 3.0, ..Default::default() };
+        let p = FeedbackParams {
+            alpha: 2.0,
+            skip_ratio: 0.1,
+            skip_weight: 3.0,
+            ..Default::default()
+        };
         // user 1: item 1 skipped twice; item 2 skipped then watched fully. Zero watch time is a skip too.
         let f = build(
-            &events(&[1, 1, 1, 1, 1], &[1, 1, 2, 2, 3], &[0.5, 0.0, 0.2, 10.0, 0.0], &[10.0; 5], &[0; 5]),
+            &events(
+                &[1, 1, 1, 1, 1],
+                &[1, 1, 2, 2, 3],
+                &[0.5, 0.0, 0.2, 10.0, 0.0],
+                &[10.0; 5],
+                &[0; 5],
+            ),
             &p,
             0,
         );
@@ -308,9 +375,14 @@ mod tests {
 
     #[test]
     fn recency_weights_watches_by_age_from_the_newest_event() {
-        let p = FeedbackParams { alpha: 1.0, half_life_days: 1.0, ..Default::default() };
+        let p = FeedbackParams {
+            alpha: 1.0,
+            half_life_days: 1.0,
+            ..Default::default()
+        };
         let day = 86_400;
-        let e = events(&[1, 1], &[1, 2], &[10.0, 10.0], &[10.0, 10.0], &[0, day]);
+        let ts = [0, day];
+        let e = events(&[1, 1], &[1, 2], &[10.0, 10.0], &[10.0, 10.0], &ts);
         let f = build(&e, &p, newest_ts(&e));
         let (_, conf, _) = f.data.user_row(0);
         assert_eq!(conf, &[1.5, 2.0]);

@@ -31,7 +31,10 @@ impl Rng {
 /// 200 users, each with one favourite topic: they finish ~12 of its videos and swipe
 /// a few others. Items are `topic * 100 + k`.
 fn clustered_feed(conn: &Connection, options: &str) {
-    conn.execute_batch(&format!("CREATE VIRTUAL TABLE feed USING foryou({options})")).unwrap();
+    conn.execute_batch(&format!(
+        "CREATE VIRTUAL TABLE feed USING foryou({options})"
+    ))
+    .unwrap();
     let mut rng = Rng(42);
     let tx = conn.unchecked_transaction().unwrap();
     {
@@ -42,10 +45,13 @@ fn clustered_feed(conn: &Connection, options: &str) {
             let favourite = user % TOPICS;
             for n in 0..12 {
                 let item = favourite * 100 + rng.below(PER_TOPIC);
-                insert.execute((user, item, 18.0 + rng.below(5) as f64, 1_000 + n)).unwrap();
+                insert
+                    .execute((user, item, 18.0 + rng.below(5) as f64, 1_000 + n))
+                    .unwrap();
             }
             for n in 0..3 {
-                let item = ((favourite + 1 + rng.below(TOPICS - 1)) % TOPICS) * 100 + rng.below(PER_TOPIC);
+                let item =
+                    ((favourite + 1 + rng.below(TOPICS - 1)) % TOPICS) * 100 + rng.below(PER_TOPIC);
                 insert.execute((user, item, 1.0, 2_000 + n)).unwrap();
             }
         }
@@ -54,12 +60,19 @@ fn clustered_feed(conn: &Connection, options: &str) {
 }
 
 fn feed(conn: &Connection, user: i64, k: i64) -> Vec<i64> {
-    let mut stmt = conn.prepare("SELECT item_id FROM recommend(?1, ?2) ORDER BY rank").unwrap();
-    stmt.query_map((user, k), |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    let mut stmt = conn
+        .prepare("SELECT item_id FROM recommend(?1, ?2) ORDER BY rank")
+        .unwrap();
+    stmt.query_map((user, k), |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 fn refit(conn: &Connection, options: &str) -> serde_json::Value {
-    let report: String = conn.query_row("SELECT foryou_refit('feed', ?1)", [options], |r| r.get(0)).unwrap();
+    let report: String = conn
+        .query_row("SELECT foryou_refit('feed', ?1)", [options], |r| r.get(0))
+        .unwrap();
     serde_json::from_str(&report).unwrap()
 }
 
@@ -71,9 +84,16 @@ fn cooking_rises_in_the_very_next_feed_without_a_refit() {
     let sports_fan = SPORTS; // user 1 loves sports
     let cooking = |items: &[i64]| items.iter().filter(|&&i| topic_of(i) == COOKING).count();
     let before = feed(&conn, sports_fan, 10);
-    assert!(cooking(&before) <= 1, "a sports fan starts with little cooking: {before:?}");
+    assert!(
+        cooking(&before) <= 1,
+        "a sports fan starts with little cooking: {before:?}"
+    );
 
-    let mut insert = conn.prepare("INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (?1, ?2, 20.0, 20.0)").unwrap();
+    let mut insert = conn
+        .prepare(
+            "INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (?1, ?2, 20.0, 20.0)",
+        )
+        .unwrap();
     for item in [3, 7, 11] {
         insert.execute((sports_fan, COOKING * 100 + item)).unwrap();
     }
@@ -82,7 +102,10 @@ fn cooking_rises_in_the_very_next_feed_without_a_refit() {
         cooking(&after) >= 3 && cooking(&after) > cooking(&before),
         "after three cooking videos watched to the end, cooking should rise: before {before:?}, after {after:?}"
     );
-    assert!(after.iter().all(|i| ![3, 7, 11].contains(i)), "just-watched videos are left out: {after:?}");
+    assert!(
+        after.iter().all(|i| ![3, 7, 11].contains(i)),
+        "just-watched videos are left out: {after:?}"
+    );
 }
 
 #[test]
@@ -94,7 +117,10 @@ fn a_new_user_with_events_is_folded_in_and_one_without_gets_popularity() {
     conn.execute("INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (9999, 203, 20, 20), (9999, 207, 20, 20)", [])
         .unwrap();
     let newcomer = feed(&conn, 9999, 10);
-    assert!(newcomer.iter().filter(|&&i| topic_of(i) == 2).count() >= 8, "folded-in newcomer: {newcomer:?}");
+    assert!(
+        newcomer.iter().filter(|&&i| topic_of(i) == 2).count() >= 8,
+        "folded-in newcomer: {newcomer:?}"
+    );
     assert_ne!(newcomer, popular);
     // Unknown user, no events: popularity as of the refit, identical for every such user.
     assert_eq!(feed(&conn, 777_777, 10), popular);
@@ -125,7 +151,9 @@ fn exact_user_vector(items: &[Vec<f64>], watched: &[(usize, f64)], reg: f64) -> 
         row[r] += reg;
     }
     for col in 0..dim {
-        let pivot = (col..dim).max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs())).unwrap();
+        let pivot = (col..dim)
+            .max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs()))
+            .unwrap();
         a.swap(col, pivot);
         for r in 0..dim {
             if r != col {
@@ -154,81 +182,153 @@ fn fold_in_equals_an_exact_user_step_with_frozen_item_factors() {
     // Item factors as stored (little-endian f32 blobs, ids as little-endian i64).
     let mut ids = Vec::new();
     let mut factors = Vec::new();
-    let mut stmt = conn.prepare("SELECT ids, factors FROM feed_items ORDER BY chunk").unwrap();
+    let mut stmt = conn
+        .prepare("SELECT ids, factors FROM feed_items ORDER BY chunk")
+        .unwrap();
     let mut rows = stmt.query([]).unwrap();
     while let Some(row) = rows.next().unwrap() {
         let id_blob: Vec<u8> = row.get(0).unwrap();
         let f_blob: Vec<u8> = row.get(1).unwrap();
-        ids.extend(id_blob.chunks(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())));
-        factors.extend(f_blob.chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64));
+        ids.extend(
+            id_blob
+                .chunks(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap())),
+        );
+        factors.extend(
+            f_blob
+                .chunks(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64),
+        );
     }
     let dim = factors.len() / ids.len();
     let items: Vec<Vec<f64>> = factors.chunks(dim).map(<[f64]>::to_vec).collect();
 
     // The documented confidence: c = 1 + alpha · min(Σ min(watch/duration, 10), 10).
     let mut ratio_by_item = std::collections::BTreeMap::<i64, f64>::new();
-    let mut events = conn.prepare("SELECT item_id, watch_time / duration FROM feed WHERE user_id = 7").unwrap();
-    for row in events.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))).unwrap() {
+    let mut events = conn
+        .prepare("SELECT item_id, watch_time / duration FROM feed WHERE user_id = 7")
+        .unwrap();
+    for row in events
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))
+        .unwrap()
+    {
         let (item, ratio) = row.unwrap();
         *ratio_by_item.entry(item).or_default() += ratio.min(10.0);
     }
     let watched: Vec<(usize, f64)> = ratio_by_item
         .iter()
-        .map(|(item, r)| (ids.iter().position(|i| i == item).unwrap(), 1.0 + alpha * r.min(10.0)))
+        .map(|(item, r)| {
+            (
+                ids.iter().position(|i| i == item).unwrap(),
+                1.0 + alpha * r.min(10.0),
+            )
+        })
         .collect();
     let x = exact_user_vector(&items, &watched, reg);
 
-    let mut served = conn.prepare("SELECT item_id, score FROM recommend(7, 1000)").unwrap();
-    let served: Vec<(i64, f64)> = served.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    let mut served = conn
+        .prepare("SELECT item_id, score FROM recommend(7, 1000)")
+        .unwrap();
+    let served: Vec<(i64, f64)> = served
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(served.len(), ids.len());
     for (item, score) in served {
         let y = &items[ids.iter().position(|&i| i == item).unwrap()];
         let expected: f64 = x.iter().zip(y).map(|(a, b)| a * b).sum();
-        assert!((score - expected).abs() < 1e-5, "item {item}: served {score}, exact {expected}");
+        assert!(
+            (score - expected).abs() < 1e-5,
+            "item {item}: served {score}, exact {expected}"
+        );
     }
 }
 
 #[test]
 fn new_items_enter_through_an_incremental_refit() {
     let conn = memory();
-    clustered_feed(&conn, "factors = 8, iterations = 12, seed = 1, incremental_iterations = 3");
+    clustered_feed(
+        &conn,
+        "factors = 8, iterations = 12, seed = 1, incremental_iterations = 3",
+    );
     let full = refit(&conn, "{}");
     // A new sports video, finished by ten sports fans after the refit.
     for fan in (1..40).step_by(4) {
-        conn.execute("INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (?1, 150, 20, 20)", [fan]).unwrap();
+        conn.execute(
+            "INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (?1, 150, 20, 20)",
+            [fan],
+        )
+        .unwrap();
     }
     let similar = |item: i64| -> Vec<i64> {
-        let mut s = conn.prepare("SELECT item_id FROM similar_items(?1, 5)").unwrap();
-        s.query_map([item], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        let mut s = conn
+            .prepare("SELECT item_id FROM similar_items(?1, 5)")
+            .unwrap();
+        s.query_map([item], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     };
     assert!(similar(150).is_empty(), "no factors before a refit");
-    assert!(!feed(&conn, 5, 200).contains(&150), "an item without factors cannot be scored yet");
+    assert!(
+        !feed(&conn, 5, 200).contains(&150),
+        "an item without factors cannot be scored yet"
+    );
 
     let incremental = refit(&conn, r#"{"mode": "incremental"}"#);
     assert_eq!(incremental["mode"], "incremental");
     assert_eq!(incremental["iterations"], 3);
-    assert_eq!(incremental["version"], full["version"].as_i64().unwrap() + 1);
+    assert_eq!(
+        incremental["version"],
+        full["version"].as_i64().unwrap() + 1
+    );
     assert_eq!(incremental["items"], full["items"].as_i64().unwrap() + 1);
     let near = similar(150);
-    assert!(near.iter().filter(|&&i| topic_of(i) == SPORTS).count() >= 4, "new sports video's neighbours: {near:?}");
+    assert!(
+        near.iter().filter(|&&i| topic_of(i) == SPORTS).count() >= 4,
+        "new sports video's neighbours: {near:?}"
+    );
     // A sports fan who has not seen it gets it among the sports videos, above all others.
     let ranked = feed(&conn, 45, 100);
-    let at = ranked.iter().position(|&i| i == 150).expect("item 150 is ranked now");
+    let at = ranked
+        .iter()
+        .position(|&i| i == 150)
+        .expect("item 150 is ranked now");
     let first_other = ranked.iter().position(|&i| topic_of(i) != SPORTS).unwrap();
-    assert!(at < first_other, "item 150 at {at}, first non-sports item at {first_other}: {ranked:?}");
+    assert!(
+        at < first_other,
+        "item 150 at {at}, first non-sports item at {first_other}: {ranked:?}"
+    );
 }
 
 #[test]
 fn auto_refit_runs_inside_the_insert_that_crosses_the_threshold() {
     let conn = memory();
-    conn.execute_batch("CREATE VIRTUAL TABLE feed USING foryou(factors = 4, iterations = 5, auto_refit = 10)").unwrap();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE feed USING foryou(factors = 4, iterations = 5, auto_refit = 10)",
+    )
+    .unwrap();
     let version = || -> Option<i64> {
-        conn.query_row("SELECT value FROM feed_model WHERE key = 'version'", [], |r| r.get(0)).optional().unwrap()
+        conn.query_row(
+            "SELECT value FROM feed_model WHERE key = 'version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .unwrap()
     };
     let mode = || -> String {
-        conn.query_row("SELECT json_extract(value, '$.mode') FROM feed_model WHERE key = 'report'", [], |r| r.get(0)).unwrap()
+        conn.query_row(
+            "SELECT json_extract(value, '$.mode') FROM feed_model WHERE key = 'report'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
     };
-    let mut insert = conn.prepare("INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (?1, ?2, 10, 10)").unwrap();
+    let mut insert = conn
+        .prepare("INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (?1, ?2, 10, 10)")
+        .unwrap();
     for n in 0..9i64 {
         insert.execute((n % 3, n)).unwrap();
     }
@@ -244,7 +344,13 @@ fn auto_refit_runs_inside_the_insert_that_crosses_the_threshold() {
     .unwrap();
     assert_eq!(version(), Some(2));
     assert_eq!(mode(), "incremental");
-    let events: i64 = conn.query_row("SELECT json_extract(value, '$.events') FROM feed_model WHERE key = 'report'", [], |r| r.get(0)).unwrap();
+    let events: i64 = conn
+        .query_row(
+            "SELECT json_extract(value, '$.events') FROM feed_model WHERE key = 'report'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(events, 20);
 }
 
@@ -254,7 +360,8 @@ fn two_connections(wal: bool) -> (tempfile::TempDir, Connection, Connection) {
     let a = Connection::open(&path).unwrap();
     load(&a).unwrap();
     if wal {
-        a.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())).unwrap();
+        a.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .unwrap();
     }
     clustered_feed(&a, "factors = 8, iterations = 10, seed = 2");
     let b = Connection::open(&path).unwrap();
@@ -278,7 +385,13 @@ fn check_cross_connection(wal: bool) {
     let before = feed(&a, 3, 10);
     let report = refit(&b, r#"{"seed": 99}"#);
     assert_eq!(report["version"], 2);
-    let after_version: i64 = a.query_row("SELECT value FROM feed_model WHERE key = 'version'", [], |r| r.get(0)).unwrap();
+    let after_version: i64 = a
+        .query_row(
+            "SELECT value FROM feed_model WHERE key = 'version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(after_version, 2);
     assert_ne!(feed(&a, 3, 10), before, "A serves B's new model");
 }
@@ -300,9 +413,23 @@ fn an_uncommitted_refit_is_invisible_to_other_connections() {
     let committed = feed(&b, 3, 10);
     a.execute_batch("BEGIN").unwrap();
     refit(&a, r#"{"seed": 1234, "iterations": 3}"#);
-    assert_eq!(feed(&b, 3, 10), committed, "B still serves the committed model");
-    let b_version: i64 = b.query_row("SELECT value FROM feed_model WHERE key = 'version'", [], |r| r.get(0)).unwrap();
+    assert_eq!(
+        feed(&b, 3, 10),
+        committed,
+        "B still serves the committed model"
+    );
+    let b_version: i64 = b
+        .query_row(
+            "SELECT value FROM feed_model WHERE key = 'version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(b_version, 1);
     a.execute_batch("COMMIT").unwrap();
-    assert_ne!(feed(&b, 3, 10), committed, "after COMMIT, B serves the new model");
+    assert_ne!(
+        feed(&b, 3, 10),
+        committed,
+        "after COMMIT, B serves the new model"
+    );
 }
