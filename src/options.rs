@@ -407,7 +407,7 @@ impl Options {
                         .map(|s| s.name)
                         .collect();
                     format!(
-                        "{WHO}: unrecognized option '{key}' in options_json (per-refit options: {})",
+                        "{WHO}: unrecognized option '{key}' in options_json (per-refit options: mode, {})",
                         training.join(", ")
                     )
                 })?;

@@ -19,8 +19,8 @@ use crate::store::{Event, StoredModel};
 /// A folded-in user vector and the events it was computed from.
 #[derive(Debug)]
 struct Folded {
-    /// (largest event rowid, number of events) of the user at fold-in time.
-    events: (i64, usize),
+    /// Fingerprint of the user's events at fold-in time (see [`fingerprint`]).
+    events: u64,
     vector: Vec<f32>,
 }
 
@@ -125,7 +125,7 @@ impl Serving {
             (None, None) => return (UserSource::Popularity, None),
             _ => {}
         }
-        let key = (newest_event.unwrap_or(0), events.len());
+        let key = fingerprint(events);
         let mut folded = self
             .folded
             .lock()
@@ -146,7 +146,6 @@ impl Serving {
                 );
                 (UserSource::FoldedIn, Some(vector))
             }
-            // Only items without factors (newer than the refit): nothing to solve from.
             None => match stored {
                 Some(row) => (UserSource::Stored, Some(row.to_vec())),
                 None => (UserSource::Popularity, None),
@@ -183,7 +182,9 @@ impl Serving {
                     .map(|&i| (i, c, p))
             })
             .collect();
-        if entries.is_empty() {
+        // Nothing watched (only skips, or only items without factors): no taste to
+        // solve for; the caller falls back to the stored vector or popularity.
+        if !entries.iter().any(|&(_, _, p)| p > 0.0) {
             return None;
         }
         let vector = als::fold_in(
@@ -234,6 +235,24 @@ impl Serving {
             None => Vec::new(),
         }
     }
+}
+
+/// A hash of every field of every event: any INSERT, UPDATE or DELETE of the user's
+/// events changes it, so a folded-in vector is recomputed exactly when needed.
+fn fingerprint(events: &[(i64, Event)]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for (id, e) in events {
+        (
+            id,
+            e.item_id,
+            e.watch_time.to_bits(),
+            e.duration.to_bits(),
+            e.ts,
+        )
+            .hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 /// The first k of `ranked` (item id, popularity) pairs, best first, that are not in

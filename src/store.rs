@@ -556,8 +556,11 @@ impl Shadow {
     /// running write statement (an INSERT that triggers an automatic refit) SQLite opens
     /// no savepoint; that statement is itself atomic, so `body` runs within it.
     pub fn atomically<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
-        if conn.execute_batch("SAVEPOINT foryou").is_err() {
-            return body();
+        if let Err(e) = conn.execute_batch("SAVEPOINT foryou") {
+            return match e.to_string().contains("statements in progress") {
+                true => body(),
+                false => Err(e),
+            };
         }
         match body() {
             Ok(value) => {

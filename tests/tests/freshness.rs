@@ -433,3 +433,47 @@ fn an_uncommitted_refit_is_invisible_to_other_connections() {
         "after COMMIT, B serves the new model"
     );
 }
+
+#[test]
+fn an_update_to_fresh_events_refreshes_the_folded_in_vector() {
+    let conn = memory();
+    clustered_feed(&conn, "factors = 8, iterations = 10, seed = 1");
+    refit(&conn, "{}");
+    conn.execute_batch("INSERT INTO feed(rowid, user_id, item_id, watch_time, duration) VALUES (90001, 5000, 201, 20, 20), (90002, 5000, 205, 20, 20)")
+        .unwrap();
+    let travel = feed(&conn, 5000, 10);
+    assert!(travel.iter().all(|&i| topic_of(i) == 2), "{travel:?}");
+    // Same rowids, same count: only the content changes.
+    conn.execute_batch("UPDATE feed SET item_id = item_id - 200 WHERE user_id = 5000")
+        .unwrap();
+    let cooking = feed(&conn, 5000, 10);
+    assert!(
+        cooking.iter().all(|&i| topic_of(i) == COOKING),
+        "{cooking:?}"
+    );
+    assert!(
+        !cooking.contains(&1) && !cooking.contains(&5),
+        "the updated events are the watched ones: {cooking:?}"
+    );
+}
+
+#[test]
+fn a_user_who_only_skipped_gets_popular_items_minus_the_skipped_ones() {
+    let conn = memory();
+    clustered_feed(
+        &conn,
+        "factors = 8, iterations = 10, seed = 1, skip_ratio = 0.2",
+    );
+    refit(&conn, "{}");
+    let popular = feed(&conn, 424_242, 12);
+    let skipped = [popular[0], popular[1]];
+    for item in skipped {
+        conn.execute(
+            "INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (6000, ?1, 0.5, 20)",
+            [item],
+        )
+        .unwrap();
+    }
+    let got = feed(&conn, 6000, 10);
+    assert_eq!(got, popular[2..].to_vec());
+}

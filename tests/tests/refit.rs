@@ -347,7 +347,11 @@ fn refit_errors_keep_the_previous_model() {
             .all(|o| !options.iter().any(|l| l == o)),
         "{options:?}"
     );
-    let in_create: Vec<&str> = options.iter().map(String::as_str).collect();
+    assert_eq!(
+        options[0], "mode",
+        "the refit mode is listed first: {options:?}"
+    );
+    let in_create: Vec<&str> = options[1..].iter().map(String::as_str).collect();
     assert_lists_in_order(&create, &in_create);
     let options = options.join(", ");
     let cases = [

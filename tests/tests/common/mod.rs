@@ -177,14 +177,21 @@ pub const DOCUMENTED_OPTIONS: &[&str] = &[
     "iterations",
     "regularization",
     "alpha",
+    "confidence",
+    "skip_ratio",
+    "skip_seconds",
+    "skip_weight",
+    "half_life_days",
     "cg_steps",
     "seed",
     "threads",
+    "incremental_iterations",
+    "auto_refit",
     "exclude_watched",
 ];
 
 /// Options fixed at CREATE time, which `foryou_refit(model, options_json)` refuses.
-pub const SERVING_OPTIONS: &[&str] = &["exclude_watched"];
+pub const SERVING_OPTIONS: &[&str] = &["auto_refit", "exclude_watched"];
 
 /// Checks that `message` is exactly `prefix` followed by `(<label>: a, b, c)` and returns
 /// the listed names.
