@@ -177,6 +177,16 @@ const SPECS: &[Spec] = &[
         scope: Scope::Table,
     },
     Spec {
+        name: "explore",
+        kind: Kind::Real {
+            min: 0.0,
+            max: 1.0,
+            min_exclusive: false,
+        },
+        default: Value::Real(0.0),
+        scope: Scope::Table,
+    },
+    Spec {
         name: "exclude_watched",
         kind: Kind::Boolean,
         default: Value::Boolean(true),
@@ -215,6 +225,8 @@ pub struct Options {
     pub incremental_iterations: usize,
     /// Run an incremental refit once this many events arrived since the last refit (0: off).
     pub auto_refit: u64,
+    /// Share of `recommend()` slots given to fresh or under-exposed items (0: off).
+    pub explore: f64,
     /// Whether `recommend()` leaves out items the user already watched.
     pub exclude_watched: bool,
 }
@@ -236,6 +248,7 @@ impl Default for Options {
             threads: 0,
             incremental_iterations: 0,
             auto_refit: 0,
+            explore: 0.0,
             exclude_watched: false,
         };
         for spec in SPECS {
@@ -306,6 +319,7 @@ impl Options {
             "threads" => Value::Integer(self.threads as i64),
             "incremental_iterations" => Value::Integer(self.incremental_iterations as i64),
             "auto_refit" => Value::Integer(self.auto_refit as i64),
+            "explore" => Value::Real(self.explore),
             "exclude_watched" => Value::Boolean(self.exclude_watched),
             other => unreachable!("option {other} has no field"),
         }
@@ -332,6 +346,7 @@ impl Options {
                 self.incremental_iterations = v as usize
             }
             ("auto_refit", Value::Integer(v)) => self.auto_refit = v as u64,
+            ("explore", Value::Real(v)) => self.explore = v,
             ("exclude_watched", Value::Boolean(v)) => self.exclude_watched = v,
             (other, value) => unreachable!("option {other} cannot hold {value:?}"),
         }

@@ -50,7 +50,24 @@ pub fn recommend_for(
         watched.dedup(); // events come in item order
     }
     Ok(match state.serving(conn, shadow)? {
-        Some(model) => model.recommend(user_id, &events, k, &watched).1,
+        Some(model) => {
+            let mut ranked = model.recommend(user_id, &events, k, &watched).1;
+            let slots = (k as f64 * options.explore).round() as usize;
+            if slots > 0 {
+                let mut fresh = shadow.items_after(conn, model.events_upto())?;
+                fresh.retain(|&id| !model.knows_item(id));
+                model.explore(
+                    &mut ranked,
+                    slots,
+                    k,
+                    &fresh,
+                    &watched,
+                    user_id,
+                    options.seed,
+                );
+            }
+            ranked
+        }
         None => popular_items(&state.live_popularity(conn, shadow)?, k, &watched),
     })
 }

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::model::factors::mix64;
 use crate::model::feedback::{self, FeedbackParams};
 use crate::model::{als, topk, Factors};
 use crate::options::Options;
@@ -43,6 +44,8 @@ pub struct Serving {
     events_upto: i64,
     newest_ts: i64,
     folded: Mutex<HashMap<i64, Folded>>,
+    /// Item ids of the least-viewed tenth of the catalogue: exploration candidates.
+    under_exposed: Vec<i64>,
 }
 
 /// Where a user's ranking vector came from.
@@ -71,7 +74,20 @@ impl Serving {
             Ok(pool) => als::gramian(&model.items, &pool),
             Err(_) => vec![0.0; model.items.dim * model.items.dim],
         };
+        let mut by_views: Vec<(f32, i64)> = model
+            .popularity
+            .iter()
+            .zip(&model.item_ids)
+            .map(|(&p, &id)| (p, id))
+            .collect();
+        by_views.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let under_exposed = by_views
+            .iter()
+            .take(model.item_ids.len().div_ceil(10))
+            .map(|&(_, id)| id)
+            .collect();
         Serving {
+            under_exposed,
             tag: model.meta.tag,
             version: model.meta.version,
             user_index: index(&model.user_ids),
@@ -220,6 +236,58 @@ impl Serving {
             ),
         };
         (source, self.with_ids(ranked))
+    }
+
+    /// The events that the model has not learned from yet end after this rowid.
+    pub fn events_upto(&self) -> i64 {
+        self.events_upto
+    }
+
+    /// Whether the model has factors for `item_id`.
+    pub fn knows_item(&self, item_id: i64) -> bool {
+        self.item_index.contains_key(&item_id)
+    }
+
+    /// Replaces the last `slots` of `ranked` by exploration picks: items without factors
+    /// yet (`fresh`) or among the least viewed, never in `exclude` (sorted) or already
+    /// ranked, ordered by a hash of (seed, user, model version, item) so that a user's
+    /// picks are reproducible and differ between users and refits. Explored rows get a
+    /// NaN score (NULL in SQL).
+    pub fn explore(
+        &self,
+        ranked: &mut Vec<(i64, f32)>,
+        slots: usize,
+        k: usize,
+        fresh: &[i64],
+        exclude: &[i64],
+        user_id: i64,
+        seed: u64,
+    ) {
+        if slots == 0 {
+            return;
+        }
+        let keep = k.saturating_sub(slots).min(ranked.len());
+        let kept: std::collections::HashSet<i64> = ranked.iter().map(|&(id, _)| id).collect();
+        let salt = mix64(seed ^ mix64(user_id as u64 ^ mix64(self.version as u64)));
+        let mut candidates: Vec<(u64, i64)> = fresh
+            .iter()
+            .chain(&self.under_exposed)
+            .filter(|id| !kept.contains(id) && exclude.binary_search(id).is_err())
+            .map(|&id| (mix64(salt ^ id as u64), id))
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup_by_key(|c| c.1);
+        let picks: Vec<(i64, f32)> = candidates
+            .iter()
+            .take(slots)
+            .map(|&(_, id)| (id, f32::NAN))
+            .collect();
+        if picks.is_empty() {
+            return;
+        }
+        let backfill = slots - picks.len(); // too few candidates: keep more of the ranking
+        ranked.truncate(keep + backfill);
+        ranked.extend(picks);
     }
 
     /// The k items closest to `item_id` by cosine of their factors (itself left out);

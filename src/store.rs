@@ -321,6 +321,16 @@ impl Shadow {
         rows.collect()
     }
 
+    /// Distinct items of the events with rowid > `after` (events newer than a refit).
+    pub fn items_after(&self, conn: &Connection, after: i64) -> Result<Vec<i64>> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT DISTINCT item_id FROM {} WHERE id > ?1 ORDER BY item_id",
+            self.name("events")
+        ))?;
+        let rows = stmt.query_map([after], |row| row.get(0))?;
+        rows.collect()
+    }
+
     /// Number of events with rowid > `after` (events newer than a refit).
     pub fn count_events_after(&self, conn: &Connection, after: i64) -> Result<i64> {
         let mut stmt = conn.prepare_cached(&format!(

@@ -477,3 +477,61 @@ fn a_user_who_only_skipped_gets_popular_items_minus_the_skipped_ones() {
     let got = feed(&conn, 6000, 10);
     assert_eq!(got, popular[2..].to_vec());
 }
+
+#[test]
+fn explore_gives_a_share_of_slots_to_fresh_and_under_exposed_items() {
+    let conn = memory();
+    clustered_feed(
+        &conn,
+        "factors = 8, iterations = 10, seed = 1, explore = 0.2",
+    );
+    refit(&conn, "{}");
+    // A brand-new video, watched once after the refit: no factors yet.
+    conn.execute(
+        "INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (3, 999, 20, 20)",
+        [],
+    )
+    .unwrap();
+    let rows = |user: i64| -> Vec<(i64, Option<f64>, i64)> {
+        let mut s = conn
+            .prepare("SELECT item_id, score, rank FROM recommend(?1, 10)")
+            .unwrap();
+        s.query_map([user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let mut saw_fresh = false;
+    for user in 0..40 {
+        let got = rows(user);
+        assert_eq!(got.len(), 10);
+        assert_eq!(
+            got.iter().map(|r| r.2).collect::<Vec<_>>(),
+            (1..=10).collect::<Vec<_>>()
+        );
+        // Ranks 1-8 are the model's, best first; ranks 9-10 are explored (score NULL).
+        assert!(
+            got[..8].iter().all(|r| r.1.is_some()),
+            "user {user}: {got:?}"
+        );
+        assert!(
+            got[8..].iter().all(|r| r.1.is_none()),
+            "user {user}: {got:?}"
+        );
+        assert!(got[..8].windows(2).all(|w| w[0].1 >= w[1].1));
+        let items: std::collections::HashSet<i64> = got.iter().map(|r| r.0).collect();
+        assert_eq!(items.len(), 10, "no duplicates: {got:?}");
+        saw_fresh |= got.iter().any(|r| r.0 == 999);
+        assert_eq!(rows(user), got, "exploration is deterministic");
+        if user == 3 {
+            assert!(!items.contains(&999), "user 3 watched item 999 already");
+        }
+    }
+    assert!(
+        saw_fresh,
+        "the fresh item reaches some feeds before any refit"
+    );
+    // Explored picks are not everyone's: they depend on the user.
+    let explored = |user: i64| rows(user)[8..].iter().map(|r| r.0).collect::<Vec<_>>();
+    assert!((1..40).any(|u| explored(u) != explored(0)));
+}

@@ -187,11 +187,12 @@ pub const DOCUMENTED_OPTIONS: &[&str] = &[
     "threads",
     "incremental_iterations",
     "auto_refit",
+    "explore",
     "exclude_watched",
 ];
 
 /// Options fixed at CREATE time, which `foryou_refit(model, options_json)` refuses.
-pub const SERVING_OPTIONS: &[&str] = &["auto_refit", "exclude_watched"];
+pub const SERVING_OPTIONS: &[&str] = &["auto_refit", "explore", "exclude_watched"];
 
 /// Checks that `message` is exactly `prefix` followed by `(<label>: a, b, c)` and returns
 /// the listed names.
