@@ -96,7 +96,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         name: "confidence",
-        kind: Kind::Choice(&["binary", "linear", "log"]),
+        kind: Kind::Choice(&["binary", "linear", "log", "ratio"]),
         default: Value::Text("linear"),
         scope: Scope::Training,
     },

@@ -15,6 +15,7 @@
 //!     binary:  f(R) = 1
 //!     linear:  f(R) = min(R, MAX_PAIR_RATIO)
 //!     log:     f(R) = ln(1 + min(R, MAX_PAIR_RATIO))
+//!     ratio:   c = alpha · min(R, MAX_PAIR_RATIO)   (no "1 +": below 1 when R < 1/alpha)
 //! only skips:           p = 0, c = 1 + skip_weight · min(S, MAX_SKIPS)
 //! ```
 //!
@@ -41,6 +42,9 @@ pub enum Confidence {
     Binary,
     Linear,
     Log,
+    /// c = alpha · R with no floor of 1: a barely watched video (R < 1/alpha) weighs
+    /// less than an unseen one, a soft "no" (the scale `implicit` reads from its matrix).
+    Ratio,
 }
 
 impl Confidence {
@@ -49,11 +53,12 @@ impl Confidence {
             Confidence::Binary => "binary",
             Confidence::Linear => "linear",
             Confidence::Log => "log",
+            Confidence::Ratio => "ratio",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        [Confidence::Binary, Confidence::Linear, Confidence::Log]
+        [Confidence::Binary, Confidence::Linear, Confidence::Log, Confidence::Ratio]
             .into_iter()
             .find(|c| c.name() == name)
     }
@@ -101,6 +106,7 @@ impl FeedbackParams {
             Confidence::Binary => 1.0,
             Confidence::Linear => r,
             Confidence::Log => r.ln_1p(),
+            Confidence::Ratio => return (self.alpha as f64 * r) as f32,
         };
         (1.0 + self.alpha as f64 * f) as f32
     }
@@ -267,6 +273,9 @@ mod tests {
         assert_eq!(p.watch_confidence(50.0), 21.0); // capped at MAX_PAIR_RATIO
         p.confidence = Confidence::Log;
         assert_eq!(p.watch_confidence(1.0), (1.0 + 2.0 * 2f64.ln()) as f32);
+        p.confidence = Confidence::Ratio;
+        assert_eq!(p.watch_confidence(0.25), 0.5);
+        assert_eq!(p.watch_confidence(3.0), 6.0);
         p.confidence = Confidence::Binary;
         assert_eq!(p.watch_confidence(0.01), 3.0);
         assert_eq!(p.watch_confidence(7.0), 3.0);
