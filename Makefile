@@ -1,8 +1,8 @@
-# foryou: make loadable | test | demo | bench | clean
+# foryou: make loadable | test | demo | eval | bench | clean
 CARGO ?= cargo
 EXT := target/release/libforyou.so
 
-.PHONY: loadable test unit integration golden example demo clean
+.PHONY: loadable test unit integration golden example demo eval eval-quick bench bench-quick clean
 
 # The loadable extension: target/release/libforyou.so (load it as ./target/release/libforyou).
 loadable:
@@ -27,6 +27,20 @@ example: loadable
 demo: loadable
 	rm -f demo.db
 	FORYOU_EXT=$(CURDIR)/target/release/libforyou $(CARGO) run --release -q -p foryou-tests --example session -- demo.db
+
+# Ranking quality on real short-video logs (KuaiRec, ../shared/data) against implicit: eval/README.md.
+eval: loadable
+	bash eval/run.sh
+
+eval-quick: loadable
+	QUICK=1 bash eval/run.sh
+
+# Speed against implicit and sqlite-vec: bench/README.md.
+bench: loadable
+	bash bench/run.sh
+
+bench-quick: loadable
+	QUICK=1 bash bench/run.sh
 
 clean:
 	$(CARGO) clean
