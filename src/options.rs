@@ -141,6 +141,16 @@ const SPECS: &[Spec] = &[
         scope: Scope::Training,
     },
     Spec {
+        name: "popularity_exponent",
+        kind: Kind::Real {
+            min: 0.0,
+            max: 2.0,
+            min_exclusive: false,
+        },
+        default: Value::Real(0.0),
+        scope: Scope::Training,
+    },
+    Spec {
         name: "cg_steps",
         kind: Kind::Integer { min: 1, max: 64 },
         default: Value::Integer(3),
@@ -215,6 +225,8 @@ pub struct Options {
     pub skip_weight: f64,
     /// Recency half-life in days, relative to the newest event (0: off).
     pub half_life_days: f64,
+    /// `ω`: unobserved pairs on item i weigh `pop_i^ω / mean(pop^ω)` (0: all weigh 1).
+    pub popularity_exponent: f64,
     /// Conjugate-gradient steps per vector per sweep.
     pub cg_steps: usize,
     /// Seed of the initial factors.
@@ -243,6 +255,7 @@ impl Default for Options {
             skip_seconds: 0.0,
             skip_weight: 0.0,
             half_life_days: 0.0,
+            popularity_exponent: 0.0,
             cg_steps: 0,
             seed: 0,
             threads: 0,
@@ -268,6 +281,7 @@ impl Options {
             skip_seconds: self.skip_seconds,
             skip_weight: self.skip_weight as f32,
             half_life_days: self.half_life_days,
+            popularity_exponent: self.popularity_exponent,
         }
     }
 
@@ -314,6 +328,7 @@ impl Options {
             "skip_seconds" => Value::Real(self.skip_seconds),
             "skip_weight" => Value::Real(self.skip_weight),
             "half_life_days" => Value::Real(self.half_life_days),
+            "popularity_exponent" => Value::Real(self.popularity_exponent),
             "cg_steps" => Value::Integer(self.cg_steps as i64),
             "seed" => Value::Integer(self.seed as i64),
             "threads" => Value::Integer(self.threads as i64),
@@ -339,6 +354,7 @@ impl Options {
             ("skip_seconds", Value::Real(v)) => self.skip_seconds = v,
             ("skip_weight", Value::Real(v)) => self.skip_weight = v,
             ("half_life_days", Value::Real(v)) => self.half_life_days = v,
+            ("popularity_exponent", Value::Real(v)) => self.popularity_exponent = v,
             ("cg_steps", Value::Integer(v)) => self.cg_steps = v as usize,
             ("seed", Value::Integer(v)) => self.seed = v as u64,
             ("threads", Value::Integer(v)) => self.threads = v as usize,
@@ -595,6 +611,15 @@ mod tests {
             .unwrap_err()
             .contains("expects a number > 0"));
         assert!(Options::from_create_args(&["alpha = nan"]).is_err());
+        assert_eq!(
+            Options::from_create_args(&["popularity_exponent = 0.5"])
+                .unwrap()
+                .feedback()
+                .popularity_exponent,
+            0.5
+        );
+        assert!(Options::from_create_args(&["popularity_exponent = 2.5"]).is_err());
+        assert!(Options::from_create_args(&["popularity_exponent = -0.1"]).is_err());
         assert!(Options::from_create_args(&["factors"])
             .unwrap_err()
             .contains("key = value"));

@@ -6,7 +6,10 @@
 //! A user with events newer than the refit (or with events but no vector yet) is
 //! *folded in*: their vector is solved exactly from the current item factors and all
 //! of their events, with the same objective and options as the refit (implicit's
-//! `recalculate_user`), and cached until their events change.
+//! `recalculate_user`), and cached until their events change. The objective's
+//! missing-data weights `w_i = pop_i^ω / mean(pop^ω)` are recomputed at load from the
+//! stored popularity and the refit's `popularity_exponent`, so the fold-in Gramian is
+//! `YᵀWY` (`YᵀY` when ω = 0).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -37,7 +40,10 @@ pub struct Serving {
     items: Factors,
     item_norms: Vec<f32>,
     popularity: Vec<f32>,
-    /// YᵀY of the item factors, for fold-in.
+    /// Missing-data weight `w_i` of each item (all 1.0 unless `popularity_exponent > 0`),
+    /// recomputed from the stored popularity exactly as the refit computed it.
+    item_weights: Vec<f32>,
+    /// YᵀWY of the item factors (YᵀY when every weight is 1), for fold-in.
     item_gramian: Vec<f32>,
     feedback: FeedbackParams,
     regularization: f32,
@@ -70,8 +76,15 @@ impl Serving {
         let options = Options::default()
             .with_refit_json(&model.meta.options)
             .unwrap_or_default();
+        // The refit's missing-data weights: w_i = pop_i^ω / mean(pop^ω) from the
+        // popularity it stored (distinct users per item) and its popularity_exponent.
+        let item_weights = if model.popularity.len() == model.items.rows {
+            feedback::missing_weights(&model.popularity, options.popularity_exponent)
+        } else {
+            vec![1.0; model.items.rows]
+        };
         let item_gramian = match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
-            Ok(pool) => als::gramian(&model.items, &pool),
+            Ok(pool) => als::weighted_gramian(&model.items, &item_weights, &pool),
             Err(_) => vec![0.0; model.items.dim * model.items.dim],
         };
         let mut by_views: Vec<(f32, i64)> = model
@@ -97,6 +110,7 @@ impl Serving {
             item_ids: model.item_ids,
             items: model.items,
             popularity: model.popularity,
+            item_weights,
             item_gramian,
             feedback: options.feedback(),
             regularization: options.regularization as f32,
@@ -206,6 +220,7 @@ impl Serving {
         let vector = als::fold_in(
             &self.items,
             &self.item_gramian,
+            &self.item_weights,
             &entries,
             self.regularization,
         );

@@ -2,30 +2,43 @@
 //!
 //! # Model
 //!
-//! Users get vectors `x_u`, items `y_i` (both of length `f`). Every (user, item) pair has
-//! a confidence `c_ui` and a preference `p_ui`; an observed pair carries the values from
-//! [`Interactions`], every unobserved pair has `c = 1, p = 0` (Hu, Koren, Volinsky 2008).
-//! The objective is
+//! Users get vectors `x_u`, items `y_i` (both of length `f`). An observed (user, item)
+//! pair carries a confidence `c_ui` and a preference `p_ui` from [`Interactions`]; an
+//! unobserved pair has `p = 0` and the weight `w_i` of its item,
+//! [`Interactions::missing_weight`] (Hu, Koren, Volinsky 2008 use `w_i = 1`; He, Zhang,
+//! Kan, Chua 2016, "Fast Matrix Factorization for Online Recommendation with Implicit
+//! Feedback" (eALS), weight missing data by item popularity: a popular item the user
+//! never watched is stronger evidence of disinterest than an obscure one). The
+//! objective is
 //!
 //! ```text
 //! L(X, Y) = Σ_{(u,i) observed}   c_ui (p_ui − x_u·y_i)²
-//!         + Σ_{(u,i) unobserved} (x_u·y_i)²
+//!         + Σ_{(u,i) unobserved} w_i (x_u·y_i)²
 //!         + λ (Σ_u |x_u|² + Σ_i |y_i|²)
 //! ```
+//!
+//! with `w_i = pop_i^ω / mean_j(pop_j^ω)`, `pop_i` the number of distinct users with an
+//! observed pair on item `i` and `ω` the `popularity_exponent` option (see
+//! [`super::feedback::missing_weights`]): the mean weight is 1, so `λ` and `alpha` keep
+//! their meaning, and `ω = 0` gives `w_i = 1` exactly, the uniform model.
 //!
 //! With `Y` fixed, each `x_u` is the solution of the normal equations
 //!
 //! ```text
 //! A_u x_u = b_u,
-//! A_u = YᵀY + Σ_{i∈u} (c_ui − 1) y_i y_iᵀ + λ I
+//! A_u = YᵀWY + Σ_{i∈u} (c_ui − w_i) y_i y_iᵀ + λ I,      YᵀWY = Σ_i w_i y_i y_iᵀ
 //! b_u = Σ_{i∈u} c_ui p_ui y_i
 //! ```
 //!
-//! (`YᵀY` counts every item once with weight 1; the observed items correct that weight
-//! to `c_ui`.) An observed skip (`p = 0`) adds `(c − 1) y yᵀ` to `A_u` and nothing to
-//! `b_u`: it pushes the score towards 0 harder than "never shown". The item step is
-//! symmetric with the roles of `X` and `Y` swapped. Each iteration sweeps users, then
-//! items.
+//! (`YᵀWY` counts every item once with its missing weight; the observed items correct
+//! that weight to `c_ui`.) An observed skip (`p = 0`) adds `(c − w) y yᵀ` to `A_u` and
+//! nothing to `b_u`. With `X` fixed, each item's weight is one scalar:
+//!
+//! ```text
+//! A_i = w_i XᵀX + Σ_{u∈i} (c_ui − w_i) x_u x_uᵀ + λ I,     b_i = Σ_{u∈i} c_ui p_ui x_u
+//! ```
+//!
+//! Each iteration sweeps users, then items.
 //!
 //! # Solver
 //!
@@ -35,12 +48,16 @@
 //! warm-started from its current vector, never forming `A_u`: the product
 //!
 //! ```text
-//! A_u v = (YᵀY + λI) v + Σ_{i∈u} (c_ui − 1) (y_i·v) y_i
+//! A_u v = (YᵀWY + λI) v + Σ_{i∈u} (c_ui − w_i) (y_i·v) y_i
+//! A_i v = w_i (XᵀX) v + λ v + Σ_{u∈i} (c_ui − w_i) (x_u·v) x_u
 //! ```
 //!
-//! costs `O(f² + n_u f)`. `YᵀY` is computed once per sweep. Since `A_u` is positive
-//! definite (for `c ≥ 0`, `λ > 0`), each CG step from the warm start cannot increase the
-//! objective, so a few steps per sweep suffice (3 is the usual default).
+//! costs `O(f² + n_u f)`. The Gramian (`YᵀWY` or `XᵀX`) is computed once per sweep, in
+//! f64 with a fixed reduction order. Since `A_u` is positive definite (for `c, w ≥ 0`,
+//! `λ > 0`), each CG step from the warm start cannot increase the objective, so a few
+//! steps per sweep suffice (3 is the usual default). When every `w_i` is exactly 1 the
+//! sweep takes the uniform path (`YᵀY + λI`, corrections `c − 1`): the same arithmetic,
+//! hence the same bits, as before missing-data weights existed.
 //!
 //! # Determinism
 //!
@@ -52,10 +69,10 @@
 //!
 //! # Loss
 //!
-//! [`loss`] reports `L` divided by `Σ_observed c + n_users·n_items − nnz` (the total
-//! confidence of all pairs, unobserved ones counting 1), like `implicit`'s
-//! `calculate_loss`, computed without visiting unobserved pairs:
-//! `Σ_unobserved (x·y)² = Σ_u x_uᵀ(YᵀY)x_u − Σ_observed (x·y)²`.
+//! [`loss`] reports `L` divided by `Σ_observed c + Σ_unobserved w_i` (the total
+//! confidence of all pairs; `n_users·n_items − nnz` for the unobserved ones when every
+//! weight is 1), like `implicit`'s `calculate_loss`, computed without visiting
+//! unobserved pairs: `Σ_unobserved w_i (x·y)² = Σ_u x_uᵀ(YᵀWY)x_u − Σ_observed w_i (x·y)²`.
 
 use rayon::prelude::*;
 
@@ -156,6 +173,22 @@ pub(crate) fn check_inputs(data: &Interactions, params: &AlsParams) -> Result<()
     if data.n_users == 0 || data.n_items == 0 {
         return Err(ModelError::Empty);
     }
+    if data.missing_weight.len() != data.n_items {
+        return Err(ModelError::InvalidParams(format!(
+            "{} missing-data weights for {} items",
+            data.missing_weight.len(),
+            data.n_items
+        )));
+    }
+    if let Some(w) = data
+        .missing_weight
+        .iter()
+        .find(|w| !(w.is_finite() && **w >= 0.0))
+    {
+        return Err(ModelError::InvalidParams(format!(
+            "missing-data weights must be finite numbers >= 0, got {w}"
+        )));
+    }
     Ok(())
 }
 
@@ -209,12 +242,21 @@ pub fn fit_warm(
     }
     check_finite(&users, &items)?;
     let reg = params.regularization;
+    let (user_w, item_w) = if data.uniform_missing_weight() {
+        (MissingWeights::Uniform, MissingWeights::Uniform)
+    } else {
+        (
+            MissingWeights::Fixed(&data.missing_weight),
+            MissingWeights::Target(&data.missing_weight),
+        )
+    };
     let mut loss_history = Vec::with_capacity(params.iterations);
     for _ in 0..params.iterations {
         cg_sweep(
             data.by_user(),
             &items,
             &mut users,
+            user_w,
             reg,
             params.cg_steps,
             pool,
@@ -223,6 +265,7 @@ pub fn fit_warm(
             data.by_item(),
             &users,
             &mut items,
+            item_w,
             reg,
             params.cg_steps,
             pool,
@@ -252,13 +295,62 @@ struct CgScratch {
 /// Residual threshold below which a row is considered solved (as in `implicit`).
 const CG_EPS: f32 = 1e-20;
 
-/// One half-sweep: re-solve every row of `target` against `fixed`.
+/// The weights of the unobserved pairs in one half-sweep.
+#[derive(Clone, Copy, Debug)]
+pub enum MissingWeights<'a> {
+    /// Every unobserved pair weighs 1.
+    Uniform,
+    /// One weight per row of `fixed` (the user step: `w` per item, columns of the rows).
+    Fixed(&'a [f32]),
+    /// One weight per row of `target` (the item step: each item's own `w`).
+    Target(&'a [f32]),
+}
+
+impl MissingWeights<'_> {
+    /// `Uniform` when every weight is exactly 1 (the bit-identical fast path).
+    fn normalized(self) -> Self {
+        match self {
+            MissingWeights::Fixed(w) | MissingWeights::Target(w) if w.iter().all(|&v| v == 1.0) => {
+                MissingWeights::Uniform
+            }
+            other => other,
+        }
+    }
+}
+
+/// One half-sweep: re-solve every row of `target` against `fixed` (see the module doc;
+/// `weights` are the missing-data weights of the items, on whichever side they are).
 ///
 /// Public so callers can run a single step (e.g. update only users with items frozen).
+///
+/// # Panics
+/// If `weights` does not have one entry per row of its side.
 pub fn cg_sweep(
     rows: CsrView<'_>,
     fixed: &Factors,
     target: &mut Factors,
+    weights: MissingWeights<'_>,
+    regularization: f32,
+    cg_steps: usize,
+    pool: &rayon::ThreadPool,
+) {
+    cg_sweep_exact(
+        rows,
+        fixed,
+        target,
+        weights.normalized(),
+        regularization,
+        cg_steps,
+        pool,
+    )
+}
+
+/// [`cg_sweep`] without the all-ones shortcut (tests compare the two paths).
+fn cg_sweep_exact(
+    rows: CsrView<'_>,
+    fixed: &Factors,
+    target: &mut Factors,
+    weights: MissingWeights<'_>,
     regularization: f32,
     cg_steps: usize,
     pool: &rayon::ThreadPool,
@@ -267,10 +359,30 @@ pub fn cg_sweep(
     if dim == 0 || target.rows == 0 {
         return;
     }
-    // G = YᵀY + λI (f32, dim × dim).
-    let mut g = gramian(fixed, pool);
-    for k in 0..dim {
-        g[k * dim + k] += regularization;
+    // Uniform: G = YᵀY + λI; Fixed: G = YᵀWY + λI; Target: G = XᵀX (scaled per row).
+    let mut g = match weights {
+        MissingWeights::Uniform | MissingWeights::Target(_) => gramian(fixed, pool),
+        MissingWeights::Fixed(w) => {
+            assert_eq!(w.len(), fixed.rows, "one missing-data weight per fixed row");
+            weighted_gramian_exact(fixed, w, pool)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect()
+        }
+    };
+    match weights {
+        MissingWeights::Target(w) => {
+            assert_eq!(
+                w.len(),
+                target.rows,
+                "one missing-data weight per target row"
+            )
+        }
+        _ => {
+            for k in 0..dim {
+                g[k * dim + k] += regularization;
+            }
+        }
     }
     pool.install(|| {
         target
@@ -286,11 +398,53 @@ pub fn cg_sweep(
                 },
                 |s, (row, x)| {
                     if row < rows.n_rows() {
-                        cg_row(rows.row(row), fixed, &g, x, cg_steps, s)
+                        let rw = match weights {
+                            MissingWeights::Uniform => RowWeight::One,
+                            MissingWeights::Fixed(w) => RowWeight::Columns(w),
+                            MissingWeights::Target(w) => RowWeight::Row {
+                                w: w[row],
+                                reg: regularization,
+                            },
+                        };
+                        cg_row(rows.row(row), fixed, &g, rw, x, cg_steps, s)
                     }
                 },
             )
     });
+}
+
+/// The missing-data weights as one row's system sees them.
+#[derive(Clone, Copy)]
+enum RowWeight<'a> {
+    /// `w = 1`, `g` includes `λI`.
+    One,
+    /// `w` per column (a user's items), `g = YᵀWY + λI`.
+    Columns(&'a [f32]),
+    /// One `w` for the whole row (an item), `g = XᵀX` without `λ`.
+    Row { w: f32, reg: f32 },
+}
+
+impl RowWeight<'_> {
+    /// Missing weight of the pair (this row, `col`).
+    #[inline]
+    fn of(self, col: u32) -> f32 {
+        match self {
+            RowWeight::One => 1.0,
+            RowWeight::Columns(w) => w[col as usize],
+            RowWeight::Row { w, .. } => w,
+        }
+    }
+
+    /// `out` = (the Gramian part of `A`) `v`.
+    #[inline]
+    fn gram_mul(self, g: &[f32], v: &[f32], out: &mut [f32]) {
+        gram_mul(g, v, out);
+        if let RowWeight::Row { w, reg } = self {
+            for (o, &vk) in out.iter_mut().zip(v) {
+                *o = w * *o + reg * vk;
+            }
+        }
+    }
 }
 
 /// `out = G v` for symmetric row-major `g`.
@@ -307,6 +461,7 @@ fn cg_row(
     (cols, conf, pref): (&[u32], &[f32], &[f32]),
     fixed: &Factors,
     g: &[f32],
+    rw: RowWeight<'_>,
     x: &mut [f32],
     cg_steps: usize,
     s: &mut CgScratch,
@@ -315,13 +470,13 @@ fn cg_row(
         return;
     }
     let CgScratch { r, d, ad } = s;
-    // r = b − A x = −(G x) + Σ_i [c_i p_i − (c_i − 1)(y_i·x)] y_i
-    gram_mul(g, x, r);
+    // r = b − A x = −(G x) + Σ_i [c_i p_i − (c_i − w_i)(y_i·x)] y_i
+    rw.gram_mul(g, x, r);
     r.iter_mut().for_each(|v| *v = -*v);
     for k in 0..cols.len() {
         let y = fixed.row(cols[k] as usize);
         let c = conf[k];
-        let coef = c * pref[k] - (c - 1.0) * dot(y, x);
+        let coef = c * pref[k] - (c - rw.of(cols[k])) * dot(y, x);
         axpy(r, coef, y);
     }
     d.copy_from_slice(r);
@@ -330,10 +485,10 @@ fn cg_row(
         return;
     }
     for _ in 0..cg_steps {
-        // ad = A d = G d + Σ_i (c_i − 1)(y_i·d) y_i
-        gram_mul(g, d, ad);
+        // ad = A d = G d + Σ_i (c_i − w_i)(y_i·d) y_i
+        rw.gram_mul(g, d, ad);
         for k in 0..cols.len() {
-            let c1 = conf[k] - 1.0;
+            let c1 = conf[k] - rw.of(cols[k]);
             if c1 != 0.0 {
                 let y = fixed.row(cols[k] as usize);
                 axpy(ad, c1 * dot(y, d), y);
@@ -415,14 +570,84 @@ pub fn gramian(f: &Factors, pool: &rayon::ThreadPool) -> Vec<f32> {
     gramian_f64(f, pool).into_iter().map(|v| v as f32).collect()
 }
 
+/// YᵀWY = Σ_i w_i y_i y_iᵀ in f64 (dim × dim, row-major, symmetric), with the block
+/// structure and reduction order of [`gramian_f64`] (deterministic for any thread
+/// count); exactly [`gramian_f64`] when every weight is 1.
+///
+/// # Panics
+/// If `weights` does not have one entry per row of `f`.
+pub fn weighted_gramian_f64(f: &Factors, weights: &[f32], pool: &rayon::ThreadPool) -> Vec<f64> {
+    assert_eq!(weights.len(), f.rows, "one weight per row");
+    if weights.iter().all(|&w| w == 1.0) {
+        return gramian_f64(f, pool);
+    }
+    weighted_gramian_exact(f, weights, pool)
+}
+
+/// [`weighted_gramian_f64`] as f32 (the fold-in Gramian of a weighted model).
+pub fn weighted_gramian(f: &Factors, weights: &[f32], pool: &rayon::ThreadPool) -> Vec<f32> {
+    weighted_gramian_f64(f, weights, pool)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect()
+}
+
+/// Σ_i w_i y_i y_iᵀ without the all-ones shortcut (which gives the same bits anyway:
+/// `1.0 · x` is exact).
+fn weighted_gramian_exact(f: &Factors, weights: &[f32], pool: &rayon::ThreadPool) -> Vec<f64> {
+    let dim = f.dim;
+    let mut g = vec![0.0f64; dim * dim];
+    if dim == 0 || f.rows == 0 {
+        return g;
+    }
+    let rows_per_block = f.rows.div_ceil(GRAM_BLOCKS);
+    let partials: Vec<Vec<f64>> = pool.install(|| {
+        f.data
+            .par_chunks(rows_per_block * dim)
+            .zip(weights.par_chunks(rows_per_block))
+            .map(|(block, ws)| {
+                // Upper triangle only.
+                let mut acc = vec![0.0f64; dim * dim];
+                let mut x = vec![0.0f64; dim];
+                for (row, &w) in block.chunks_exact(dim).zip(ws) {
+                    for (xk, &v) in x.iter_mut().zip(row) {
+                        *xk = v as f64;
+                    }
+                    let w = w as f64;
+                    for i in 0..dim {
+                        let wxi = w * x[i];
+                        let acc_row = &mut acc[i * dim + i..(i + 1) * dim];
+                        for (a, &xj) in acc_row.iter_mut().zip(&x[i..]) {
+                            *a += wxi * xj;
+                        }
+                    }
+                }
+                acc
+            })
+            .collect()
+    });
+    for p in &partials {
+        for (gk, pk) in g.iter_mut().zip(p) {
+            *gk += pk;
+        }
+    }
+    for i in 0..dim {
+        for j in 0..i {
+            g[i * dim + j] = g[j * dim + i];
+        }
+    }
+    g
+}
+
 /// Normalised loss (like `implicit`'s `calculate_loss`):
 ///
 /// ```text
-/// (Σ_observed c (p − x·y)² + Σ_unobserved (x·y)² + λ(|X|² + |Y|²))
-///   / (Σ_observed c + n_users·n_items − nnz)
+/// (Σ_observed c (p − x·y)² + Σ_unobserved w_i (x·y)² + λ(|X|² + |Y|²))
+///   / (Σ_observed c + Σ_unobserved w_i)
 /// ```
 ///
-/// computed in f64 via `x_uᵀ(YᵀY)x_u` per user; per-user partial sums are reduced in
+/// (the denominator is `Σ_observed c + n_users·n_items − nnz` when every weight is 1),
+/// computed in f64 via `x_uᵀ(YᵀWY)x_u` per user; per-user partial sums are reduced in
 /// user order (deterministic). Returns NaN if the shapes do not match `data`.
 pub fn loss(
     data: &Interactions,
@@ -437,10 +662,17 @@ pub fn loss(
         || items.dim != dim
         || users.data.len() != users.rows * dim
         || items.data.len() != items.rows * dim
+        || data.missing_weight.len() != data.n_items
     {
         return f64::NAN;
     }
-    let g = gramian_f64(items, pool);
+    let uniform = data.uniform_missing_weight();
+    let weights = &data.missing_weight;
+    let g = if uniform {
+        gramian_f64(items, pool)
+    } else {
+        weighted_gramian_exact(items, weights, pool)
+    };
     let reg = regularization as f64;
     let by_user = data.by_user();
     let per_user: Vec<f64> = pool.install(|| {
@@ -449,17 +681,22 @@ pub fn loss(
             .with_min_len(16)
             .map(|u| {
                 let x = users.row(u);
-                // x ᵀ G x: every pair counted as unobserved, (x·y)² each.
+                // x ᵀ G x: every pair counted as unobserved, w (x·y)² each.
                 let mut l = 0.0f64;
                 for i in 0..dim {
                     l += x[i] as f64 * dot_f64_mixed(&g[i * dim..(i + 1) * dim], x);
                 }
-                // Observed pairs: replace (x·y)² by c (p − x·y)².
+                // Observed pairs: replace w (x·y)² by c (p − x·y)².
                 let (cols, conf, pref) = by_user.row(u);
                 for k in 0..cols.len() {
                     let t = dot_f64(x, items.row(cols[k] as usize));
                     let (c, p) = (conf[k] as f64, pref[k] as f64);
-                    l += c * (p - t) * (p - t) - t * t;
+                    if uniform {
+                        l += c * (p - t) * (p - t) - t * t;
+                    } else {
+                        let w = weights[cols[k] as usize] as f64;
+                        l += c * (p - t) * (p - t) - w * t * t;
+                    }
                 }
                 l + reg * dot_f64(x, x)
             })
@@ -468,8 +705,14 @@ pub fn loss(
     let mut total: f64 = per_user.iter().sum();
     let item_norms: f64 = items.data.iter().map(|&v| v as f64 * v as f64).sum();
     total += reg * item_norms;
-    let denom =
-        data.total_confidence() + (data.n_users as f64) * (data.n_items as f64) - data.nnz() as f64;
+    let denom = if uniform {
+        data.total_confidence() + (data.n_users as f64) * (data.n_items as f64) - data.nnz() as f64
+    } else {
+        let unobserved: f64 = (0..data.n_items)
+            .map(|i| weights[i] as f64 * (data.n_users - data.item_count(i)) as f64)
+            .sum();
+        data.total_confidence() + unobserved
+    };
     if denom > 0.0 {
         total / denom
     } else {
@@ -486,25 +729,27 @@ fn dot_f64_mixed(a: &[f64], b: &[f32]) -> f64 {
 /// equations as the user step,
 ///
 /// ```text
-/// (YᵀY + Σ_{i∈u}(c_ui − 1) y_i y_iᵀ + λI) x = Σ_{i∈u} c_ui p_ui y_i,
+/// (YᵀWY + Σ_{i∈u}(c_ui − w_i) y_i y_iᵀ + λI) x = Σ_{i∈u} c_ui p_ui y_i,
 /// ```
 ///
-/// solved exactly (Cholesky on the dim × dim system, f64). `yty` is `gramian(items)`.
-/// `entries` are (item index, confidence, preference); entries naming an item outside
-/// `items` are ignored. The symmetric case (an item against fixed user factors) is the
-/// same call with the roles swapped.
+/// solved exactly (Cholesky on the dim × dim system, f64). `weights` are the items'
+/// missing-data weights `w_i` (all 1.0 for the uniform model) and `yty` is
+/// `weighted_gramian(items, weights)` (= `gramian(items)` when all are 1). `entries`
+/// are (item index, confidence, preference); entries naming an item outside `items` are
+/// ignored.
 ///
-/// If `yty` has the wrong length the result is all zeros. If the system is singular
+/// If `yty` or `weights` has the wrong length the result is all zeros. If the system is singular
 /// (only possible with `λ = 0`), a tiny ridge (1e-9 of the mean diagonal) is added. If
 /// the inputs are not finite, the result is all NaN: check it before serving.
 pub fn fold_in(
     items: &Factors,
     yty: &[f32],
+    weights: &[f32],
     entries: &[(u32, f32, f32)],
     regularization: f32,
 ) -> Vec<f32> {
     let dim = items.dim;
-    if yty.len() != dim * dim {
+    if yty.len() != dim * dim || weights.len() != items.rows {
         return vec![0.0; dim];
     }
     let mut a: Vec<f64> = yty.iter().map(|&v| v as f64).collect();
@@ -518,10 +763,11 @@ pub fn fold_in(
         }
         let y = items.row(item as usize);
         let (c, p) = (c as f64, p as f64);
+        let missing = weights[item as usize] as f64;
         for i in 0..dim {
             let yi = y[i] as f64;
             b[i] += c * p * yi;
-            let w = (c - 1.0) * yi;
+            let w = (c - missing) * yi;
             // Lower triangle is all cholesky_solve reads.
             for j in 0..=i {
                 a[i * dim + j] += w * y[j] as f64;
@@ -610,7 +856,14 @@ mod tests {
 
     #[test]
     fn cg_matches_exact_reference() {
-        let data = random_problem(30, 20, 30, 1);
+        for omega in [0.0, 0.5, 1.0] {
+            cg_matches_exact_reference_with(omega);
+        }
+    }
+
+    fn cg_matches_exact_reference_with(omega: f64) {
+        let data = random_problem(30, 20, 30, 1).with_popularity_weights(omega);
+        assert_eq!(data.uniform_missing_weight(), omega == 0.0);
         let params = AlsParams {
             factors: 8,
             iterations: 6,
@@ -641,7 +894,13 @@ mod tests {
 
     #[test]
     fn few_cg_steps_still_decrease_loss() {
-        let data = random_problem(40, 30, 20, 2);
+        for omega in [0.0, 0.5, 1.0, 2.0] {
+            few_cg_steps_still_decrease_loss_with(omega);
+        }
+    }
+
+    fn few_cg_steps_still_decrease_loss_with(omega: f64) {
+        let data = random_problem(40, 30, 20, 2).with_popularity_weights(omega);
         let params = AlsParams {
             factors: 6,
             iterations: 8,
@@ -670,18 +929,27 @@ mod tests {
             .iter_mut()
             .enumerate()
             .for_each(|(k, v)| *v += (k % 7) as f32 * 0.1 - 0.3);
-        let fast = loss(&data, &users, &items, 0.3, &pool(2));
-        let dense = reference::loss_dense(&data, &users, &items, 0.3);
-        assert!(
-            (fast - dense).abs() <= 1e-9 * dense.abs(),
-            "{fast} vs {dense}"
-        );
+        for omega in [0.0, 0.5, 2.0] {
+            let data = data.clone().with_popularity_weights(omega);
+            let fast = loss(&data, &users, &items, 0.3, &pool(2));
+            let dense = reference::loss_dense(&data, &users, &items, 0.3);
+            assert!(
+                (fast - dense).abs() <= 1e-9 * dense.abs(),
+                "ω {omega}: {fast} vs {dense}"
+            );
+        }
         assert!(loss(&data, &items, &users, 0.3, &pool(1)).is_nan());
     }
 
     #[test]
     fn bit_identical_across_thread_counts() {
-        let data = random_problem(400, 250, 5, 5);
+        for omega in [0.0, 0.75] {
+            bit_identical_across_thread_counts_with(omega);
+        }
+    }
+
+    fn bit_identical_across_thread_counts_with(omega: f64) {
+        let data = random_problem(400, 250, 5, 5).with_popularity_weights(omega);
         let params = AlsParams {
             factors: 16,
             iterations: 3,
@@ -720,11 +988,22 @@ mod tests {
         // The f64 reductions themselves, on enough rows to be split in many blocks.
         let big = Factors::random(5000, 7, 1, 2);
         let g1 = gramian_f64(&big, &pool(1));
+        let w: Vec<f32> = (0..5000).map(|k| 0.1 + (k % 17) as f32 * 0.37).collect();
+        let gw1 = weighted_gramian_f64(&big, &w, &pool(1));
+        let ones = vec![1.0f32; 5000];
+        assert!(g1
+            .iter()
+            .zip(weighted_gramian_exact(&big, &ones, &pool(3)))
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
         let l1 = loss(&data, &u1, &big_items(&i1), 0.05, &pool(1));
         for n in [2, 3] {
             assert!(g1
                 .iter()
                 .zip(gramian_f64(&big, &pool(n)))
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(gw1
+                .iter()
+                .zip(weighted_gramian_f64(&big, &w, &pool(n)))
                 .all(|(a, b)| a.to_bits() == b.to_bits()));
             assert_eq!(
                 l1.to_bits(),
@@ -799,7 +1078,14 @@ mod tests {
 
     #[test]
     fn fold_in_equals_exact_user_step() {
-        let data = random_problem(30, 20, 30, 6);
+        for omega in [0.0, 0.5, 1.5] {
+            fold_in_equals_exact_user_step_with(omega);
+        }
+    }
+
+    fn fold_in_equals_exact_user_step_with(omega: f64) {
+        let data = random_problem(30, 20, 30, 6).with_popularity_weights(omega);
+        let w = &data.missing_weight;
         let params = AlsParams {
             factors: 8,
             iterations: 3,
@@ -816,17 +1102,18 @@ mod tests {
             data.by_user(),
             &items,
             &mut cg_users,
+            MissingWeights::Fixed(w),
             params.regularization,
             40,
             &p,
         );
-        let yty = gramian(&items, &p);
+        let yty = weighted_gramian(&items, w, &p);
         for u in 0..30 {
             let (cols, conf, pref) = data.user_row(u);
             let entries: Vec<(u32, f32, f32)> = (0..cols.len())
                 .map(|k| (cols[k], conf[k], pref[k]))
                 .collect();
-            let x = fold_in(&items, &yty, &entries, params.regularization);
+            let x = fold_in(&items, &yty, w, &entries, params.regularization);
             let scale = exact.row(u).iter().fold(1e-3f32, |a, v| a.max(v.abs()));
             for k in 0..8 {
                 assert!(
@@ -838,12 +1125,107 @@ mod tests {
             }
         }
         // Unknown items are ignored; a wrong Gramian gives zeros, not a panic.
-        let x = fold_in(&items, &yty, &[(1000, 5.0, 1.0)], 0.1);
+        let x = fold_in(&items, &yty, w, &[(1000, 5.0, 1.0)], 0.1);
         assert!(x.iter().all(|v| v.abs() < 1e-6));
         assert_eq!(
-            fold_in(&items, &yty[1..], &[(0, 5.0, 1.0)], 0.1),
+            fold_in(&items, &yty[1..], w, &[(0, 5.0, 1.0)], 0.1),
             vec![0.0; 8]
         );
+        assert_eq!(
+            fold_in(&items, &yty, &w[1..], &[(0, 5.0, 1.0)], 0.1),
+            vec![0.0; 8]
+        );
+    }
+
+    #[test]
+    fn zero_exponent_is_the_uniform_model_bit_for_bit() {
+        use crate::model::feedback::{build, Events, FeedbackParams};
+        // Events → feedback with ω = 0: every weight exactly 1, and the fit is the
+        // uniform fit of the same entries, bit for bit.
+        let mut s = 21u64;
+        let n = 3000;
+        let users: Vec<i64> = (0..n).map(|_| (lcg(&mut s) % 90) as i64).collect();
+        let items: Vec<i64> = (0..n)
+            .map(|_| {
+                let r = (lcg(&mut s) % 1000) as i64;
+                r * r / 8000
+            })
+            .collect();
+        let watch: Vec<f64> = (0..n).map(|_| (lcg(&mut s) % 300) as f64 / 10.0).collect();
+        let events = Events {
+            user_ids: &users,
+            item_ids: &items,
+            watch_time: &watch,
+            duration: &vec![20.0; n],
+            ts: &vec![0; n],
+        };
+        let params = |omega| FeedbackParams {
+            popularity_exponent: omega,
+            skip_ratio: 0.2,
+            ..Default::default()
+        };
+        let fb = build(&events, &params(0.0), 0);
+        assert!(fb
+            .data
+            .missing_weight
+            .iter()
+            .all(|w| w.to_bits() == 1f32.to_bits()));
+        let mut entries = vec![];
+        for u in 0..fb.data.n_users {
+            let (cols, conf, pref) = fb.data.user_row(u);
+            for k in 0..cols.len() {
+                entries.push(Entry {
+                    user: u as u32,
+                    item: cols[k],
+                    confidence: conf[k],
+                    preference: pref[k],
+                });
+            }
+        }
+        let plain = Interactions::from_entries(fb.data.n_users, fb.data.n_items, &entries);
+        assert_eq!(plain, fb.data);
+        let als = AlsParams {
+            factors: 8,
+            iterations: 4,
+            regularization: 0.05,
+            cg_steps: 3,
+            seed: 4,
+        };
+        let bits = |f: &Factors| f.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let (u0, i0, r0) = fit(&plain, &als, &pool(2)).unwrap();
+        let (u1, i1, r1) = fit(&fb.data, &als, &pool(2)).unwrap();
+        assert_eq!((bits(&u0), bits(&i0)), (bits(&u1), bits(&i1)));
+        assert_eq!(r0.loss.to_bits(), r1.loss.to_bits());
+        // The weighted user step with weights all 1 is the same arithmetic as the
+        // uniform one (same bits even without the shortcut).
+        let ones = vec![1.0f32; plain.n_items];
+        let mut a = u0.clone();
+        let mut b = u0.clone();
+        cg_sweep(
+            plain.by_user(),
+            &i0,
+            &mut a,
+            MissingWeights::Uniform,
+            0.05,
+            3,
+            &pool(2),
+        );
+        cg_sweep_exact(
+            plain.by_user(),
+            &i0,
+            &mut b,
+            MissingWeights::Fixed(&ones),
+            0.05,
+            3,
+            &pool(3),
+        );
+        assert_eq!(bits(&a), bits(&b));
+        // ω > 0 changes the weights and the fit.
+        let weighted = build(&events, &params(0.5), 0);
+        assert!(!weighted.data.uniform_missing_weight());
+        let (u2, _, r2) = fit(&weighted.data, &als, &pool(2)).unwrap();
+        assert_ne!(bits(&u0), bits(&u2));
+        assert!(r2.loss.is_finite());
     }
 
     #[test]
@@ -945,6 +1327,18 @@ mod tests {
             fit(&data, &bad, &p),
             Err(ModelError::InvalidParams(_))
         ));
+        for weights in [
+            vec![1.0; 3],
+            vec![1.0, f32::NAN, 1.0, 1.0],
+            vec![1.0, -0.5, 1.0, 1.0],
+        ] {
+            let mut bad = data.clone();
+            bad.missing_weight = weights;
+            assert!(matches!(
+                fit(&bad, &params, &p),
+                Err(ModelError::InvalidParams(_))
+            ));
+        }
         // Zero iterations: the init comes back with its loss.
         let none = AlsParams {
             iterations: 0,

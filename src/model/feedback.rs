@@ -19,8 +19,20 @@
 //! only skips:           p = 0, c = 1 + skip_weight · min(S, MAX_SKIPS)
 //! ```
 //!
-//! Unobserved pairs keep c = 1, p = 0, so a skipped item weighs more as a "no" than an
-//! item never shown. With the skip rule off every event counts as a watch.
+//! Unobserved pairs keep p = 0 with weight `w_i` (see [`super::als`]), so a skipped item
+//! weighs more as a "no" than an item never shown. With the skip rule off every event
+//! counts as a watch.
+//!
+//! Missing-data weights (He et al. 2016, eALS): with `pop_i` the number of distinct users
+//! with an event on item `i` and `ω = popularity_exponent`,
+//!
+//! ```text
+//! w_i = pop_i^ω / mean_j(pop_j^ω)
+//! ```
+//!
+//! so the mean weight is 1 (λ and alpha keep their meaning), a popular video the user
+//! never watched counts as a stronger "no" than an obscure one, and `ω = 0` gives
+//! `w_i = 1` exactly (uniform weighting).
 //!
 //! Ids are mapped to dense indices in ascending id order, so index order is id order
 //! and every tie broken "by index" is broken by id.
@@ -58,9 +70,14 @@ impl Confidence {
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        [Confidence::Binary, Confidence::Linear, Confidence::Log, Confidence::Ratio]
-            .into_iter()
-            .find(|c| c.name() == name)
+        [
+            Confidence::Binary,
+            Confidence::Linear,
+            Confidence::Log,
+            Confidence::Ratio,
+        ]
+        .into_iter()
+        .find(|c| c.name() == name)
     }
 }
 
@@ -76,6 +93,8 @@ pub struct FeedbackParams {
     pub skip_weight: f32,
     /// 0: off.
     pub half_life_days: f64,
+    /// `ω` of the missing-data weights (0: uniform).
+    pub popularity_exponent: f64,
 }
 
 impl Default for FeedbackParams {
@@ -87,8 +106,28 @@ impl Default for FeedbackParams {
             skip_seconds: 0.0,
             skip_weight: 1.0,
             half_life_days: 0.0,
+            popularity_exponent: 0.0,
         }
     }
+}
+
+/// The missing-data weights `w_i = pop_i^ω / mean_j(pop_j^ω)` (f64, summed in item
+/// order, then rounded to f32): what a refit trains with and what fold-in recomputes
+/// from the stored popularity. All exactly 1.0 when `ω = 0`, and when the mean is not
+/// a positive finite number (an empty or degenerate popularity).
+pub fn missing_weights(popularity: &[f32], exponent: f64) -> Vec<f32> {
+    if exponent == 0.0 || popularity.is_empty() {
+        return vec![1.0; popularity.len()];
+    }
+    let raw: Vec<f64> = popularity
+        .iter()
+        .map(|&p| (p.max(0.0) as f64).powf(exponent))
+        .collect();
+    let mean = raw.iter().sum::<f64>() / raw.len() as f64;
+    if !(mean.is_finite() && mean > 0.0) {
+        return vec![1.0; popularity.len()];
+    }
+    raw.iter().map(|&r| (r / mean) as f32).collect()
 }
 
 impl FeedbackParams {
@@ -233,7 +272,8 @@ pub fn build(events: &Events<'_>, params: &FeedbackParams, newest: i64) -> Feedb
             preference,
         });
     }
-    let data = Interactions::from_entries(users.len(), items.len(), &entries);
+    let mut data = Interactions::from_entries(users.len(), items.len(), &entries);
+    data.missing_weight = missing_weights(&popularity, params.popularity_exponent);
     Feedback {
         user_ids: users,
         item_ids: items,
@@ -353,6 +393,42 @@ mod tests {
             (&[0u32][..], &[1.0 + 2.0 * 1.5][..], &[1.0f32][..])
         );
         assert_eq!(f.popularity, vec![1.0, 1.0]);
+    }
+
+    #[test]
+    fn missing_weights_follow_item_popularity() {
+        // Items 10, 20, 30 watched by 4, 1 and 1 distinct users (user 1 twice on item 10).
+        let users = [1, 1, 2, 3, 4, 1, 2];
+        let items = [10, 10, 10, 10, 10, 20, 30];
+        let e = events(&users, &items, &[5.0; 7], &[10.0; 7], &[0; 7]);
+        let uniform = build(&e, &FeedbackParams::default(), 0);
+        assert_eq!(uniform.popularity, vec![4.0, 1.0, 1.0]);
+        assert_eq!(uniform.data.missing_weight, vec![1.0; 3]);
+        assert!(uniform.data.uniform_missing_weight());
+        let p = |omega| FeedbackParams {
+            popularity_exponent: omega,
+            ..Default::default()
+        };
+        // ω = 1: pop / mean(pop) = (4, 1, 1) / 2.
+        let f = build(&e, &p(1.0), 0);
+        assert_eq!(f.data.missing_weight, vec![2.0, 0.5, 0.5]);
+        // ω = 0.5: sqrt(pop) / mean(sqrt(pop)) = (2, 1, 1) / (4/3).
+        let f = build(&e, &p(0.5), 0);
+        assert_eq!(f.data.missing_weight, vec![1.5, 0.75, 0.75]);
+        // ω = 2: (16, 1, 1) / 6.
+        let f = build(&e, &p(2.0), 0);
+        assert_eq!(
+            f.data.missing_weight,
+            vec![
+                (16.0f64 / 6.0) as f32,
+                (1.0f64 / 6.0) as f32,
+                (1.0f64 / 6.0) as f32
+            ]
+        );
+        assert_eq!(f.data.missing_weight.len(), f.data.n_items);
+        assert_eq!(missing_weights(&[4.0, 1.0, 1.0], 0.0), vec![1.0; 3]);
+        assert_eq!(missing_weights(&[], 1.0), Vec::<f32>::new());
+        assert_eq!(missing_weights(&[0.0, 0.0], 1.0), vec![1.0; 2]);
     }
 
     #[test]

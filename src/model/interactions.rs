@@ -5,6 +5,10 @@
 ///
 /// Row `u` of the user matrix is `user_items[user_ptr[u]..user_ptr[u + 1]]` (with the
 /// matching `user_conf` / `user_pref`), sorted by item index; symmetrically for items.
+///
+/// `missing_weight[i]` is the weight `w_i` of every *unobserved* pair on item `i` (see
+/// [`super::als`]): all 1.0 from the constructors (uniform, Hu et al.), set by
+/// [`super::feedback::build`] from item popularity.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Interactions {
     pub n_users: usize,
@@ -17,6 +21,8 @@ pub struct Interactions {
     pub item_users: Vec<u32>,
     pub item_conf: Vec<f32>,
     pub item_pref: Vec<f32>,
+    /// Per item: weight of its unobserved pairs (finite, >= 0; 1.0 = uniform).
+    pub missing_weight: Vec<f32>,
 }
 
 /// A borrowed CSR matrix: either side of an [`Interactions`].
@@ -168,6 +174,7 @@ impl Interactions {
             item_users,
             item_conf,
             item_pref,
+            missing_weight: vec![1.0; n_items],
         })
     }
 
@@ -213,6 +220,27 @@ impl Interactions {
             conf: &self.item_conf,
             pref: &self.item_pref,
         }
+    }
+
+    /// Whether every unobserved pair has weight exactly 1 (the uniform model).
+    pub fn uniform_missing_weight(&self) -> bool {
+        self.missing_weight.iter().all(|&w| w == 1.0)
+    }
+
+    /// Number of observed pairs on item `i`.
+    pub fn item_count(&self, i: usize) -> usize {
+        self.item_ptr[i + 1] - self.item_ptr[i]
+    }
+
+    /// Sets the missing-data weights from the popularity of each item (its number of
+    /// observed pairs, i.e. distinct users) as [`super::feedback::build`] does (tests).
+    #[cfg(test)]
+    pub fn with_popularity_weights(mut self, exponent: f64) -> Self {
+        let popularity: Vec<f32> = (0..self.n_items)
+            .map(|i| self.item_count(i) as f32)
+            .collect();
+        self.missing_weight = super::feedback::missing_weights(&popularity, exponent);
+        self
     }
 
     /// Sum of all confidences (f64, fixed order).

@@ -2,11 +2,15 @@
 //! [`super::als`], forming each row's dense matrix explicitly. Slow (`O(n f³)` per sweep);
 //! used to check the conjugate-gradient solver, not to serve.
 //!
-//! Objective (unobserved pairs have `c = 1`, `p = 0`):
+//! Objective (unobserved pairs have `p = 0` and the missing-data weight `w_i` of their
+//! item, [`Interactions::missing_weight`]):
 //!
 //! ```text
-//! L = Σ_{observed} c_ui (p_ui − x_u·y_i)² + Σ_{unobserved} (x_u·y_i)² + λ(Σ|x_u|² + Σ|y_i|²)
+//! L = Σ_{observed} c_ui (p_ui − x_u·y_i)² + Σ_{unobserved} w_i (x_u·y_i)² + λ(Σ|x_u|² + Σ|y_i|²)
 //! ```
+//!
+//! with `w_i = pop_i^ω / mean_j(pop_j^ω)` (`pop_i`: distinct users with an observed pair
+//! on item `i`; `ω = 0` gives `w_i = 1`, the uniform model of Hu, Koren, Volinsky 2008).
 
 use super::als::{check_finite, check_inputs, AlsParams, FitReport, ModelError};
 use super::factors::{dot_f64, Factors};
@@ -45,43 +49,53 @@ pub fn fit_reference(
     ))
 }
 
-/// Every user's exact least-squares vector with the items fixed.
+/// Every user's exact least-squares vector with the items fixed: the missing weight of
+/// the pair (u, j) is item j's.
 pub fn user_step(data: &Interactions, items: &Factors, regularization: f32) -> Factors {
-    exact_step(data.by_user(), items, regularization)
+    let w = &data.missing_weight;
+    exact_step(data.by_user(), items, regularization, |_, j| w[j] as f64)
 }
 
-/// Every item's exact least-squares vector with the users fixed.
+/// Every item's exact least-squares vector with the users fixed: the missing weight of
+/// the pair (i, u) is item i's.
 pub fn item_step(data: &Interactions, users: &Factors, regularization: f32) -> Factors {
-    exact_step(data.by_item(), users, regularization)
+    let w = &data.missing_weight;
+    exact_step(data.by_item(), users, regularization, |i, _| w[i] as f64)
 }
 
-/// For each row `u` of `rows`, with `Y = fixed`:
+/// For each row `u` of `rows`, with `Y = fixed` and `m(u, j)` the missing-data weight of
+/// the pair (row u, column j):
 ///
 /// ```text
-/// A_u = Σ_{all j} y_j y_jᵀ                 (every pair, as if unobserved: c = 1)
-///     + Σ_{i∈u} (c_ui − 1) y_i y_iᵀ        (observed pairs have weight c_ui instead)
+/// A_u = Σ_{all j} m(u, j) y_j y_jᵀ           (every pair, as if unobserved)
+///     + Σ_{i∈u} (c_ui − m(u, i)) y_i y_iᵀ    (observed pairs have weight c_ui instead)
 ///     + λ I
-/// b_u = Σ_{i∈u} c_ui p_ui y_i               (unobserved pairs have p = 0)
-/// x_u = A_u⁻¹ b_u                           (Cholesky, f64)
+/// b_u = Σ_{i∈u} c_ui p_ui y_i                 (unobserved pairs have p = 0)
+/// x_u = A_u⁻¹ b_u                             (Cholesky, f64)
 /// ```
 ///
 /// A row whose system cannot be factorised (non-finite input) becomes NaN.
-fn exact_step(rows: CsrView<'_>, fixed: &Factors, regularization: f32) -> Factors {
+fn exact_step(
+    rows: CsrView<'_>,
+    fixed: &Factors,
+    regularization: f32,
+    missing: impl Fn(usize, usize) -> f64,
+) -> Factors {
     let f = fixed.dim;
     let mut out = Factors::zeros(rows.n_rows(), f);
-    // YᵀY, straightforwardly.
-    let mut yty = vec![0.0f64; f * f];
-    for j in 0..fixed.rows {
-        let y = fixed.row(j);
-        for a in 0..f {
-            for b in 0..f {
-                yty[a * f + b] += y[a] as f64 * y[b] as f64;
-            }
-        }
-    }
     for u in 0..rows.n_rows() {
         let (cols, conf, pref) = rows.row(u);
-        let mut a_mat = yty.clone();
+        // Σ_j m(u, j) y_j y_jᵀ, straightforwardly.
+        let mut a_mat = vec![0.0f64; f * f];
+        for j in 0..fixed.rows {
+            let y = fixed.row(j);
+            let m = missing(u, j);
+            for a in 0..f {
+                for b in 0..f {
+                    a_mat[a * f + b] += m * y[a] as f64 * y[b] as f64;
+                }
+            }
+        }
         for k in 0..f {
             a_mat[k * f + k] += regularization as f64;
         }
@@ -89,10 +103,11 @@ fn exact_step(rows: CsrView<'_>, fixed: &Factors, regularization: f32) -> Factor
         for k in 0..cols.len() {
             let y = fixed.row(cols[k] as usize);
             let (c, p) = (conf[k] as f64, pref[k] as f64);
+            let m = missing(u, cols[k] as usize);
             for a in 0..f {
                 b[a] += c * p * y[a] as f64;
                 for bb in 0..f {
-                    a_mat[a * f + bb] += (c - 1.0) * y[a] as f64 * y[bb] as f64;
+                    a_mat[a * f + bb] += (c - m) * y[a] as f64 * y[bb] as f64;
                 }
             }
         }
@@ -105,7 +120,7 @@ fn exact_step(rows: CsrView<'_>, fixed: &Factors, regularization: f32) -> Factor
 }
 
 /// The normalised loss by brute force over all `n_users × n_items` pairs (tests only):
-/// `L / (Σ_observed c + n_users·n_items − nnz)`.
+/// `L / (Σ_observed c + Σ_unobserved w_i)`.
 pub fn loss_dense(
     data: &Interactions,
     users: &Factors,
@@ -113,8 +128,10 @@ pub fn loss_dense(
     regularization: f32,
 ) -> f64 {
     let (nu, ni) = (data.n_users, data.n_items);
-    // Dense (c, p), unobserved = (1, 0).
-    let mut cp = vec![(1.0f64, 0.0f64); nu * ni];
+    // Dense (c, p), unobserved = (w_i, 0).
+    let mut cp: Vec<(f64, f64)> = (0..nu * ni)
+        .map(|k| (data.missing_weight[k % ni] as f64, 0.0))
+        .collect();
     for u in 0..nu {
         let (cols, conf, pref) = data.user_row(u);
         for k in 0..cols.len() {
@@ -165,7 +182,14 @@ mod tests {
 
     #[test]
     fn loss_never_increases() {
-        let data = problem();
+        for omega in [0.0, 0.5, 1.5] {
+            loss_never_increases_with(omega);
+        }
+    }
+
+    fn loss_never_increases_with(omega: f64) {
+        let data = problem().with_popularity_weights(omega);
+        assert_eq!(data.uniform_missing_weight(), omega == 0.0);
         let params = AlsParams {
             factors: 6,
             iterations: 12,
@@ -191,29 +215,59 @@ mod tests {
 
     #[test]
     fn exact_step_solves_normal_equations() {
-        // Residual of A x = b, with A and b rebuilt independently from the dense (c, p).
-        let data = problem();
-        let items = Factors::random(18, 4, 1, 1);
-        let reg = 0.2f32;
-        let users = user_step(&data, &items, reg);
-        for u in 0..25 {
-            let (cols, conf, pref) = data.user_row(u);
-            let x = users.row(u);
-            let mut grad = vec![0.0f64; 4];
-            for i in 0..18 {
-                let (c, p) = match cols.iter().position(|&j| j as usize == i) {
+        // The gradient of L (rebuilt independently from the dense (c, p), unobserved pairs
+        // weighing w_i) vanishes at every user of a user step and every item of an item step.
+        for omega in [0.0, 0.5, 2.0] {
+            let data = problem().with_popularity_weights(omega);
+            let w = |i: usize| data.missing_weight[i] as f64;
+            let dense = |u: usize, i: usize| {
+                let (cols, conf, pref) = data.user_row(u);
+                match cols.iter().position(|&j| j as usize == i) {
                     Some(k) => (conf[k] as f64, pref[k] as f64),
-                    None => (1.0, 0.0),
-                };
-                let y = items.row(i);
-                let t = dot_f64(x, y);
+                    None => (w(i), 0.0),
+                }
+            };
+            let items = Factors::random(18, 4, 1, 1);
+            let reg = 0.2f32;
+            let users = user_step(&data, &items, reg);
+            for u in 0..25 {
+                let x = users.row(u);
+                let mut grad = vec![0.0f64; 4];
+                for i in 0..18 {
+                    let (c, p) = dense(u, i);
+                    let y = items.row(i);
+                    let t = dot_f64(x, y);
+                    for a in 0..4 {
+                        grad[a] += c * (t - p) * y[a] as f64;
+                    }
+                }
                 for a in 0..4 {
-                    grad[a] += c * (t - p) * y[a] as f64;
+                    grad[a] += reg as f64 * x[a] as f64;
+                    assert!(
+                        grad[a].abs() < 1e-5,
+                        "ω {omega}, user {u}: gradient {grad:?}"
+                    );
                 }
             }
-            for a in 0..4 {
-                grad[a] += reg as f64 * x[a] as f64;
-                assert!(grad[a].abs() < 1e-5, "user {u}: gradient {grad:?}");
+            let new_items = item_step(&data, &users, reg);
+            for i in 0..18 {
+                let y = new_items.row(i);
+                let mut grad = vec![0.0f64; 4];
+                for u in 0..25 {
+                    let (c, p) = dense(u, i);
+                    let x = users.row(u);
+                    let t = dot_f64(x, y);
+                    for a in 0..4 {
+                        grad[a] += c * (t - p) * x[a] as f64;
+                    }
+                }
+                for a in 0..4 {
+                    grad[a] += reg as f64 * y[a] as f64;
+                    assert!(
+                        grad[a].abs() < 1e-4,
+                        "ω {omega}, item {i}: gradient {grad:?}"
+                    );
+                }
             }
         }
     }

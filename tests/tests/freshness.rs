@@ -126,15 +126,21 @@ fn a_new_user_with_events_is_folded_in_and_one_without_gets_popularity() {
     assert_eq!(feed(&conn, 777_777, 10), popular);
 }
 
-/// Solves (YᵀY + Σ (c−1) y yᵀ + λI) x = Σ c p y in f64 by Gaussian elimination: an
-/// independent implementation of the refit's user step, solved exactly.
-fn exact_user_vector(items: &[Vec<f64>], watched: &[(usize, f64)], reg: f64) -> Vec<f64> {
+/// Solves (Σ_j w_j y_j y_jᵀ + Σ (c − w_i) y_i y_iᵀ + λI) x = Σ c p y in f64 by Gaussian
+/// elimination: an independent implementation of the refit's user step, solved exactly
+/// (`weights` are the missing-data weights w_j of the items).
+fn exact_user_vector(
+    items: &[Vec<f64>],
+    weights: &[f64],
+    watched: &[(usize, f64)],
+    reg: f64,
+) -> Vec<f64> {
     let dim = items[0].len();
     let mut a = vec![vec![0.0; dim + 1]; dim];
-    for y in items {
+    for (y, w) in items.iter().zip(weights) {
         for r in 0..dim {
             for c in 0..dim {
-                a[r][c] += y[r] * y[c];
+                a[r][c] += w * y[r] * y[c];
             }
         }
     }
@@ -142,7 +148,7 @@ fn exact_user_vector(items: &[Vec<f64>], watched: &[(usize, f64)], reg: f64) -> 
         let y = &items[i];
         for r in 0..dim {
             for c in 0..dim {
-                a[r][c] += (conf - 1.0) * y[r] * y[c];
+                a[r][c] += (conf - weights[i]) * y[r] * y[c];
             }
             a[r][dim] += conf * y[r];
         }
@@ -169,10 +175,28 @@ fn exact_user_vector(items: &[Vec<f64>], watched: &[(usize, f64)], reg: f64) -> 
 
 #[test]
 fn fold_in_equals_an_exact_user_step_with_frozen_item_factors() {
+    fold_in_equals_an_exact_user_step(0.0);
+}
+
+#[test]
+fn fold_in_with_popularity_weights_equals_an_exact_weighted_user_step() {
+    fold_in_equals_an_exact_user_step(0.5);
+}
+
+/// Fold-in of fresh events against an independent exact solve of the documented user
+/// step, with missing-data weights `w_i = pop_i^ω / mean_j(pop_j^ω)` (all 1 for ω = 0).
+fn fold_in_equals_an_exact_user_step(omega: f64) {
     let conn = memory();
     let (alpha, reg) = (3.0, 0.2);
-    clustered_feed(&conn, &format!("factors = 6, iterations = 8, seed = 5, alpha = {alpha}, regularization = {reg}, exclude_watched = false"));
+    clustered_feed(&conn, &format!("factors = 6, iterations = 8, seed = 5, alpha = {alpha}, regularization = {reg}, popularity_exponent = {omega}, exclude_watched = false"));
     refit(&conn, "{}");
+    let upto: i64 = conn
+        .query_row(
+            "SELECT value FROM feed_model WHERE key = 'events_upto'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     // Fresh events for an existing user: two plays of one item, one of another.
     conn.execute_batch(
         "INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (7, 305, 10, 20), (7, 305, 30, 20), (7, 112, 5, 20)",
@@ -203,6 +227,28 @@ fn fold_in_equals_an_exact_user_step_with_frozen_item_factors() {
     let dim = factors.len() / ids.len();
     let items: Vec<Vec<f64>> = factors.chunks(dim).map(<[f64]>::to_vec).collect();
 
+    // The documented missing-data weights, from the events the refit learned from:
+    // pop_i = distinct users with an event on item i.
+    let pop: std::collections::HashMap<i64, f64> = conn
+        .prepare("SELECT item_id, count(DISTINCT user_id) FROM feed_events WHERE id <= ?1 GROUP BY item_id")
+        .unwrap()
+        .query_map([upto], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(pop.len(), ids.len());
+    let raw: Vec<f64> = ids.iter().map(|id| pop[id].powf(omega)).collect();
+    let mean = raw.iter().sum::<f64>() / raw.len() as f64;
+    let weights: Vec<f64> = raw.iter().map(|r| r / mean).collect();
+    if omega == 0.0 {
+        assert!(weights.iter().all(|&w| w == 1.0));
+    } else {
+        let (lo, hi) = weights
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &w| (lo.min(w), hi.max(w)));
+        assert!(hi > 1.2 * lo, "weights should vary: {lo}..{hi}");
+    }
+
     // The documented confidence: c = 1 + alpha · min(Σ min(watch/duration, 10), 10).
     let mut ratio_by_item = std::collections::BTreeMap::<i64, f64>::new();
     let mut events = conn
@@ -224,7 +270,7 @@ fn fold_in_equals_an_exact_user_step_with_frozen_item_factors() {
             )
         })
         .collect();
-    let x = exact_user_vector(&items, &watched, reg);
+    let x = exact_user_vector(&items, &weights, &watched, reg);
 
     let mut served = conn
         .prepare("SELECT item_id, score FROM recommend(7, 1000)")

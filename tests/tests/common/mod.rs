@@ -182,6 +182,7 @@ pub const DOCUMENTED_OPTIONS: &[&str] = &[
     "skip_seconds",
     "skip_weight",
     "half_life_days",
+    "popularity_exponent",
     "cg_steps",
     "seed",
     "threads",
