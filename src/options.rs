@@ -91,13 +91,13 @@ const SPECS: &[Spec] = &[
             max: 1e6,
             min_exclusive: true,
         },
-        default: Value::Real(10.0),
+        default: Value::Real(2.0),
         scope: Scope::Training,
     },
     Spec {
         name: "confidence",
         kind: Kind::Choice(&["binary", "linear", "log", "ratio"]),
-        default: Value::Text("linear"),
+        default: Value::Text("ratio"),
         scope: Scope::Training,
     },
     Spec {
@@ -107,7 +107,7 @@ const SPECS: &[Spec] = &[
             max: 1e3,
             min_exclusive: false,
         },
-        default: Value::Real(0.0),
+        default: Value::Real(0.1),
         scope: Scope::Training,
     },
     Spec {
@@ -143,7 +143,7 @@ const SPECS: &[Spec] = &[
     Spec {
         name: "popularity_exponent",
         kind: Kind::Real {
-            min: 0.0,
+            min: -2.0,
             max: 2.0,
             min_exclusive: false,
         },
@@ -619,7 +619,8 @@ mod tests {
             0.5
         );
         assert!(Options::from_create_args(&["popularity_exponent = 2.5"]).is_err());
-        assert!(Options::from_create_args(&["popularity_exponent = -0.1"]).is_err());
+        assert!(Options::from_create_args(&["popularity_exponent = -2.5"]).is_err());
+        assert!(Options::from_create_args(&["popularity_exponent = -0.5"]).is_ok());
         assert!(Options::from_create_args(&["factors"])
             .unwrap_err()
             .contains("key = value"));

@@ -498,7 +498,7 @@ fn cg_row(
         // with too few observations); x is then as good as CG can make it. A NaN from
         // poisoned inputs fails the comparison and is reported by the finiteness check.
         let curvature = dot(d, ad);
-        if curvature <= 1e-10 * dot(d, d) {
+        if curvature <= 1e-6 * dot(d, d) {
             break;
         }
         let alpha = rs_old / curvature;

@@ -121,7 +121,9 @@ pub fn missing_weights(popularity: &[f32], exponent: f64) -> Vec<f32> {
     }
     let raw: Vec<f64> = popularity
         .iter()
-        .map(|&p| (p.max(0.0) as f64).powf(exponent))
+        // Every item of a model has at least one viewer; the floor keeps a negative
+        // exponent finite for hand-made inputs.
+        .map(|&p| (p.max(1.0) as f64).powf(exponent))
         .collect();
     let mean = raw.iter().sum::<f64>() / raw.len() as f64;
     if !(mean.is_finite() && mean > 0.0) {

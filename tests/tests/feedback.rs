@@ -105,7 +105,8 @@ fn binary_feedback_cannot_tell_them_apart_but_skips_push_the_swiped_item_down() 
         };
         (s(FULL), s(SKIPPED))
     };
-    let (full_b, skipped_b) = score("factors = 8, iterations = 15, seed = 3, confidence = binary");
+    let (full_b, skipped_b) =
+        score("factors = 8, iterations = 15, seed = 3, confidence = binary, skip_ratio = 0");
     assert!(
         (full_b - skipped_b).abs() < 0.05,
         "binary: {full_b} vs {skipped_b}"

@@ -82,11 +82,19 @@ fn cooking_rises_in_the_very_next_feed_without_a_refit() {
     clustered_feed(&conn, "factors = 8, iterations = 12, seed = 1");
     refit(&conn, "{}");
     let sports_fan = SPORTS; // user 1 loves sports
-    let cooking = |items: &[i64]| items.iter().filter(|&&i| topic_of(i) == COOKING).count();
-    let before = feed(&conn, sports_fan, 10);
+                             // Ranks (1-based) of cooking videos in the whole feed.
+    let cooking_ranks = || -> Vec<usize> {
+        let all = feed(&conn, sports_fan, 1000);
+        all.iter()
+            .enumerate()
+            .filter(|(_, &i)| topic_of(i) == COOKING)
+            .map(|(r, _)| r + 1)
+            .collect()
+    };
+    let before = cooking_ranks();
     assert!(
-        cooking(&before) <= 1,
-        "a sports fan starts with little cooking: {before:?}"
+        before[0] > 10,
+        "a sports fan starts without cooking in the top 10: {before:?}"
     );
 
     let mut insert = conn
@@ -97,14 +105,47 @@ fn cooking_rises_in_the_very_next_feed_without_a_refit() {
     for item in [3, 7, 11] {
         insert.execute((sports_fan, COOKING * 100 + item)).unwrap();
     }
+    // The very next call, no refit: cooking moves up the feed.
+    let after = cooking_ranks();
+    let in_top_20 = |ranks: &[usize]| ranks.iter().filter(|&&r| r <= 20).count();
+    assert!(
+        in_top_20(&before) <= 1 && in_top_20(&after) >= 5,
+        "cooking should rise: ranks before {before:?}, after {after:?}"
+    );
+    assert!(after[0] < before[0], "before {before:?}, after {after:?}");
+    let all = feed(&conn, sports_fan, 1000);
+    assert!(
+        all.iter().all(|i| ![3, 7, 11].contains(i)),
+        "just-watched videos are left out"
+    );
+}
+
+#[test]
+fn with_recency_the_fresh_taste_takes_over_the_top_10() {
+    let conn = memory();
+    // Old watches are a year old; half_life_days = 30 lets this week's watches lead.
+    clustered_feed(
+        &conn,
+        "factors = 8, iterations = 12, seed = 1, half_life_days = 30",
+    );
+    refit(&conn, "{}");
+    let sports_fan = SPORTS;
+    let cooking = |items: &[i64]| items.iter().filter(|&&i| topic_of(i) == COOKING).count();
+    let before = feed(&conn, sports_fan, 10);
+    assert_eq!(cooking(&before), 0, "{before:?}");
+    let now = 1_000 + 365 * 86_400;
+    let mut insert = conn
+        .prepare("INSERT INTO feed(user_id, item_id, watch_time, duration, ts) VALUES (?1, ?2, 20.0, 20.0, ?3)")
+        .unwrap();
+    for (n, item) in [3, 7, 11].into_iter().enumerate() {
+        insert
+            .execute((sports_fan, COOKING * 100 + item, now + n as i64))
+            .unwrap();
+    }
     let after = feed(&conn, sports_fan, 10);
     assert!(
-        cooking(&after) >= 3 && cooking(&after) > cooking(&before),
-        "after three cooking videos watched to the end, cooking should rise: before {before:?}, after {after:?}"
-    );
-    assert!(
-        after.iter().all(|i| ![3, 7, 11].contains(i)),
-        "just-watched videos are left out: {after:?}"
+        cooking(&after) >= 5,
+        "cooking should lead the feed: before {before:?}, after {after:?}"
     );
 }
 
@@ -188,7 +229,7 @@ fn fold_in_with_popularity_weights_equals_an_exact_weighted_user_step() {
 fn fold_in_equals_an_exact_user_step(omega: f64) {
     let conn = memory();
     let (alpha, reg) = (3.0, 0.2);
-    clustered_feed(&conn, &format!("factors = 6, iterations = 8, seed = 5, alpha = {alpha}, regularization = {reg}, popularity_exponent = {omega}, exclude_watched = false"));
+    clustered_feed(&conn, &format!("factors = 6, iterations = 8, seed = 5, confidence = linear, skip_ratio = 0, alpha = {alpha}, regularization = {reg}, popularity_exponent = {omega}, exclude_watched = false"));
     refit(&conn, "{}");
     let upto: i64 = conn
         .query_row(
