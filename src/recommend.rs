@@ -59,7 +59,6 @@ pub fn recommend_for(
                 model.explore(
                     &mut ranked,
                     slots,
-                    k,
                     &fresh,
                     &watched,
                     user_id,

@@ -263,7 +263,7 @@ impl Serving {
         self.item_index.contains_key(&item_id)
     }
 
-    /// Replaces the last `slots` of `ranked` by exploration picks: items without factors
+    /// Replaces the last `slots` of `ranked` (a top-k list) by exploration picks: items without factors
     /// yet (`fresh`) or among the least viewed, never in `exclude` (sorted) or already
     /// ranked, ordered by a hash of (seed, user, model version, item) so that a user's
     /// picks are reproducible and differ between users and refits. Explored rows get a
@@ -272,7 +272,6 @@ impl Serving {
         &self,
         ranked: &mut Vec<(i64, f32)>,
         slots: usize,
-        k: usize,
         fresh: &[i64],
         exclude: &[i64],
         user_id: i64,
@@ -281,7 +280,7 @@ impl Serving {
         if slots == 0 {
             return;
         }
-        let keep = k.saturating_sub(slots).min(ranked.len());
+        let keep = ranked.len().saturating_sub(slots);
         let kept: std::collections::HashSet<i64> = ranked.iter().map(|&(id, _)| id).collect();
         let salt = mix64(seed ^ mix64(user_id as u64 ^ mix64(self.version as u64)));
         let mut candidates: Vec<(u64, i64)> = fresh
