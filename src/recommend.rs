@@ -56,14 +56,7 @@ pub fn recommend_for(
             if slots > 0 {
                 let mut fresh = shadow.items_after(conn, model.events_upto())?;
                 fresh.retain(|&id| !model.knows_item(id));
-                model.explore(
-                    &mut ranked,
-                    slots,
-                    &fresh,
-                    &watched,
-                    user_id,
-                    options.seed,
-                );
+                model.explore(&mut ranked, slots, &fresh, &watched, user_id, options.seed);
             }
             ranked
         }
