@@ -520,48 +520,10 @@ fn cg_row(
 /// that the f64 summation order never depends on the thread count.
 const GRAM_BLOCKS: usize = 64;
 
-/// YᵀY in f64 (dim × dim, row-major, symmetric), deterministic for any thread count.
+/// YᵀY in f64 (dim × dim, row-major, symmetric), deterministic for any thread count:
+/// the weighted Gramian with every weight 1 (`1.0 · x` is exact, so no bits change).
 pub fn gramian_f64(f: &Factors, pool: &rayon::ThreadPool) -> Vec<f64> {
-    let dim = f.dim;
-    let mut g = vec![0.0f64; dim * dim];
-    if dim == 0 || f.rows == 0 {
-        return g;
-    }
-    let rows_per_block = f.rows.div_ceil(GRAM_BLOCKS);
-    let partials: Vec<Vec<f64>> = pool.install(|| {
-        f.data
-            .par_chunks(rows_per_block * dim)
-            .map(|block| {
-                // Upper triangle only.
-                let mut acc = vec![0.0f64; dim * dim];
-                let mut x = vec![0.0f64; dim];
-                for row in block.chunks_exact(dim) {
-                    for (xk, &v) in x.iter_mut().zip(row) {
-                        *xk = v as f64;
-                    }
-                    for i in 0..dim {
-                        let xi = x[i];
-                        let acc_row = &mut acc[i * dim + i..(i + 1) * dim];
-                        for (a, &xj) in acc_row.iter_mut().zip(&x[i..]) {
-                            *a += xi * xj;
-                        }
-                    }
-                }
-                acc
-            })
-            .collect()
-    });
-    for p in &partials {
-        for (gk, pk) in g.iter_mut().zip(p) {
-            *gk += pk;
-        }
-    }
-    for i in 0..dim {
-        for j in 0..i {
-            g[i * dim + j] = g[j * dim + i];
-        }
-    }
-    g
+    weighted_gramian_exact(f, &vec![1.0; f.rows], pool)
 }
 
 /// Gramian YᵀY of all rows (dim × dim, row-major), accumulated in f64 in a fixed order
@@ -578,9 +540,6 @@ pub fn gramian(f: &Factors, pool: &rayon::ThreadPool) -> Vec<f32> {
 /// If `weights` does not have one entry per row of `f`.
 pub fn weighted_gramian_f64(f: &Factors, weights: &[f32], pool: &rayon::ThreadPool) -> Vec<f64> {
     assert_eq!(weights.len(), f.rows, "one weight per row");
-    if weights.iter().all(|&w| w == 1.0) {
-        return gramian_f64(f, pool);
-    }
     weighted_gramian_exact(f, weights, pool)
 }
 
@@ -592,8 +551,7 @@ pub fn weighted_gramian(f: &Factors, weights: &[f32], pool: &rayon::ThreadPool) 
         .collect()
 }
 
-/// Σ_i w_i y_i y_iᵀ without the all-ones shortcut (which gives the same bits anyway:
-/// `1.0 · x` is exact).
+/// Σ_i w_i y_i y_iᵀ in row blocks reduced in a fixed order (upper triangle, mirrored).
 fn weighted_gramian_exact(f: &Factors, weights: &[f32], pool: &rayon::ThreadPool) -> Vec<f64> {
     let dim = f.dim;
     let mut g = vec![0.0f64; dim * dim];
