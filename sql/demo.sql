@@ -4,7 +4,7 @@
 .mode table
 
 -- A model and its watch events. Quick swipes (< half the video) count as dislikes.
-CREATE VIRTUAL TABLE feed USING foryou(skip_ratio = 0.5);
+CREATE VIRTUAL TABLE feed USING foryou(confidence = linear, alpha = 10, skip_ratio = 0.5);
 
 -- A catalogue: 90 videos in 3 genres, 10 to 59 seconds long.
 CREATE TABLE videos(item_id INTEGER PRIMARY KEY, genre TEXT, duration REAL);
