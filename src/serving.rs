@@ -147,6 +147,15 @@ impl Serving {
             .get(&user_id)
             .map(|&u| self.users.row(u as usize));
         let newest_event = events.iter().map(|(id, _)| *id).max();
+        // A user who only ever swiped has no taste to rank by, whatever vector the refit
+        // left them: popularity, like a user with no events.
+        if !events.is_empty()
+            && events
+                .iter()
+                .all(|(_, e)| self.feedback.is_skip(e.watch_time, e.duration))
+        {
+            return (UserSource::Popularity, None);
+        }
         match (newest_event, stored) {
             (None, Some(row)) => return (UserSource::Stored, Some(row.to_vec())),
             (Some(id), Some(row)) if id <= self.events_upto => {

@@ -37,7 +37,9 @@ impl ConnectionState {
         shadow: &Shadow,
     ) -> Result<Arc<Vec<(i64, f32)>>> {
         let compute = || -> Result<Arc<Vec<(i64, f32)>>> {
-            let mut ranked = shadow.live_popularity(conn)?;
+            let options = shadow.load_options(conn)?;
+            let mut ranked =
+                shadow.live_popularity(conn, options.skip_ratio, options.skip_seconds)?;
             ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             Ok(Arc::new(ranked))
         };

@@ -352,12 +352,22 @@ impl Shadow {
 
     /// Items by number of distinct viewers, computed from the events as they are now
     /// (the popularity used before the first refit).
-    pub fn live_popularity(&self, conn: &Connection) -> Result<Vec<(i64, f32)>> {
+    /// Skipped events (the skip rule of `model::feedback`) do not count as views.
+    pub fn live_popularity(
+        &self,
+        conn: &Connection,
+        skip_ratio: f64,
+        skip_seconds: f64,
+    ) -> Result<Vec<(i64, f32)>> {
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT item_id, count(DISTINCT user_id) FROM {} GROUP BY item_id",
+            "SELECT item_id, count(DISTINCT user_id) FROM {} \
+             WHERE NOT ((?1 > 0 AND min(watch_time / duration, 10.0) < ?1) OR (?2 > 0 AND watch_time < min(?2, duration))) \
+             GROUP BY item_id",
             self.name("events")
         ))?;
-        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as f32)))?;
+        let rows = stmt.query_map([skip_ratio, skip_seconds], |row| {
+            Ok((row.get(0)?, row.get::<_, i64>(1)? as f32))
+        })?;
         rows.collect()
     }
 

@@ -281,8 +281,9 @@ pub fn build(events: &Events<'_>, params: &FeedbackParams, newest: i64) -> Feedb
             at += 1;
         }
         let (user, item) = ((key >> 32) as u32, key as u32);
-        popularity[item as usize] += 1.0;
         let (confidence, preference) = if watched {
+            // Popularity counts viewers who watched, not those who swiped it away.
+            popularity[item as usize] += 1.0;
             (params.watch_confidence(ratio), 1.0)
         } else {
             skipped_pairs += 1;

@@ -622,3 +622,37 @@ fn explore_gives_a_share_of_slots_to_fresh_and_under_exposed_items() {
     let explored = |user: i64| rows(user)[8..].iter().map(|r| r.0).collect::<Vec<_>>();
     assert!((1..40).any(|u| explored(u) != explored(0)));
 }
+
+#[test]
+fn popularity_counts_watchers_not_swipers_and_skip_only_users_get_it() {
+    let conn = memory();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE feed USING foryou(factors = 4, iterations = 5, skip_ratio = 0.2);
+         -- item 1: three users swiped it away; item 2: two users watched it.
+         INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES
+           (1, 1, 0.5, 20), (2, 1, 0.5, 20), (3, 1, 0.5, 20), (4, 2, 20, 20), (5, 2, 20, 20), (4, 3, 20, 20);",
+    )
+    .unwrap();
+    assert_eq!(
+        feed(&conn, 99, 3),
+        vec![2, 3],
+        "before a refit: live popularity of watches only"
+    );
+    refit(&conn, "{}");
+    assert_eq!(
+        feed(&conn, 99, 3)[0],
+        2,
+        "after a refit: stored popularity of watches only"
+    );
+    // User 1 only swiped at refit time: popular items (minus the swiped one), not arbitrary zeros.
+    let got: Vec<(i64, f64)> = {
+        let mut s = conn
+            .prepare("SELECT item_id, score FROM recommend(1, 2)")
+            .unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(got, vec![(2, 2.0), (3, 1.0)]);
+}
