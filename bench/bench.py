@@ -307,11 +307,31 @@ def ingest_once(kind, path, staging, n):
     con.execute("COMMIT")
     seconds = time.perf_counter() - started
     con.execute("DETACH DATABASE src")
-    count = con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+    # (counted on the shadow table: a full scan through the virtual table is quadratic in
+    # this build, see scan_diagnostic)
+    count = con.execute(f"SELECT count(*) FROM {'feed_events' if kind == 'foryou' else target}").fetchone()[0]
     assert count == n, (kind, count, n)
     size = db_bytes(con)
     con.close()
     return seconds, size
+
+
+def scan_diagnostic(db):
+    """Reading events back through the virtual table (`SELECT ... FROM feed`): time per row
+    for the first 50k and the first 200k rows. A paged scan that seeks to each page costs
+    the same per row for both; one that rescans from the start for each page costs more
+    per row the further it gets (quadratic in total)."""
+    con = connect(db)
+    out = {}
+    n = con.execute("SELECT count(*) FROM feed_events").fetchone()[0]
+    for rows in (50_000, 200_000):
+        if rows > n:
+            break
+        t = time.perf_counter()
+        got = con.execute(f"SELECT count(*) FROM (SELECT rowid FROM feed LIMIT {rows})").fetchone()[0]
+        out[f"first_{rows // 1000}k_us_per_row"] = (time.perf_counter() - t) / got * 1e6
+    con.close()
+    return out
 
 
 def measure_ingest(data, workdir, reps, with_index=True):
@@ -340,6 +360,7 @@ def measure_ingest(data, workdir, reps, with_index=True):
         res[kind] = {"seconds": s, "events_per_s": data.n_train / s, "runs": times[kind],
                      "bytes_per_event": sizes[kind] / data.n_train}
     res["ratio_foryou_plain"] = res["foryou"]["events_per_s"] / res["plain"]["events_per_s"]
+    res["vtab_scan"] = scan_diagnostic(os.path.join(workdir, "feed.db"))
     return res
 
 
@@ -619,7 +640,7 @@ def measure_serving(name, db, data, rng, vec=True):
 
 def user_items_from_db(con, user_ids, item_ids):
     u, i = [], []
-    for a, b in con.execute("SELECT user_id, item_id FROM feed"):
+    for a, b in con.execute("SELECT user_id, item_id FROM feed_events"):  # the shadow table: see scan_diagnostic
         u.append(a)
         i.append(b)
     u = np.searchsorted(user_ids, np.array(u))
@@ -688,7 +709,7 @@ def measure_foldin(name, db, rng):
     con = connect(db)
     user_ids, _ = read_factors(con, "feed_users")
     item_ids, _ = read_factors(con, "feed_items")
-    newest = con.execute("SELECT max(ts) FROM feed").fetchone()[0] or gen.T0
+    newest = con.execute("SELECT max(ts) FROM feed_events").fetchone()[0] or gen.T0  # shadow table: see scan_diagnostic
     rec = "SELECT item_id, score FROM recommend(?, 10)"
     con.execute(rec, (int(user_ids[0]),)).fetchall()  # load the model
     res = {"events_per_user": FOLDIN_EVENTS, "users": FOLDIN_USERS}
@@ -875,6 +896,10 @@ def markdown(results):
         extra = ""
         if "plain+index" in d["ingest"]:
             extra = f"; plain table with an index on (user_id, item_id): {d['ingest']['plain+index']['events_per_s']:,.0f} ev/s"
+        scan = d["ingest"].get("vtab_scan") or {}
+        if scan:
+            extra += "; reading events back through the table: " + ", ".join(
+                f"{k.split('_')[1]} rows {v:.2f} µs/row" for k, v in scan.items())
         L.append(f"- {name}: fixed ≈ {f['fixed_cost_estimate']:.2f} s, sweep ≈ {f['per_sweep_estimate']:.3f} s "
                  f"(implicit {d['refit']['implicit']['per_iteration']:.3f} s per iteration incl. its setup); "
                  f"RSS before the refit {f['rss_before_mib']:.0f} MiB, implicit before fit "
@@ -1018,6 +1043,10 @@ def plot(results, path):
                               ("implicit_similar", "implicit similar_items", "s:"),
                               ("vec_knn_mips", "sqlite-vec KNN k=10 (IP via L2)", "^-.")]:
         b.plot(n, [p[1][key]["p50_ms"] for p in pts], style, label=label)
+    for items, p in pts:  # which model each point is (trained shapes have longer user histories)
+        label = p.get("name") or next((k for k, d in results["datasets"].items() if d["serving"] is p), "")
+        b.annotate(label, (items, p["foryou_recommend"]["p50_ms"]), textcoords="offset points", xytext=(4, 5),
+                   fontsize=7, color="C0")
     r0 = pts[-1][1]["foryou_recommend"]["p50_ms"] / pts[-1][0]
     b.plot(n, [r0 * x for x in n], color="grey", lw=0.8, ls=":", label="linear in items (through largest foryou point)")
     b.set_xscale("log")
