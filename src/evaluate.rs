@@ -18,7 +18,7 @@ use crate::guard::sql_error;
 use crate::model::evaluate::Accumulator;
 use crate::recommend::recommend_for;
 use crate::sql_args;
-use crate::state::{resolve_model, ConnectionState};
+use crate::state::ConnectionState;
 use crate::store::read_holdout;
 
 const WHO: &str = "foryou_evaluate";
@@ -32,7 +32,8 @@ pub fn foryou_evaluate(ctx: &Context<'_>, state: &Arc<ConnectionState>) -> Resul
         _ => return Err(sql_error(format!("{WHO}: holdout_table must be the name of a table or view with columns user_id and item_id"))),
     };
     let k = sql_args::k(WHO, ctx.get_raw(2))?;
-    let shadow = resolve_model(&conn, WHO, model)?;
+    let resolved = state.resolve(&conn, WHO, model)?;
+    let shadow = &resolved.shadow;
 
     let mut relevant: BTreeMap<i64, HashSet<i64>> = BTreeMap::new();
     for (user, item) in read_holdout(&conn, &holdout).map_err(|e| sql_error(format!("{WHO}: cannot read holdout_table '{holdout}' ({e}); it needs columns user_id and item_id")))? {
@@ -40,7 +41,7 @@ pub fn foryou_evaluate(ctx: &Context<'_>, state: &Arc<ConnectionState>) -> Resul
     }
     let mut acc = Accumulator::default();
     for (user, items) in &relevant {
-        let ranked: Vec<i64> = recommend_for(&conn, state, &shadow, *user, k)?
+        let ranked: Vec<i64> = recommend_for(&conn, state, &resolved, *user, k)?
             .into_iter()
             .map(|(item, _)| item)
             .collect();

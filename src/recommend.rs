@@ -10,8 +10,7 @@ use rusqlite::{Connection, Result};
 
 use crate::serving::popular_items;
 use crate::sql_args;
-use crate::state::{resolve_model, ConnectionState};
-use crate::store::Shadow;
+use crate::state::{ConnectionState, Resolved};
 use crate::table_function::{FunctionTable, TableFunction};
 
 pub struct Recommend;
@@ -29,29 +28,43 @@ impl TableFunction for Recommend {
         args: &[Option<ValueRef<'_>>],
     ) -> Result<Vec<(i64, f32)>> {
         let (user_id, k, model) = sql_args::id_k_model(Self::NAME, "user_id", args)?;
-        let shadow = resolve_model(conn, Self::NAME, model)?;
-        recommend_for(conn, state, &shadow, user_id, k)
+        let resolved = state.resolve(conn, Self::NAME, model)?;
+        recommend_for(conn, state, &resolved, user_id, k)
     }
 }
 
 /// The top-k items of one user: what `recommend(user_id, k, model)` returns.
+///
+/// An up-to-date user (stored vector, no event newer than the refit) costs one read of
+/// the events index; only a user to fold in has their whole events read.
 pub fn recommend_for(
     conn: &Connection,
     state: &ConnectionState,
-    shadow: &Shadow,
+    resolved: &Resolved,
     user_id: i64,
     k: usize,
 ) -> Result<Vec<(i64, f32)>> {
-    let options = shadow.load_options(conn)?;
-    let events = shadow.user_events(conn, user_id)?;
+    let Resolved {
+        shadow,
+        options,
+        model,
+    } = resolved;
+    let seen = shadow.user_items(conn, user_id)?;
     let mut watched: Vec<i64> = Vec::new();
     if options.exclude_watched {
-        watched = events.iter().map(|(_, e)| e.item_id).collect();
+        watched = seen.iter().map(|&(_, item)| item).collect();
         watched.dedup(); // events come in item order
     }
-    Ok(match state.serving(conn, shadow)? {
+    Ok(match model {
         Some(model) => {
-            let mut ranked = model.recommend(user_id, &events, k, &watched).1;
+            let newest = seen.iter().map(|&(id, _)| id).max();
+            let mut ranked = match model.current_vector(user_id, newest) {
+                Some(vector) => model.rank(Some(vector), k, &watched),
+                None => {
+                    let events = shadow.user_events(conn, user_id)?;
+                    model.recommend(user_id, &events, k, &watched).1
+                }
+            };
             let slots = (k as f64 * options.explore).round() as usize;
             if slots > 0 {
                 let mut fresh = shadow.items_after(conn, model.events_upto())?;
@@ -60,7 +73,7 @@ pub fn recommend_for(
             }
             ranked
         }
-        None => popular_items(&state.live_popularity(conn, shadow)?, k, &watched),
+        None => popular_items(&state.live_popularity(conn, shadow, options)?, k, &watched),
     })
 }
 

@@ -21,7 +21,7 @@ use rusqlite::{Connection, Result};
 use serde_json::json;
 
 use crate::guard::sql_error;
-use crate::model::{als, feedback, AlsParams, Factors};
+use crate::model::{als, feedback, AlsParams, Factors, Interactions};
 use crate::options::Options;
 use crate::sql_args;
 use crate::state::resolve_model;
@@ -206,8 +206,9 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
         "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
     })
     .to_string();
+    let (user_ids, users) = users_with_taste(&fb.data, fb.user_ids, users);
     let stored = StoredModel {
-        user_ids: fb.user_ids,
+        user_ids,
         users,
         item_ids: fb.item_ids,
         items,
@@ -237,4 +238,31 @@ pub fn auto_refit(conn: &Connection, shadow: &Shadow, options: &Options) -> Resu
         Ok(_) | Err(rusqlite::Error::ModuleError(_)) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The users to store: those with at least one watched (not skipped) pair. A user who
+/// only ever swiped away has no taste to rank by; storing no vector for them lets
+/// serving trust any stored vector without re-reading the user's events (they get
+/// popularity, as a user with no events does).
+fn users_with_taste(data: &Interactions, ids: Vec<i64>, users: Factors) -> (Vec<i64>, Factors) {
+    let by_user = data.by_user();
+    let keep: Vec<bool> = (0..ids.len())
+        .map(|u| u < by_user.n_rows() && by_user.row(u).2.iter().any(|&p| p > 0.0))
+        .collect();
+    if keep.iter().all(|&k| k) {
+        return (ids, users);
+    }
+    let dim = users.dim;
+    let mut kept_ids = Vec::with_capacity(ids.len());
+    let mut data_out = Vec::with_capacity(users.data.len());
+    for (u, id) in ids.into_iter().enumerate() {
+        if keep[u] {
+            kept_ids.push(id);
+            data_out.extend_from_slice(users.row(u));
+        }
+    }
+    let rows = kept_ids.len();
+    let factors =
+        Factors::from_vec(rows, dim, data_out).unwrap_or_else(|| Factors::zeros(rows, dim));
+    (kept_ids, factors)
 }

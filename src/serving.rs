@@ -246,10 +246,29 @@ impl Serving {
         k: usize,
         exclude: &[i64],
     ) -> (UserSource, Vec<(i64, f32)>) {
-        let exclude = self.item_indices(exclude);
         let (source, vector) = self.user_vector(user_id, events);
+        (source, self.rank(vector.as_deref(), k, exclude))
+    }
+
+    /// The stored vector of `user_id` when it is current: the user has one and their
+    /// newest event (rowid `newest_event`) is one the refit learned from. Then
+    /// [`Serving::user_vector`] would return exactly this vector, so a caller can skip
+    /// reading the user's events. (The refit stores no vector for a user who only
+    /// skipped, so that case never reaches here.)
+    pub fn current_vector(&self, user_id: i64, newest_event: Option<i64>) -> Option<&[f32]> {
+        let &u = self.user_index.get(&user_id)?;
+        match newest_event {
+            Some(id) if id > self.events_upto => None,
+            _ => Some(self.users.row(u as usize)),
+        }
+    }
+
+    /// Top-k items by dot product with `vector`, or by popularity as of the refit
+    /// without one; `exclude` holds item ids to leave out.
+    pub fn rank(&self, vector: Option<&[f32]>, k: usize, exclude: &[i64]) -> Vec<(i64, f32)> {
+        let exclude = self.item_indices(exclude);
         let ranked = match vector {
-            Some(v) => topk::top_k_dot(&v, &self.items, k, &exclude),
+            Some(v) => topk::top_k_dot(v, &self.items, k, &exclude),
             None => topk::top_k_scores(
                 self.popularity
                     .iter()
@@ -259,7 +278,7 @@ impl Serving {
                 &exclude,
             ),
         };
-        (source, self.with_ids(ranked))
+        self.with_ids(ranked)
     }
 
     /// The events that the model has not learned from yet end after this rowid.

@@ -7,7 +7,7 @@ use rusqlite::vtab::Module;
 use rusqlite::{Connection, Result};
 
 use crate::sql_args;
-use crate::state::{resolve_model, ConnectionState};
+use crate::state::ConnectionState;
 use crate::table_function::{FunctionTable, TableFunction};
 
 pub struct SimilarItems;
@@ -25,8 +25,8 @@ impl TableFunction for SimilarItems {
         args: &[Option<ValueRef<'_>>],
     ) -> Result<Vec<(i64, f32)>> {
         let (item_id, k, model) = sql_args::id_k_model(Self::NAME, "item_id", args)?;
-        let shadow = resolve_model(conn, Self::NAME, model)?;
-        Ok(match state.serving(conn, &shadow)? {
+        let resolved = state.resolve(conn, Self::NAME, model)?;
+        Ok(match &resolved.model {
             Some(model) => model.similar_items(item_id, k),
             None => Vec::new(),
         })

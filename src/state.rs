@@ -1,6 +1,11 @@
 //! Per-connection state: the decoded models this connection has served, keyed by
 //! `schema.table`, and checked against the stored model tag on every use so that a
 //! refit by any connection or process is picked up.
+//!
+//! Serving calls (`recommend`, `similar_items`) also keep what they resolved last (which
+//! table a model argument names, its options, its decoded model) together with the
+//! database state it was read at, [`DbState`]; while that state is unchanged a call asks
+//! the database nothing but the user's own events.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,22 +13,53 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, Result};
 
 use crate::guard::sql_error;
+use crate::options::Options;
 use crate::serving::Serving;
 use crate::store::{foryou_tables, quote, Shadow};
 
+/// (`PRAGMA data_version`, `PRAGMA schema_version`, this connection's total changes)
+/// of one schema: a commit by another connection, DDL (CREATE, DROP, RENAME) or any row
+/// change by this one changes it. Only meaningful outside explicit transactions (a
+/// ROLLBACK undoes changes without any counter going back).
+type DbState = (i64, i64, u64);
+
+fn db_state(conn: &Connection, schema: &str) -> Result<DbState> {
+    let pragma = |name: &str| -> Result<i64> {
+        conn.prepare_cached(&format!("PRAGMA {}.{name}", quote(schema)))?
+            .query_row([], |row| row.get(0))
+    };
+    Ok((
+        pragma("data_version")?,
+        pragma("schema_version")?,
+        conn.total_changes(),
+    ))
+}
+
 /// Live popularity of one table and the database state it was computed at.
 struct Popularity {
-    /// (`PRAGMA data_version`, `PRAGMA schema_version`, this connection's total
-    /// changes): a commit by another connection, DDL (DROP, RENAME) or any row change
-    /// by this one changes it.
-    at: (i64, i64, u64),
+    at: DbState,
     ranked: Arc<Vec<(i64, f32)>>,
+}
+
+/// A model as a serving call needs it.
+pub struct Resolved {
+    pub shadow: Shadow,
+    pub options: Options,
+    /// The decoded model; None before the first refit.
+    pub model: Option<Arc<Serving>>,
+}
+
+struct CachedResolved {
+    at: DbState,
+    resolved: Arc<Resolved>,
 }
 
 #[derive(Default)]
 pub struct ConnectionState {
     models: Mutex<HashMap<String, Arc<Serving>>>,
     popularity: Mutex<HashMap<String, Popularity>>,
+    /// Keyed by the model argument as given ("" when omitted).
+    resolved: Mutex<HashMap<String, CachedResolved>>,
 }
 
 impl ConnectionState {
@@ -35,9 +71,9 @@ impl ConnectionState {
         &self,
         conn: &Connection,
         shadow: &Shadow,
+        options: &Options,
     ) -> Result<Arc<Vec<(i64, f32)>>> {
         let compute = || -> Result<Arc<Vec<(i64, f32)>>> {
-            let options = shadow.load_options(conn)?;
             let mut ranked =
                 shadow.live_popularity(conn, options.skip_ratio, options.skip_seconds)?;
             ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -47,18 +83,7 @@ impl ConnectionState {
             return compute();
         }
         let key = format!("{}.{}", shadow.schema, shadow.table);
-        let pragma = |name: &str| -> Result<i64> {
-            conn.query_row(
-                &format!("PRAGMA {}.{name}", quote(&shadow.schema)),
-                [],
-                |row| row.get(0),
-            )
-        };
-        let at = (
-            pragma("data_version")?,
-            pragma("schema_version")?,
-            conn.total_changes(),
-        );
+        let at = db_state(conn, &shadow.schema)?;
         let mut cache = self
             .popularity
             .lock()
@@ -77,6 +102,58 @@ impl ConnectionState {
             },
         );
         Ok(ranked)
+    }
+
+    /// The model a serving call names (`name` as in [`resolve_model`]), its options and
+    /// its decoded factors. Outside explicit transactions the answer is kept until the
+    /// database changes, so repeated calls cost two PRAGMA reads instead of a schema
+    /// scan, an options read and a model-tag read.
+    pub fn resolve(
+        &self,
+        conn: &Connection,
+        who: &str,
+        name: Option<&str>,
+    ) -> Result<Arc<Resolved>> {
+        let resolve = || -> Result<Arc<Resolved>> {
+            let shadow = resolve_model(conn, who, name)?;
+            let options = shadow.load_options(conn)?;
+            let model = self.serving(conn, &shadow)?;
+            Ok(Arc::new(Resolved {
+                shadow,
+                options,
+                model,
+            }))
+        };
+        if !conn.is_autocommit() {
+            return resolve();
+        }
+        let (schema, _) = split_name(name);
+        let at = db_state(conn, &schema)
+            .map_err(|e| sql_error(format!("{who}: cannot read schema '{schema}' ({e})")))?;
+        let key = name.unwrap_or("");
+        {
+            let cache = self
+                .resolved
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(cached) = cache.get(key) {
+                if cached.at == at {
+                    return Ok(cached.resolved.clone());
+                }
+            }
+        }
+        let resolved = resolve()?;
+        self.resolved
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(
+                key.to_string(),
+                CachedResolved {
+                    at,
+                    resolved: resolved.clone(),
+                },
+            );
+        Ok(resolved)
     }
 
     /// The current model of `shadow`, decoded once per refit; None before the first refit.
@@ -108,13 +185,7 @@ impl ConnectionState {
 /// Finds the `foryou` table a function call means. `name` may be `table` or
 /// `schema.table`; when omitted, the one foryou table of `main` is used.
 pub fn resolve_model(conn: &Connection, who: &str, name: Option<&str>) -> Result<Shadow> {
-    let (schema, table) = match name {
-        Some(name) => match name.split_once('.') {
-            Some((schema, table)) => (schema.to_string(), Some(table.to_string())),
-            None => ("main".to_string(), Some(name.to_string())),
-        },
-        None => ("main".to_string(), None),
-    };
+    let (schema, table) = split_name(name);
     let tables = foryou_tables(conn, &schema)
         .map_err(|e| sql_error(format!("{who}: cannot read schema '{schema}' ({e})")))?;
     let listed = || {
@@ -143,5 +214,16 @@ pub fn resolve_model(conn: &Connection, who: &str, name: Option<&str>) -> Result
                 listed()
             ))),
         },
+    }
+}
+
+/// (schema, table) of a model argument: `table`, `schema.table`, or omitted (`main`, None).
+fn split_name(name: Option<&str>) -> (String, Option<String>) {
+    match name {
+        Some(name) => match name.split_once('.') {
+            Some((schema, table)) => (schema.to_string(), Some(table.to_string())),
+            None => ("main".to_string(), Some(name.to_string())),
+        },
+        None => ("main".to_string(), None),
     }
 }

@@ -300,6 +300,18 @@ impl Shadow {
         Ok(out)
     }
 
+    /// (rowid, item id) of every event of one user, in item order: read from the
+    /// covering index alone (no table rows), so it is the cheap question a serving call
+    /// asks first; [`Shadow::user_events`] reads the whole events when a fold-in needs them.
+    pub fn user_items(&self, conn: &Connection, user_id: i64) -> Result<Vec<(i64, i64)>> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT id, item_id FROM {} WHERE user_id = ?1 ORDER BY item_id, id",
+            self.name("events")
+        ))?;
+        let rows = stmt.query_map([user_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        rows.collect()
+    }
+
     /// Every event of one user (through the user index), in item order.
     pub fn user_events(&self, conn: &Connection, user_id: i64) -> Result<Vec<(i64, Event)>> {
         let mut stmt = conn.prepare_cached(&format!(

@@ -17,6 +17,7 @@ pub mod feedback;
 pub mod interactions;
 pub mod linalg;
 pub mod reference;
+pub mod scan;
 pub mod topk;
 
 pub use als::{AlsParams, FitReport, ModelError};

@@ -7,6 +7,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use super::factors::{dot, Factors};
+use super::scan::dot_all;
 
 /// A candidate; `Ord` says "greater = worse", so a max-heap keeps the worst on top.
 #[derive(Clone, Copy, Debug)]
@@ -77,6 +78,16 @@ impl TopK {
         }
     }
 
+    /// The k-th best score once k candidates are kept (None before).
+    #[inline]
+    fn worst(&self) -> Option<f32> {
+        if self.heap.len() < self.k {
+            None
+        } else {
+            self.heap.peek().map(|c| c.score)
+        }
+    }
+
     fn into_sorted(self) -> Vec<(u32, f32)> {
         self.heap
             .into_sorted_vec()
@@ -93,12 +104,44 @@ pub fn top_k_dot(query: &[f32], items: &Factors, k: usize, exclude: &[u32]) -> V
     if query.len() != items.dim || items.rows == 0 {
         return vec![];
     }
-    let rows = items.rows.min(u32::MAX as usize);
-    top_k_scores(
-        (0..rows).map(|i| (i as u32, dot(query, items.row(i)))),
-        k,
-        exclude,
-    )
+    let mut scores = Vec::new();
+    dot_all(query, items, &mut scores);
+    top_k_slice(&scores, k, exclude)
+}
+
+/// Top-k of `scores` (index = position), best first, with the ordering rules of this
+/// module; positions in the sorted slice `exclude` are left out.
+///
+/// Scanning in index order, a score that does not beat the current k-th best cannot
+/// enter (an equal score loses the tie to the lower index already kept), so most
+/// positions cost one comparison and only candidates are looked up in `exclude`.
+pub fn top_k_slice(scores: &[f32], k: usize, exclude: &[u32]) -> Vec<(u32, f32)> {
+    debug_assert!(
+        exclude.windows(2).all(|w| w[0] <= w[1]),
+        "exclude must be sorted"
+    );
+    if k == 0 {
+        return vec![];
+    }
+    let mut top = TopK::new(k);
+    let rows = scores.len().min(u32::MAX as usize);
+    for (i, &s) in scores[..rows].iter().enumerate() {
+        if let Some(worst) = top.worst() {
+            let beats = if worst.is_nan() {
+                !s.is_nan()
+            } else {
+                s > worst
+            };
+            if !beats {
+                continue;
+            }
+        }
+        let i = i as u32;
+        if exclude.binary_search(&i).is_err() {
+            top.push(i, s);
+        }
+    }
+    top.into_sorted()
 }
 
 /// L2 norm of every row.
@@ -115,19 +158,14 @@ pub fn top_k_cosine(items: &Factors, norms: &[f32], of: usize, k: usize) -> Vec<
     if of >= items.rows || norms.len() != items.rows {
         return vec![];
     }
-    let q = items.row(of);
     let nq = norms[of];
-    let rows = items.rows.min(u32::MAX as usize);
-    let scores = (0..rows).map(|i| {
-        let d = nq * norms[i];
-        let s = if d > 0.0 {
-            dot(q, items.row(i)) / d
-        } else {
-            0.0
-        };
-        (i as u32, s)
-    });
-    top_k_scores(scores, k, &[of as u32])
+    let mut scores = Vec::new();
+    dot_all(items.row(of), items, &mut scores);
+    for (s, &n) in scores.iter_mut().zip(norms) {
+        let d = nq * n;
+        *s = if d > 0.0 { *s / d } else { 0.0 };
+    }
+    top_k_slice(&scores, k, &[of as u32])
 }
 
 /// Top-k of (index, score) pairs, best first, with the same ordering rules; indices in
