@@ -778,7 +778,7 @@ mod tests {
         for u in 0..n_users {
             for i in 0..n_items {
                 if lcg(&mut s) % 100 < density_pct {
-                    let skip = lcg(&mut s) % 5 == 0;
+                    let skip = lcg(&mut s).is_multiple_of(5);
                     let r = (lcg(&mut s) % 1000) as f32 / 1000.0;
                     e.push(Entry {
                         user: u as u32,
@@ -1332,7 +1332,7 @@ mod tests {
             }
             for &i in &picked {
                 seen[i] = false;
-                let skip = lcg(&mut s) % 5 == 0;
+                let skip = lcg(&mut s).is_multiple_of(5);
                 let ratio = (lcg(&mut s) % 2000) as f32 / 1000.0;
                 e.push(Entry {
                     user: u as u32,

@@ -166,8 +166,8 @@ mod tests {
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
                 let r = s >> 33;
-                if r % 4 == 0 {
-                    let skip = r % 3 == 0;
+                if r.is_multiple_of(4) {
+                    let skip = r.is_multiple_of(3);
                     e.push(Entry {
                         user: u,
                         item: i,

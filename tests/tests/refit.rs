@@ -57,7 +57,7 @@ fn check_users(conn: &Connection, pairs: &[(i64, i64)]) {
     let conn = conn;
     let watched: HashSet<(i64, i64)> = pairs.iter().copied().collect();
     for user in 0..20 {
-        let top = ranked(&conn, &format!("SELECT * FROM recommend({user}, 5)"));
+        let top = ranked(conn, &format!("SELECT * FROM recommend({user}, 5)"));
         assert_eq!(top.len(), 5, "user {user}: {top:?}");
         assert_well_ranked(&top);
         for (item, _, _) in &top {
@@ -88,7 +88,7 @@ fn checkerboard_similar_items_come_from_the_same_block() {
 
 fn check_items(conn: &Connection) {
     for item in 0..20 {
-        let similar = ranked(&conn, &format!("SELECT * FROM similar_items({item}, 19)"));
+        let similar = ranked(conn, &format!("SELECT * FROM similar_items({item}, 19)"));
         assert_well_ranked(&similar);
         assert_eq!(
             similar.len(),
