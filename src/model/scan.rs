@@ -24,7 +24,15 @@ const LANES: usize = 16;
 pub fn dot_all(query: &[f32], items: &Factors, out: &mut Vec<f32>) {
     out.clear();
     out.resize(items.rows, 0.0);
-    if query.len() != items.dim || items.dim == 0 {
+    if query.len() == items.dim {
+        dot_rows(query, &items.data, out);
+    }
+}
+
+/// `out[i] = query · (row i of data)`, rows of `query.len()` floats, for as many rows as
+/// both `data` and `out` hold. Nothing is written when `query` is empty.
+pub fn dot_rows(query: &[f32], data: &[f32], out: &mut [f32]) {
+    if query.is_empty() {
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -32,17 +40,17 @@ pub fn dot_all(query: &[f32], items: &Factors, out: &mut Vec<f32>) {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F (checked just above), the only
             // requirement of this target_feature function; it has no other unsafety.
-            unsafe { dot_all_avx512(query, &items.data, out) };
+            unsafe { dot_all_avx512(query, data, out) };
             return;
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            unsafe { dot_all_avx2(query, &items.data, out) };
+            unsafe { dot_all_avx2(query, data, out) };
             return;
         }
     }
-    dot_all_rows::<false>(query, &items.data, out);
+    dot_all_rows::<false>(query, data, out);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -150,6 +158,14 @@ fn reduce(acc: &[f32; LANES]) -> f32 {
         half[3] + half[7],
     ];
     (q[0] + q[2]) + (q[1] + q[3])
+}
+
+/// The score [`dot_rows`] gives one row (for tests that compare against brute force).
+#[cfg(test)]
+pub(crate) fn tests_dot(query: &[f32], row: &[f32]) -> f32 {
+    let mut out = [0.0f32];
+    dot_rows(query, row, &mut out);
+    out[0]
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use super::factors::{dot, Factors};
-use super::scan::dot_all;
+use super::scan::dot_rows;
 
 /// A candidate; `Ord` says "greater = worse", so a max-heap keeps the worst on top.
 #[derive(Clone, Copy, Debug)]
@@ -78,6 +78,40 @@ impl TopK {
         }
     }
 
+    /// Offers `scores[j]` as index `first + j`, in index order, skipping indices in
+    /// the sorted slice `exclude`. Since indices only grow, a score that does not beat
+    /// the current k-th best cannot enter (an equal score loses the tie to the lower
+    /// index already kept): most positions cost one comparison, and only candidates
+    /// are looked up in `exclude`.
+    fn offer_all(&mut self, scores: &[f32], first: usize, exclude: &[u32]) {
+        debug_assert!(
+            exclude.windows(2).all(|w| w[0] <= w[1]),
+            "exclude must be sorted"
+        );
+        debug_assert!(self.heap.iter().all(|c| (c.index as usize) < first));
+        if self.k == 0 {
+            return;
+        }
+        for (j, &s) in scores.iter().enumerate() {
+            if let Some(worst) = self.worst() {
+                let beats = if worst.is_nan() {
+                    !s.is_nan()
+                } else {
+                    s > worst
+                };
+                if !beats {
+                    continue;
+                }
+            }
+            let Ok(i) = u32::try_from(first + j) else {
+                return;
+            };
+            if exclude.binary_search(&i).is_err() {
+                self.push(i, s);
+            }
+        }
+    }
+
     /// The k-th best score once k candidates are kept (None before).
     #[inline]
     fn worst(&self) -> Option<f32> {
@@ -97,50 +131,32 @@ impl TopK {
     }
 }
 
+/// Rows scored per block: the scores of one block stay in L1 between the scan and
+/// the selection, and no buffer grows with the catalogue.
+const BLOCK: usize = 512;
+
 /// Top-k rows of `items` by dot product with `query`, best first; `exclude` is a sorted
 /// slice of item indices left out. Ties: lower index first. `k` larger than the eligible
 /// rows returns them all. A query whose length is not `items.dim` gives an empty result.
 pub fn top_k_dot(query: &[f32], items: &Factors, k: usize, exclude: &[u32]) -> Vec<(u32, f32)> {
-    if query.len() != items.dim || items.rows == 0 {
+    if query.len() != items.dim || items.rows == 0 || items.dim == 0 {
         return vec![];
     }
-    let mut scores = Vec::new();
-    dot_all(query, items, &mut scores);
-    top_k_slice(&scores, k, exclude)
+    let mut top = TopK::new(k);
+    let mut scores = [0.0f32; BLOCK];
+    for (b, block) in items.data.chunks(BLOCK * items.dim).enumerate() {
+        let n = block.len() / items.dim;
+        dot_rows(query, block, &mut scores[..n]);
+        top.offer_all(&scores[..n], b * BLOCK, exclude);
+    }
+    top.into_sorted()
 }
 
 /// Top-k of `scores` (index = position), best first, with the ordering rules of this
 /// module; positions in the sorted slice `exclude` are left out.
-///
-/// Scanning in index order, a score that does not beat the current k-th best cannot
-/// enter (an equal score loses the tie to the lower index already kept), so most
-/// positions cost one comparison and only candidates are looked up in `exclude`.
 pub fn top_k_slice(scores: &[f32], k: usize, exclude: &[u32]) -> Vec<(u32, f32)> {
-    debug_assert!(
-        exclude.windows(2).all(|w| w[0] <= w[1]),
-        "exclude must be sorted"
-    );
-    if k == 0 {
-        return vec![];
-    }
     let mut top = TopK::new(k);
-    let rows = scores.len().min(u32::MAX as usize);
-    for (i, &s) in scores[..rows].iter().enumerate() {
-        if let Some(worst) = top.worst() {
-            let beats = if worst.is_nan() {
-                !s.is_nan()
-            } else {
-                s > worst
-            };
-            if !beats {
-                continue;
-            }
-        }
-        let i = i as u32;
-        if exclude.binary_search(&i).is_err() {
-            top.push(i, s);
-        }
-    }
+    top.offer_all(scores, 0, exclude);
     top.into_sorted()
 }
 
@@ -155,17 +171,23 @@ pub fn norms(f: &Factors) -> Vec<f32> {
 /// (a zero norm on either side gives score 0). Out-of-range `of` or wrong `norms`
 /// length gives an empty result.
 pub fn top_k_cosine(items: &Factors, norms: &[f32], of: usize, k: usize) -> Vec<(u32, f32)> {
-    if of >= items.rows || norms.len() != items.rows {
+    if of >= items.rows || norms.len() != items.rows || items.dim == 0 {
         return vec![];
     }
     let nq = norms[of];
-    let mut scores = Vec::new();
-    dot_all(items.row(of), items, &mut scores);
-    for (s, &n) in scores.iter_mut().zip(norms) {
-        let d = nq * n;
-        *s = if d > 0.0 { *s / d } else { 0.0 };
+    let exclude = [of as u32];
+    let mut top = TopK::new(k);
+    let mut scores = [0.0f32; BLOCK];
+    for (b, block) in items.data.chunks(BLOCK * items.dim).enumerate() {
+        let n = block.len() / items.dim;
+        dot_rows(items.row(of), block, &mut scores[..n]);
+        for (s, &norm) in scores[..n].iter_mut().zip(&norms[b * BLOCK..]) {
+            let d = nq * norm;
+            *s = if d > 0.0 { *s / d } else { 0.0 };
+        }
+        top.offer_all(&scores[..n], b * BLOCK, &exclude);
     }
-    top_k_slice(&scores, k, &[of as u32])
+    top.into_sorted()
 }
 
 /// Top-k of (index, score) pairs, best first, with the same ordering rules; indices in
@@ -287,6 +309,48 @@ mod tests {
         full.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.0.cmp(&b.0)));
         full.truncate(37);
         assert_eq!(top_k_scores(scores.into_iter(), 37, &exclude), full);
+    }
+
+    #[test]
+    fn blocked_scan_matches_full_sort_across_blocks() {
+        // More rows than several blocks, ties on purpose (duplicated rows), exclusions
+        // on both sides of block boundaries.
+        let mut f = Factors::random(3 * BLOCK + 77, 9, 3, 0);
+        for r in (0..f.rows).step_by(5) {
+            let copy = f.row(r % 97).to_vec();
+            f.row_mut(r).copy_from_slice(&copy);
+        }
+        let q: Vec<f32> = Factors::random(1, 9, 4, 1).data;
+        let exclude: Vec<u32> = (0..f.rows as u32)
+            .filter(|i| i % 11 == 3 || (*i as usize) % BLOCK == 0)
+            .collect();
+        let mut full: Vec<(u32, f32)> = (0..f.rows)
+            .map(|i| (i as u32, crate::model::scan::tests_dot(&q, f.row(i))))
+            .filter(|p| exclude.binary_search(&p.0).is_err())
+            .collect();
+        full.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.0.cmp(&b.0)));
+        for k in [1, 10, 100, 5000] {
+            let want: Vec<(u32, f32)> = full.iter().copied().take(k).collect();
+            assert_eq!(top_k_dot(&q, &f, k, &exclude), want, "k {k}");
+            let mut scores = Vec::new();
+            crate::model::scan::dot_all(&q, &f, &mut scores);
+            assert_eq!(top_k_slice(&scores, k, &exclude), want, "k {k}");
+        }
+        // Cosine across blocks equals the brute force too.
+        let n = norms(&f);
+        let of = BLOCK + 3;
+        let mut cos: Vec<(u32, f32)> = (0..f.rows)
+            .filter(|&i| i != of)
+            .map(|i| {
+                (
+                    i as u32,
+                    crate::model::scan::tests_dot(f.row(of), f.row(i)) / (n[of] * n[i]),
+                )
+            })
+            .collect();
+        cos.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.0.cmp(&b.0)));
+        cos.truncate(20);
+        assert_eq!(top_k_cosine(&f, &n, of, 20), cos);
     }
 
     #[test]
