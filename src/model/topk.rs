@@ -322,7 +322,7 @@ mod tests {
         }
         let q: Vec<f32> = Factors::random(1, 9, 4, 1).data;
         let exclude: Vec<u32> = (0..f.rows as u32)
-            .filter(|i| i % 11 == 3 || (*i as usize) % BLOCK == 0)
+            .filter(|i| i % 11 == 3 || (*i as usize).is_multiple_of(BLOCK))
             .collect();
         let mut full: Vec<(u32, f32)> = (0..f.rows)
             .map(|i| (i as u32, crate::model::scan::tests_dot(&q, f.row(i))))
