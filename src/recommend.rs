@@ -36,7 +36,8 @@ impl TableFunction for Recommend {
 /// The top-k items of one user: what `recommend(user_id, k, model)` returns.
 ///
 /// An up-to-date user (stored vector, no event newer than the refit) costs one read of
-/// the events index; only a user to fold in has their whole events read.
+/// the events index, and so does a folded-in user while the database is unchanged;
+/// only a user to fold in (again) has their whole events read.
 pub fn recommend_for(
     conn: &Connection,
     state: &ConnectionState,
@@ -48,6 +49,7 @@ pub fn recommend_for(
         shadow,
         options,
         model,
+        at,
     } = resolved;
     let seen = shadow.user_items(conn, user_id)?;
     let mut watched: Vec<i64> = Vec::new();
@@ -58,12 +60,13 @@ pub fn recommend_for(
     Ok(match model {
         Some(model) => {
             let newest = seen.iter().map(|&(id, _)| id).max();
-            let mut ranked = match model.current_vector(user_id, newest) {
-                Some(vector) => model.rank(Some(vector), k, &watched),
-                None => {
-                    let events = shadow.user_events(conn, user_id)?;
-                    model.recommend(user_id, &events, k, &watched).1
-                }
+            let mut ranked = if let Some(vector) = model.current_vector(user_id, newest) {
+                model.rank(Some(vector), k, &watched)
+            } else if let Some(vector) = model.folded_at(user_id, *at) {
+                model.rank(Some(&vector), k, &watched)
+            } else {
+                let events = shadow.user_events(conn, user_id)?;
+                model.recommend(user_id, &events, k, &watched, *at).1
             };
             let slots = (k as f64 * options.explore).round() as usize;
             if slots > 0 {

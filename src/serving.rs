@@ -20,11 +20,17 @@ use crate::model::{als, topk, Factors};
 use crate::options::Options;
 use crate::store::{Event, StoredModel};
 
+/// An opaque stamp of the database state a call saw (the caller's; equal stamps mean
+/// nothing in the database changed in between). None: no stamp (inside a transaction).
+pub type Stamp = Option<(i64, i64, u64)>;
+
 /// A folded-in user vector and the events it was computed from.
 #[derive(Debug)]
 struct Folded {
     /// Fingerprint of the user's events at fold-in time (see [`fingerprint`]).
     events: u64,
+    /// The database state the events were last read at.
+    stamp: Stamp,
     vector: Vec<f32>,
 }
 
@@ -141,6 +147,7 @@ impl Serving {
         &self,
         user_id: i64,
         events: &[(i64, Event)],
+        stamp: Stamp,
     ) -> (UserSource, Option<Vec<f32>>) {
         let stored = self
             .user_index
@@ -169,8 +176,9 @@ impl Serving {
             .folded
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(f) = folded.get(&user_id) {
+        if let Some(f) = folded.get_mut(&user_id) {
             if f.events == key {
+                f.stamp = stamp;
                 return (UserSource::FoldedIn, Some(f.vector.clone()));
             }
         }
@@ -180,6 +188,7 @@ impl Serving {
                     user_id,
                     Folded {
                         events: key,
+                        stamp,
                         vector: vector.clone(),
                     },
                 );
@@ -245,8 +254,9 @@ impl Serving {
         events: &[(i64, Event)],
         k: usize,
         exclude: &[i64],
+        stamp: Stamp,
     ) -> (UserSource, Vec<(i64, f32)>) {
-        let (source, vector) = self.user_vector(user_id, events);
+        let (source, vector) = self.user_vector(user_id, events, stamp);
         (source, self.rank(vector.as_deref(), k, exclude))
     }
 
@@ -261,6 +271,21 @@ impl Serving {
             Some(id) if id > self.events_upto => None,
             _ => Some(self.users.row(u as usize)),
         }
+    }
+
+    /// The folded-in vector of `user_id` if it was computed or confirmed at this same
+    /// database state (`stamp` not None): nothing can have changed the user's events
+    /// since, so the caller need not read them.
+    pub fn folded_at(&self, user_id: i64, stamp: Stamp) -> Option<Vec<f32>> {
+        stamp?;
+        let folded = self
+            .folded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        folded
+            .get(&user_id)
+            .filter(|f| f.stamp == stamp)
+            .map(|f| f.vector.clone())
     }
 
     /// Top-k items by dot product with `vector`, or by popularity as of the refit

@@ -21,7 +21,7 @@ use crate::store::{foryou_tables, quote, Shadow};
 /// of one schema: a commit by another connection, DDL (CREATE, DROP, RENAME) or any row
 /// change by this one changes it. Only meaningful outside explicit transactions (a
 /// ROLLBACK undoes changes without any counter going back).
-type DbState = (i64, i64, u64);
+pub type DbState = (i64, i64, u64);
 
 fn db_state(conn: &Connection, schema: &str) -> Result<DbState> {
     let pragma = |name: &str| -> Result<i64> {
@@ -47,6 +47,8 @@ pub struct Resolved {
     pub options: Options,
     /// The decoded model; None before the first refit.
     pub model: Option<Arc<Serving>>,
+    /// The database state this was resolved at; None inside a transaction.
+    pub at: Option<DbState>,
 }
 
 struct CachedResolved {
@@ -114,7 +116,7 @@ impl ConnectionState {
         who: &str,
         name: Option<&str>,
     ) -> Result<Arc<Resolved>> {
-        let resolve = || -> Result<Arc<Resolved>> {
+        let resolve = |at: Option<DbState>| -> Result<Arc<Resolved>> {
             let shadow = resolve_model(conn, who, name)?;
             let options = shadow.load_options(conn)?;
             let model = self.serving(conn, &shadow)?;
@@ -122,10 +124,11 @@ impl ConnectionState {
                 shadow,
                 options,
                 model,
+                at,
             }))
         };
         if !conn.is_autocommit() {
-            return resolve();
+            return resolve(None);
         }
         let (schema, _) = split_name(name);
         let at = db_state(conn, &schema)
@@ -142,7 +145,7 @@ impl ConnectionState {
                 }
             }
         }
-        let resolved = resolve()?;
+        let resolved = resolve(Some(at))?;
         self.resolved
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -78,7 +78,7 @@ use rayon::prelude::*;
 
 use super::factors::{axpy, dot, dot_f64, Factors};
 use super::interactions::{CsrView, Interactions};
-use super::linalg::cholesky_solve;
+use super::linalg::{add_outer_lower, cholesky_solve};
 
 /// ALS hyper-parameters.
 #[derive(Clone, Debug)]
@@ -715,22 +715,21 @@ pub fn fold_in(
         a[k * dim + k] += regularization as f64;
     }
     let mut b = vec![0.0f64; dim];
+    let mut y64 = vec![0.0f64; dim];
     for &(item, c, p) in entries {
         if item as usize >= items.rows {
             continue;
         }
-        let y = items.row(item as usize);
+        for (yk, &v) in y64.iter_mut().zip(items.row(item as usize)) {
+            *yk = v as f64;
+        }
         let (c, p) = (c as f64, p as f64);
         let missing = weights[item as usize] as f64;
-        for i in 0..dim {
-            let yi = y[i] as f64;
-            b[i] += c * p * yi;
-            let w = (c - missing) * yi;
-            // Lower triangle is all cholesky_solve reads.
-            for j in 0..=i {
-                a[i * dim + j] += w * y[j] as f64;
-            }
+        for (bi, &yi) in b.iter_mut().zip(&y64) {
+            *bi += c * p * yi;
         }
+        // Lower triangle is all cholesky_solve reads.
+        add_outer_lower(&mut a, c - missing, &y64);
     }
     if let Some(x) = cholesky_solve(&mut a.clone(), &b) {
         return x.into_iter().map(|v| v as f32).collect();
