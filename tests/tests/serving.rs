@@ -570,3 +570,118 @@ fn live_popularity_belongs_to_the_table_now_bearing_the_name() {
         vec![500]
     );
 }
+
+/// What a serving call resolved (table, options, model) is kept while the database is
+/// unchanged; DDL, this connection's writes and refits must each make it read afresh.
+#[test]
+fn serving_sees_ddl_and_own_writes_at_the_next_call() {
+    let conn = memory();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE feed USING foryou(factors = 4, iterations = 5, seed = 1)",
+    )
+    .unwrap();
+    let pairs = checkerboard(&conn, "feed");
+    refit(&conn, "SELECT foryou_refit('feed')");
+    // User 0 has a stored vector: scores are dot products, not popularity counts.
+    let before = ranked(&conn, "SELECT * FROM recommend(0, 3)");
+    assert_eq!(before.len(), 3);
+    let watched: Vec<i64> = pairs.iter().filter(|p| p.0 == 0).map(|p| p.1).collect();
+    assert!(before.iter().all(|r| !watched.contains(&r.0)));
+
+    // An option changed by DDL (drop, recreate with exclude_watched = false): the next
+    // call sees the new table, which has no model yet (popularity, watched included).
+    conn.execute_batch(
+        "DROP TABLE feed;
+         CREATE VIRTUAL TABLE feed USING foryou(factors = 4, exclude_watched = false);
+         INSERT INTO feed(user_id, item_id, watch_time, duration, ts) VALUES
+           (0, 7, 10, 10, 1), (1, 7, 10, 10, 2), (2, 8, 10, 10, 3);",
+    )
+    .unwrap();
+    assert_eq!(
+        ranked(&conn, "SELECT * FROM recommend(0, 3)"),
+        vec![(7, 2.0, 1), (8, 1.0, 2)]
+    );
+    // Our own insert (no other connection, no DDL) moves popularity at the next call.
+    conn.execute_batch(
+        "INSERT INTO feed(user_id, item_id, watch_time, duration, ts) VALUES (3, 8, 10, 10, 4), (4, 8, 10, 10, 5)",
+    )
+    .unwrap();
+    assert_eq!(
+        ranked(&conn, "SELECT * FROM recommend(0, 3)"),
+        vec![(8, 3.0, 1), (7, 2.0, 2)]
+    );
+    // A rename: the old name is gone at once, the new one serves.
+    conn.execute_batch("ALTER TABLE feed RENAME TO clips")
+        .unwrap();
+    assert_eq!(
+        error_of(&conn, "SELECT * FROM recommend(0, 3, 'feed')"),
+        "recommend: no foryou table named 'feed' in schema 'main' (foryou tables: clips)"
+    );
+    assert_eq!(
+        ranked(&conn, "SELECT * FROM recommend(0, 1, 'clips')"),
+        vec![(8, 3.0, 1)]
+    );
+    assert_eq!(
+        ranked(&conn, "SELECT * FROM recommend(0, 1)"),
+        vec![(8, 3.0, 1)]
+    );
+}
+
+/// A folded-in vector is reused while nothing changes, and recomputed when the user's
+/// events change through this same connection (no other connection involved).
+#[test]
+fn a_folded_in_user_follows_their_own_updates() {
+    let conn = memory();
+    conn.execute_batch("CREATE VIRTUAL TABLE feed USING foryou(factors = 6, iterations = 10, seed = 3, confidence = linear, skip_ratio = 0, exclude_watched = false)")
+        .unwrap();
+    checkerboard(&conn, "feed");
+    refit(&conn, "SELECT foryou_refit('feed')");
+    // A new user who watched items of the first block only.
+    conn.execute_batch(
+        "INSERT INTO feed(user_id, item_id, watch_time, duration, ts) VALUES (100, 0, 15, 15, 1), (100, 1, 15, 15, 2), (100, 2, 15, 15, 3)",
+    )
+    .unwrap();
+    let first = ranked(&conn, "SELECT * FROM recommend(100, 5)");
+    assert!(first.iter().all(|r| r.0 < 10), "{first:?}");
+    assert_eq!(ranked(&conn, "SELECT * FROM recommend(100, 5)"), first);
+    // The same user's events now say the second block: updated in place (same rowids).
+    conn.execute_batch("UPDATE feed SET item_id = item_id + 10 WHERE user_id = 100")
+        .unwrap();
+    let after = ranked(&conn, "SELECT * FROM recommend(100, 5)");
+    assert!(after.iter().all(|r| r.0 >= 10), "{after:?}");
+}
+
+/// A user whose every event is a swipe-away gets no stored vector from a refit (they
+/// have no taste to rank by) and is served popularity, like a user with no events.
+#[test]
+fn users_who_only_skipped_get_no_stored_vector() {
+    let conn = memory();
+    conn.execute_batch("CREATE VIRTUAL TABLE feed USING foryou(factors = 4, iterations = 5, seed = 1, skip_ratio = 0.2)")
+        .unwrap();
+    checkerboard(&conn, "feed");
+    conn.execute_batch(
+        "INSERT INTO feed(user_id, item_id, watch_time, duration, ts) VALUES (50, 0, 1, 15, 1), (50, 11, 1, 15, 2)",
+    )
+    .unwrap();
+    let report = refit(&conn, "SELECT foryou_refit('feed')");
+    assert_eq!(report["users"], 21);
+    let stored = factor_blobs(&conn, "feed", "users").len() / (4 * 4);
+    assert_eq!(stored, 20);
+    let mut ids: Vec<i64> = Vec::new();
+    let mut stmt = conn
+        .prepare("SELECT ids FROM feed_users ORDER BY chunk")
+        .unwrap();
+    for blob in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap() {
+        ids.extend(
+            blob.unwrap()
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap())),
+        );
+    }
+    assert!(!ids.contains(&50) && ids.contains(&0));
+    // Popularity as of the refit (5 watchers per item; ties by smaller id), skipped ones out.
+    assert_eq!(
+        items(&ranked(&conn, "SELECT * FROM recommend(50, 3)")),
+        vec![1, 2, 3]
+    );
+}
