@@ -16,6 +16,7 @@ use std::sync::Mutex;
 
 use crate::model::factors::mix64;
 use crate::model::feedback::{self, FeedbackParams};
+use crate::model::scan::{HalfFactors, Panels};
 use crate::model::{als, topk, Factors};
 use crate::options::Options;
 use crate::store::{Event, StoredModel};
@@ -44,6 +45,8 @@ pub struct Serving {
     item_ids: Vec<i64>,
     item_index: HashMap<i64, u32>,
     items: Factors,
+    /// The item factors in the layout the catalogue scans read.
+    scan: Scan,
     item_norms: Vec<f32>,
     popularity: Vec<f32>,
     /// Missing-data weight `w_i` of each item (all 1.0 unless `popularity_exponent > 0`),
@@ -58,6 +61,31 @@ pub struct Serving {
     folded: Mutex<HashMap<i64, Folded>>,
     /// Item ids of the least-viewed tenth of the catalogue: exploration candidates.
     under_exposed: Vec<i64>,
+}
+
+/// How the catalogue scans read the item factors, chosen by the size of the matrix.
+#[derive(Debug)]
+enum Scan {
+    /// Up to [`PANEL_BYTES`] of factors (they stay in the caches): 16 items per
+    /// instruction, f32.
+    Panels(Panels),
+    /// Larger (memory-bound): a half-precision first pass, then exact f32 rescoring.
+    Half(HalfFactors),
+    /// Values too large for f16: the f32 row scan.
+    Rows,
+}
+
+/// Largest item matrix (bytes of f32 factors) scanned in the panel layout.
+const PANEL_BYTES: usize = 16 << 20;
+
+impl Scan {
+    fn for_items(items: &Factors) -> Self {
+        if items.data.len() * 4 <= PANEL_BYTES {
+            Scan::Panels(Panels::from_factors(items))
+        } else {
+            HalfFactors::from_f32(items).map_or(Scan::Rows, Scan::Half)
+        }
+    }
 }
 
 /// Where a user's ranking vector came from.
@@ -113,6 +141,7 @@ impl Serving {
             users: model.users,
             item_index: index(&model.item_ids),
             item_norms: topk::norms(&model.items),
+            scan: Scan::for_items(&model.items),
             item_ids: model.item_ids,
             items: model.items,
             popularity: model.popularity,
@@ -293,7 +322,13 @@ impl Serving {
     pub fn rank(&self, vector: Option<&[f32]>, k: usize, exclude: &[i64]) -> Vec<(i64, f32)> {
         let exclude = self.item_indices(exclude);
         let ranked = match vector {
-            Some(v) => topk::top_k_dot(v, &self.items, k, &exclude),
+            Some(v) => match &self.scan {
+                Scan::Panels(panels) => topk::top_k_dot_panels(v, panels, k, &exclude),
+                Scan::Half(half) => {
+                    topk::top_k_dot_half(v, &self.items, half, &self.item_norms, k, &exclude)
+                }
+                Scan::Rows => topk::top_k_dot(v, &self.items, k, &exclude),
+            },
             None => topk::top_k_scores(
                 self.popularity
                     .iter()
@@ -361,12 +396,17 @@ impl Serving {
     /// empty when the item has no factors.
     pub fn similar_items(&self, item_id: i64, k: usize) -> Vec<(i64, f32)> {
         match self.item_index.get(&item_id) {
-            Some(&i) => self.with_ids(topk::top_k_cosine(
-                &self.items,
-                &self.item_norms,
-                i as usize,
-                k,
-            )),
+            Some(&i) => {
+                let i = i as usize;
+                let (items, norms) = (&self.items, &self.item_norms);
+                self.with_ids(match &self.scan {
+                    Scan::Panels(panels) => {
+                        topk::top_k_cosine_panels(items.row(i), panels, norms, i, k)
+                    }
+                    Scan::Half(half) => topk::top_k_cosine_half(items, half, norms, i, k),
+                    Scan::Rows => topk::top_k_cosine(items, norms, i, k),
+                })
+            }
             None => Vec::new(),
         }
     }

@@ -112,6 +112,252 @@ unsafe fn dot_all_avx2(query: &[f32], data: &[f32], out: &mut [f32]) {
     }
 }
 
+/// Items per panel of [`Panels`]: one AVX-512 register of f32 scores.
+pub const PANEL: usize = 16;
+
+/// Item factors laid out to score [`PANEL`] items per instruction: element `j` of item
+/// `PANEL·p + l` is at `data[(p·dim + j)·PANEL + l]`, the last panel padded with zeros.
+/// Scoring a panel is then `dim` multiply-adds of a broadcast query element with 16
+/// item elements, with no horizontal sum per item (the row layout needs one per item,
+/// which costs as much as the multiply-adds at 64 factors).
+#[derive(Clone, Debug)]
+pub struct Panels {
+    pub rows: usize,
+    pub dim: usize,
+    pub data: Vec<f32>,
+}
+
+impl Panels {
+    pub fn from_factors(f: &Factors) -> Self {
+        let panels = f.rows.div_ceil(PANEL);
+        let mut data = vec![0.0f32; panels * f.dim * PANEL];
+        for r in 0..f.rows {
+            let (p, l) = (r / PANEL, r % PANEL);
+            for (j, &v) in f.row(r).iter().enumerate() {
+                data[(p * f.dim + j) * PANEL + l] = v;
+            }
+        }
+        Panels {
+            rows: f.rows,
+            dim: f.dim,
+            data,
+        }
+    }
+
+    pub fn panels(&self) -> usize {
+        self.rows.div_ceil(PANEL)
+    }
+}
+
+/// Scores of the items of panels `first .. first + out.len() / PANEL` against `query`
+/// (`query.len() == panels.dim`), [`PANEL`] per panel, padding included.
+pub fn dot_panels(query: &[f32], panels: &Panels, first: usize, out: &mut [f32]) {
+    let dim = panels.dim;
+    let count = (out.len() / PANEL).min(panels.panels().saturating_sub(first));
+    if query.len() != dim || dim == 0 || count == 0 {
+        return;
+    }
+    let data = &panels.data[first * dim * PANEL..(first + count) * dim * PANEL];
+    let out = &mut out[..count * PANEL];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            unsafe { dot_panels_avx512(query, data, out) };
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            unsafe { dot_panels_avx2(query, data, out) };
+            return;
+        }
+    }
+    dot_panels_loop(query, data, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_panels_avx512(query: &[f32], data: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let dim = query.len();
+    for (panel, o) in data
+        .chunks_exact(dim * PANEL)
+        .zip(out.chunks_exact_mut(PANEL))
+    {
+        // Four accumulators: four independent chains of multiply-adds.
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for (j, &q) in query.iter().enumerate() {
+            // SAFETY: (j + 1) * PANEL <= dim * PANEL = panel.len(): the 16-float load
+            // reads inside the panel.
+            let y = _mm512_loadu_ps(panel.as_ptr().add(j * PANEL));
+            acc[j & 3] = _mm512_fmadd_ps(_mm512_set1_ps(q), y, acc[j & 3]);
+        }
+        let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        // SAFETY: `o` holds exactly PANEL = 16 floats.
+        _mm512_storeu_ps(o.as_mut_ptr(), sum);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_panels_avx2(query: &[f32], data: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let dim = query.len();
+    for (panel, o) in data
+        .chunks_exact(dim * PANEL)
+        .zip(out.chunks_exact_mut(PANEL))
+    {
+        // [chain][half of the panel]
+        let mut acc = [[_mm256_setzero_ps(); 2]; 2];
+        for (j, &q) in query.iter().enumerate() {
+            let q = _mm256_set1_ps(q);
+            // SAFETY: (j + 1) * PANEL <= panel.len(): both 8-float loads read inside it.
+            let lo = _mm256_loadu_ps(panel.as_ptr().add(j * PANEL));
+            let hi = _mm256_loadu_ps(panel.as_ptr().add(j * PANEL + 8));
+            acc[j & 1][0] = _mm256_fmadd_ps(q, lo, acc[j & 1][0]);
+            acc[j & 1][1] = _mm256_fmadd_ps(q, hi, acc[j & 1][1]);
+        }
+        // SAFETY: `o` holds exactly PANEL = 16 floats: two 8-float stores.
+        _mm256_storeu_ps(o.as_mut_ptr(), _mm256_add_ps(acc[0][0], acc[1][0]));
+        _mm256_storeu_ps(o.as_mut_ptr().add(8), _mm256_add_ps(acc[0][1], acc[1][1]));
+    }
+}
+
+fn dot_panels_loop(query: &[f32], data: &[f32], out: &mut [f32]) {
+    let dim = query.len();
+    for (panel, o) in data
+        .chunks_exact(dim * PANEL)
+        .zip(out.chunks_exact_mut(PANEL))
+    {
+        o.fill(0.0);
+        for (j, &q) in query.iter().enumerate() {
+            for (s, &y) in o.iter_mut().zip(&panel[j * PANEL..(j + 1) * PANEL]) {
+                *s += q * y;
+            }
+        }
+    }
+}
+
+/// Item factors rounded to IEEE half precision (bit patterns), scanned first to read
+/// half the bytes of the f32 matrix; see [`crate::model::topk::top_k_dot_half`] for how
+/// the ranking stays exactly that of the f32 factors.
+#[derive(Clone, Debug)]
+pub struct HalfFactors {
+    pub rows: usize,
+    pub dim: usize,
+    pub data: Vec<u16>,
+}
+
+/// Largest magnitude stored in half precision (f16's maximum is 65504).
+pub const HALF_LIMIT: f32 = 60000.0;
+
+impl HalfFactors {
+    /// None when a value is not finite or beyond [`HALF_LIMIT`] (the f32 scan is used then).
+    pub fn from_f32(f: &Factors) -> Option<Self> {
+        if f.data.iter().any(|v| !(v.abs() <= HALF_LIMIT)) {
+            return None;
+        }
+        Some(HalfFactors {
+            rows: f.rows,
+            dim: f.dim,
+            data: f
+                .data
+                .iter()
+                .map(|&v| half::f16::from_f32(v).to_bits())
+                .collect(),
+        })
+    }
+}
+
+/// [`dot_rows`] over half-precision rows: `out[i] = query · (row i of data)`, each
+/// element widened to f32 exactly, products accumulated in f32.
+pub fn dot_rows_half(query: &[f32], data: &[u16], out: &mut [f32]) {
+    if query.is_empty() {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            unsafe { dot_half_avx512(query, data, out) };
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            // SAFETY: the CPU supports AVX2, FMA and F16C (checked just above).
+            unsafe { dot_half_avx2(query, data, out) };
+            return;
+        }
+    }
+    dot_half_loop(query, data, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_half_avx512(query: &[f32], data: &[u16], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let dim = query.len();
+    let full = dim / 16;
+    let split = full * 16;
+    for (row, o) in data.chunks_exact(dim).zip(out.iter_mut()) {
+        let mut acc = _mm512_setzero_ps();
+        for c in 0..full {
+            // SAFETY: c * 16 + 16 <= split <= dim = query.len() = row.len(): the 16-float
+            // load and the 16-half (32-byte) load read inside their slices.
+            let q = _mm512_loadu_ps(query.as_ptr().add(c * 16));
+            let h = _mm256_loadu_si256(row.as_ptr().add(c * 16).cast());
+            acc = _mm512_fmadd_ps(q, _mm512_cvtph_ps(h), acc);
+        }
+        let mut total = _mm512_reduce_add_ps(acc);
+        for (q, &h) in query[split..].iter().zip(&row[split..]) {
+            total = q.mul_add(half::f16::from_bits(h).to_f32(), total);
+        }
+        *o = total;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_half_avx2(query: &[f32], data: &[u16], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let dim = query.len();
+    let full = dim / 8;
+    let split = full * 8;
+    for (row, o) in data.chunks_exact(dim).zip(out.iter_mut()) {
+        let mut acc = [_mm256_setzero_ps(), _mm256_setzero_ps()];
+        for c in 0..full {
+            // SAFETY: c * 8 + 8 <= split <= dim = query.len() = row.len(): the 8-float
+            // load and the 8-half (16-byte) load read inside their slices.
+            let q = _mm256_loadu_ps(query.as_ptr().add(c * 8));
+            let h = _mm_loadu_si128(row.as_ptr().add(c * 8).cast());
+            acc[c & 1] = _mm256_fmadd_ps(q, _mm256_cvtph_ps(h), acc[c & 1]);
+        }
+        let sum = _mm256_add_ps(acc[0], acc[1]);
+        let halves = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps::<1>(sum));
+        let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
+        let one = _mm_add_ss(pairs, _mm_shuffle_ps::<0b01>(pairs, pairs));
+        let mut total = _mm_cvtss_f32(one);
+        for (q, &h) in query[split..].iter().zip(&row[split..]) {
+            total = q.mul_add(half::f16::from_bits(h).to_f32(), total);
+        }
+        *o = total;
+    }
+}
+
+fn dot_half_loop(query: &[f32], data: &[u16], out: &mut [f32]) {
+    let dim = query.len();
+    for (row, o) in data.chunks_exact(dim).zip(out.iter_mut()) {
+        let mut total = 0.0f32;
+        for (q, &h) in query.iter().zip(row) {
+            total += q * half::f16::from_bits(h).to_f32();
+        }
+        *o = total;
+    }
+}
+
 /// The portable loop. `FMA` selects `mul_add` (one instruction where the target has
 /// FMA; a slow library call where it does not, hence plain multiply-add on the
 /// baseline; the tests use both).
@@ -227,6 +473,82 @@ mod tests {
                         "dim {dim}: {a} vs {b}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn half_scan_is_within_its_error_bound() {
+        for dim in [1, 7, 16, 24, 64, 70] {
+            let mut items = Factors::random(53, dim, 9, 0);
+            items
+                .data
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, v)| *v = (*v * 300.0 - 1.0) * if i % 7 == 0 { 1e-6 } else { 1.0 });
+            let half = HalfFactors::from_f32(&items).unwrap();
+            let q: Vec<f32> = Factors::random(1, dim, 10, 1)
+                .data
+                .iter()
+                .map(|v| v * 50.0 - 0.2)
+                .collect();
+            let mut approx = vec![0.0; 53];
+            dot_rows_half(&q, &half.data, &mut approx);
+            let mut plain = vec![0.0; 53];
+            dot_half_loop(&q, &half.data, &mut plain);
+            let qn = dot_f64(&q, &q).sqrt();
+            for i in 0..53 {
+                let exact = dot_f64(&q, items.row(i));
+                let yn = dot_f64(items.row(i), items.row(i)).sqrt();
+                let bound = 2f64.powi(-11) * qn * yn
+                    + 2f64.powi(-24) * q.iter().map(|v| v.abs() as f64).sum::<f64>()
+                    + 1e-5 * qn * yn;
+                assert!(
+                    (approx[i] as f64 - exact).abs() <= bound,
+                    "dim {dim} row {i}"
+                );
+                assert!((plain[i] - approx[i]).abs() as f64 <= 1e-5 * (1.0 + qn * yn));
+            }
+        }
+        let mut big = Factors::random(2, 4, 1, 0);
+        big.data[3] = 70000.0;
+        assert!(HalfFactors::from_f32(&big).is_none());
+        big.data[3] = f32::NAN;
+        assert!(HalfFactors::from_f32(&big).is_none());
+    }
+
+    #[test]
+    fn panels_score_like_rows() {
+        for (rows, dim) in [(1, 1), (15, 3), (16, 64), (37, 17), (100, 64)] {
+            let items = Factors::random(rows, dim, 4, 0);
+            let panels = Panels::from_factors(&items);
+            assert_eq!(panels.panels(), rows.div_ceil(PANEL));
+            let q: Vec<f32> = Factors::random(1, dim, 5, 1)
+                .data
+                .iter()
+                .map(|v| v * 80.0 - 0.3)
+                .collect();
+            let mut out = vec![f32::NAN; panels.panels() * PANEL];
+            dot_panels(&q, &panels, 0, &mut out);
+            let mut plain = vec![f32::NAN; panels.panels() * PANEL];
+            dot_panels_loop(&q, &panels.data, &mut plain);
+            for i in 0..panels.panels() * PANEL {
+                if i < rows {
+                    let exact = dot_f64(&q, items.row(i));
+                    assert!(
+                        (out[i] as f64 - exact).abs() <= 1e-5 * (1.0 + exact.abs()),
+                        "{rows}x{dim} item {i}"
+                    );
+                    assert!((plain[i] - out[i]).abs() <= 1e-5 * (1.0 + out[i].abs()));
+                } else {
+                    assert_eq!(out[i], 0.0, "padding scores 0");
+                }
+            }
+            // From a later panel on, and an `out` longer than what is left.
+            if panels.panels() > 1 {
+                let mut tail = vec![7.0; 5 * PANEL];
+                dot_panels(&q, &panels, 1, &mut tail);
+                assert_eq!(&tail[..PANEL], &out[PANEL..2 * PANEL]);
             }
         }
     }

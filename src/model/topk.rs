@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use super::factors::{dot, Factors};
-use super::scan::dot_rows;
+use super::scan::{dot_panels, dot_rows, dot_rows_half, HalfFactors, Panels, PANEL};
 
 /// A candidate; `Ord` says "greater = worse", so a max-heap keeps the worst on top.
 #[derive(Clone, Copy, Debug)]
@@ -92,13 +92,11 @@ impl TopK {
         if self.k == 0 {
             return;
         }
+        let mut worst = self.worst();
         for (j, &s) in scores.iter().enumerate() {
-            if let Some(worst) = self.worst() {
-                let beats = if worst.is_nan() {
-                    !s.is_nan()
-                } else {
-                    s > worst
-                };
+            if let Some(w) = worst {
+                // `s > w` is false for NaN on either side; NaN ranks below every number.
+                let beats = s > w || (w.is_nan() && !s.is_nan());
                 if !beats {
                     continue;
                 }
@@ -108,6 +106,7 @@ impl TopK {
             };
             if exclude.binary_search(&i).is_err() {
                 self.push(i, s);
+                worst = self.worst();
             }
         }
     }
@@ -135,6 +134,9 @@ impl TopK {
 /// the selection, and no buffer grows with the catalogue.
 const BLOCK: usize = 512;
 
+/// Catalogue size from which [`top_k_dot_half`] scans with two workers.
+const PARALLEL_ROWS: usize = 1 << 17;
+
 /// Top-k rows of `items` by dot product with `query`, best first; `exclude` is a sorted
 /// slice of item indices left out. Ties: lower index first. `k` larger than the eligible
 /// rows returns them all. A query whose length is not `items.dim` gives an empty result.
@@ -158,6 +160,223 @@ pub fn top_k_slice(scores: &[f32], k: usize, exclude: &[u32]) -> Vec<(u32, f32)>
     let mut top = TopK::new(k);
     top.offer_all(scores, 0, exclude);
     top.into_sorted()
+}
+
+/// [`top_k_dot`] over the panel layout (the fast path for catalogues that fit the
+/// caches); same ordering rules. Scores are summed in another order than the row
+/// kernel's, so they can differ from [`top_k_dot`]'s in the last bits.
+pub fn top_k_dot_panels(
+    query: &[f32],
+    panels: &Panels,
+    k: usize,
+    exclude: &[u32],
+) -> Vec<(u32, f32)> {
+    top_k_panels(query, panels, k, exclude, |_, s| s)
+}
+
+/// [`top_k_cosine`] over the panel layout; `query` is the row of item `of`.
+pub fn top_k_cosine_panels(
+    query: &[f32],
+    panels: &Panels,
+    norms: &[f32],
+    of: usize,
+    k: usize,
+) -> Vec<(u32, f32)> {
+    if of >= panels.rows || norms.len() != panels.rows {
+        return vec![];
+    }
+    let nq = norms[of];
+    top_k_panels(query, panels, k, &[of as u32], |i, s| {
+        let d = nq * norms[i];
+        if d > 0.0 {
+            s / d
+        } else {
+            0.0
+        }
+    })
+}
+
+/// Panels scored in blocks of [`BLOCK`] items, `score(item, dot)` giving the ranked score.
+fn top_k_panels(
+    query: &[f32],
+    panels: &Panels,
+    k: usize,
+    exclude: &[u32],
+    score: impl Fn(usize, f32) -> f32,
+) -> Vec<(u32, f32)> {
+    if query.len() != panels.dim || panels.rows == 0 || panels.dim == 0 {
+        return vec![];
+    }
+    let mut top = TopK::new(k);
+    let mut scores = [0.0f32; BLOCK];
+    let per_block = BLOCK / PANEL;
+    for first_panel in (0..panels.panels()).step_by(per_block) {
+        let first = first_panel * PANEL;
+        let n = (panels.rows - first).min(BLOCK);
+        dot_panels(
+            query,
+            panels,
+            first_panel,
+            &mut scores[..n.div_ceil(PANEL) * PANEL],
+        );
+        for (j, s) in scores[..n].iter_mut().enumerate() {
+            *s = score(first + j, *s);
+        }
+        top.offer_all(&scores[..n], first, exclude);
+    }
+    top.into_sorted()
+}
+
+/// [`top_k_dot`] reading half-precision copies of the items first: the same result
+/// (same items, same f32 scores, same order), about half the bytes read.
+///
+/// Why the result is the same: rounding an item to f16 moves each element by at most
+/// 2⁻¹¹ of itself (normal range) or 2⁻²⁵ (subnormal), so the approximate score `a_i` is
+/// within `B_i = 2·((2⁻¹¹ + 2(f+2)·2⁻²⁴)·|q|·|y_i| + 2⁻²⁴·|q|₁)` of the f32 kernel's
+/// score `s_i` (the second term of the parenthesis covers both f32 summations; the
+/// factor 2 covers the rounding of the norms and of the bound itself). Let `T` be the
+/// k-th largest `a_i − B_i` over eligible items: k items have `s ≥ T`, so every item of
+/// the f32 top-k (ties included) has `s_i ≥ T`, hence `a_i + B_i ≥ T`. Exactly those
+/// candidates are rescored with the f32 kernel, so the top-k of the candidates is the
+/// f32 top-k. `norms` are the items' L2 norms.
+pub fn top_k_dot_half(
+    query: &[f32],
+    items: &Factors,
+    half: &HalfFactors,
+    norms: &[f32],
+    k: usize,
+    exclude: &[u32],
+) -> Vec<(u32, f32)> {
+    match two_pass(query, items, half, norms, k, exclude, None) {
+        Some(ranked) => ranked,
+        None => top_k_dot(query, items, k, exclude),
+    }
+}
+
+/// [`top_k_cosine`] with the half-precision first pass of [`top_k_dot_half`] (the bound
+/// divided by the same `|q|·|y_i|` as the score).
+pub fn top_k_cosine_half(
+    items: &Factors,
+    half: &HalfFactors,
+    norms: &[f32],
+    of: usize,
+    k: usize,
+) -> Vec<(u32, f32)> {
+    if of >= items.rows || norms.len() != items.rows || items.dim == 0 {
+        return vec![];
+    }
+    match two_pass(
+        items.row(of),
+        items,
+        half,
+        norms,
+        k,
+        &[of as u32],
+        Some(norms[of]),
+    ) {
+        Some(ranked) => ranked,
+        None => top_k_cosine(items, norms, of, k),
+    }
+}
+
+/// The two passes of [`top_k_dot_half`]; `cosine` is the query's norm when scores are
+/// cosines. None when the inputs do not allow the bound (shapes, non-finite values).
+fn two_pass(
+    query: &[f32],
+    items: &Factors,
+    half: &HalfFactors,
+    norms: &[f32],
+    k: usize,
+    exclude: &[u32],
+    cosine: Option<f32>,
+) -> Option<Vec<(u32, f32)>> {
+    let dim = items.dim;
+    let rows = items.rows.min(u32::MAX as usize);
+    if query.len() != dim
+        || dim == 0
+        || half.dim != dim
+        || half.rows != items.rows
+        || norms.len() != items.rows
+        || !query.iter().all(|v| v.is_finite())
+    {
+        return None;
+    }
+    if k == 0 || rows == 0 {
+        return Some(vec![]);
+    }
+    let q_norm = query.iter().map(|v| v * v).sum::<f32>().sqrt();
+    let q_abs = query.iter().map(|v| v.abs()).sum::<f32>();
+    let relative = 2f32.powi(-11) + 2.0 * (dim as f32 + 2.0) * 2f32.powi(-24);
+    let absolute = 2f32.powi(-24) * q_abs;
+    // Score from a raw dot product, and its error bound, as top_k_dot / top_k_cosine
+    // compute scores.
+    let denominator = |i: usize| cosine.map(|nq| nq * norms[i]);
+    let score = |i: usize, raw: f32| match denominator(i) {
+        None => raw,
+        Some(d) if d > 0.0 => raw / d,
+        Some(_) => 0.0,
+    };
+    let bound = |i: usize| {
+        let b = 2.0 * (relative * q_norm * norms[i] + absolute);
+        match denominator(i) {
+            None => b,
+            Some(d) if d > 0.0 => 2.0 * b / d,
+            Some(_) => 0.0,
+        }
+    };
+    // Pass 1: approximate scores, and the k-th best lower bound T. Large catalogues
+    // are scanned by two workers (one core alone does not use the memory bandwidth);
+    // the result does not depend on it: each worker keeps the k best lower bounds of
+    // its half and the two heaps are merged.
+    let mut approx = vec![0.0f32; rows];
+    let scan = |approx: &mut [f32], offset: usize| -> TopK {
+        let mut lower = TopK::new(k);
+        let mut block = [0.0f32; BLOCK];
+        for (b, chunk) in approx.chunks_mut(BLOCK).enumerate() {
+            let first = offset + b * BLOCK;
+            dot_rows_half(
+                query,
+                &half.data[first * dim..(first + chunk.len()) * dim],
+                chunk,
+            );
+            for (j, a) in chunk.iter_mut().enumerate() {
+                *a = score(first + j, *a);
+                block[j] = *a - bound(first + j);
+            }
+            lower.offer_all(&block[..chunk.len()], first, exclude);
+        }
+        lower
+    };
+    let lower = if rows >= PARALLEL_ROWS {
+        let middle = (rows / 2).next_multiple_of(BLOCK);
+        let (left, right) = approx.split_at_mut(middle);
+        let (mut a, b) = rayon::join(|| scan(left, 0), || scan(right, middle));
+        for c in b.heap {
+            a.push(c.index, c.score);
+        }
+        a
+    } else {
+        scan(&mut approx, 0)
+    };
+    if !approx.iter().all(|a| a.is_finite()) {
+        return None;
+    }
+    let threshold = lower.worst().unwrap_or(f32::NEG_INFINITY);
+    // Pass 2: rescore in f32 every item the bound cannot rule out.
+    let mut top = TopK::new(k);
+    let mut exact = [0.0f32];
+    for (i, &a) in approx.iter().enumerate() {
+        if a + bound(i) < threshold {
+            continue;
+        }
+        let index = i as u32;
+        if exclude.binary_search(&index).is_ok() {
+            continue;
+        }
+        dot_rows(query, items.row(i), &mut exact);
+        top.push(index, score(i, exact[0]));
+    }
+    Some(top.into_sorted())
 }
 
 /// L2 norm of every row.
@@ -351,6 +570,105 @@ mod tests {
         cos.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.0.cmp(&b.0)));
         cos.truncate(20);
         assert_eq!(top_k_cosine(&f, &n, of, 20), cos);
+    }
+
+    #[test]
+    fn half_precision_first_pass_gives_the_f32_result() {
+        // Near-ties on purpose: many items are small perturbations of a few vectors, so
+        // f16 rounding alone would reorder them; the rescoring must not.
+        for (seed, dim) in [(1u64, 64usize), (2, 17), (3, 8)] {
+            let base = Factors::random(7, dim, seed, 0);
+            let noise = Factors::random(3000, dim, seed, 1);
+            let mut f = Factors::zeros(3000, dim);
+            for r in 0..3000 {
+                for c in 0..dim {
+                    f.row_mut(r)[c] = base.row(r % 7)[c] * 100.0 + noise.row(r)[c] * 1e-3 - 0.4;
+                }
+            }
+            f.row_mut(5).fill(0.0); // a zero vector (cosine 0)
+            let half = HalfFactors::from_f32(&f).unwrap();
+            let n = norms(&f);
+            let q: Vec<f32> = Factors::random(1, dim, seed, 2)
+                .data
+                .iter()
+                .map(|v| v * 10.0 - 0.05)
+                .collect();
+            let exclude: Vec<u32> = (0..3000).step_by(13).collect();
+            for k in [1, 10, 50, 3000] {
+                assert_eq!(
+                    top_k_dot_half(&q, &f, &half, &n, k, &exclude),
+                    top_k_dot(&q, &f, k, &exclude),
+                    "dim {dim} k {k}"
+                );
+                for of in [0, 5, 2999] {
+                    assert_eq!(
+                        top_k_cosine_half(&f, &half, &n, of, k),
+                        top_k_cosine(&f, &n, of, k),
+                        "dim {dim} k {k} of {of}"
+                    );
+                }
+            }
+            assert!(top_k_dot_half(&q, &f, &half, &n, 0, &[]).is_empty());
+            // A query the bound cannot handle falls back to the f32 scan (NaN scores:
+            // compare the items).
+            let mut bad = q.clone();
+            bad[0] = f32::NAN;
+            let ids = |r: Vec<(u32, f32)>| r.into_iter().map(|p| p.0).collect::<Vec<_>>();
+            assert_eq!(
+                ids(top_k_dot_half(&bad, &f, &half, &n, 3, &[])),
+                ids(top_k_dot(&bad, &f, 3, &[]))
+            );
+        }
+    }
+
+    #[test]
+    fn two_worker_scan_gives_the_same_result() {
+        let f = Factors::random(PARALLEL_ROWS + 3 * BLOCK + 5, 4, 11, 0);
+        let half = HalfFactors::from_f32(&f).unwrap();
+        let n = norms(&f);
+        let q = [0.3f32, -0.2, 0.9, 0.1];
+        let exclude: Vec<u32> = (0..f.rows as u32).step_by(3).collect();
+        for k in [1, 10, 100] {
+            assert_eq!(
+                top_k_dot_half(&q, &f, &half, &n, k, &exclude),
+                top_k_dot(&q, &f, k, &exclude)
+            );
+            assert_eq!(
+                top_k_cosine_half(&f, &half, &n, 7, k),
+                top_k_cosine(&f, &n, 7, k)
+            );
+        }
+    }
+
+    #[test]
+    fn panels_rank_like_rows() {
+        // Well-separated scores (no near-ties), so the summation order cannot matter.
+        let f = Factors::random(3 * BLOCK + 41, 12, 8, 0);
+        let panels = Panels::from_factors(&f);
+        let n = norms(&f);
+        let q: Vec<f32> = Factors::random(1, 12, 9, 1)
+            .data
+            .iter()
+            .map(|v| v * 100.0 - 0.5)
+            .collect();
+        let exclude: Vec<u32> = (0..f.rows as u32).step_by(9).collect();
+        let ids = |r: Vec<(u32, f32)>| r.into_iter().map(|p| p.0).collect::<Vec<_>>();
+        for k in [1, 10, 200, 5000] {
+            let rows = top_k_dot(&q, &f, k, &exclude);
+            let fast = top_k_dot_panels(&q, &panels, k, &exclude);
+            assert_eq!(ids(fast.clone()), ids(rows.clone()), "k {k}");
+            for (a, b) in fast.iter().zip(&rows) {
+                assert!((a.1 - b.1).abs() <= 1e-5 * (1.0 + b.1.abs()));
+            }
+            for of in [0, BLOCK, f.rows - 1] {
+                assert_eq!(
+                    ids(top_k_cosine_panels(f.row(of), &panels, &n, of, k)),
+                    ids(top_k_cosine(&f, &n, of, k)),
+                    "k {k} of {of}"
+                );
+            }
+        }
+        assert!(top_k_dot_panels(&q[..3], &panels, 3, &[]).is_empty());
     }
 
     #[test]
