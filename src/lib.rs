@@ -25,6 +25,7 @@ pub mod sql_args;
 pub mod state;
 pub mod store;
 pub mod table_function;
+pub mod workers;
 
 /// Registers every SQL object on one connection.
 fn register(db: Connection) -> Result<bool> {

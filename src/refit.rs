@@ -26,6 +26,7 @@ use crate::options::Options;
 use crate::sql_args;
 use crate::state::resolve_model;
 use crate::store::{ModelMeta, Shadow, StoredModel};
+use crate::workers;
 
 const WHO: &str = "foryou_refit";
 
@@ -145,16 +146,6 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
     } else {
         Mode::Full
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.threads)
-        .build()
-        .map_err(|e| {
-            sql_error(format!(
-                "{WHO}: cannot start {} worker threads ({e})",
-                options.threads
-            ))
-        })?;
-    let threads = pool.current_num_threads();
     let params = AlsParams {
         factors: options.factors,
         iterations: if mode == Mode::Incremental {
@@ -174,18 +165,27 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
         ts: &events.ts,
     };
     let newest = feedback::newest_ts(&columns);
-    let (fb, fitted) = pool.install(|| {
-        let fb = feedback::build(&columns, &options.feedback(), newest);
-        let fitted = match &previous {
-            Some(p) => {
-                let users = warm_start(&fb.user_ids, &p.user_ids, &p.users, params.seed, 0);
-                let items = warm_start(&fb.item_ids, &p.item_ids, &p.items, params.seed, 1);
-                als::fit_warm(&fb.data, &params, &pool, users, items)
-            }
-            None => als::fit(&fb.data, &params, &pool),
-        };
-        (fb, fitted)
-    });
+    let (fb, fitted, threads) = workers::with_pool(options.threads, |pool| {
+        let (fb, fitted) = pool.install(|| {
+            let fb = feedback::build(&columns, &options.feedback(), newest);
+            let fitted = match &previous {
+                Some(p) => {
+                    let users = warm_start(&fb.user_ids, &p.user_ids, &p.users, params.seed, 0);
+                    let items = warm_start(&fb.item_ids, &p.item_ids, &p.items, params.seed, 1);
+                    als::fit_warm(&fb.data, &params, pool, users, items)
+                }
+                None => als::fit(&fb.data, &params, pool),
+            };
+            (fb, fitted)
+        });
+        (fb, fitted, pool.current_num_threads())
+    })
+    .map_err(|e| {
+        sql_error(format!(
+            "{WHO}: cannot start {} worker threads ({e})",
+            options.threads
+        ))
+    })?;
     let (users, items, report) =
         fitted.map_err(|e| sql_error(format!("{WHO}: {e}; the previous model is kept")))?;
 

@@ -117,10 +117,10 @@ impl Serving {
         } else {
             vec![1.0; model.items.rows]
         };
-        let item_gramian = match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
-            Ok(pool) => als::weighted_gramian(&model.items, &item_weights, &pool),
-            Err(_) => vec![0.0; model.items.dim * model.items.dim],
-        };
+        let item_gramian = crate::workers::with_pool(1, |pool| {
+            als::weighted_gramian(&model.items, &item_weights, pool)
+        })
+        .unwrap_or_else(|_| vec![0.0; model.items.dim * model.items.dim]);
         let mut by_views: Vec<(f32, i64)> = model
             .popularity
             .iter()

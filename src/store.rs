@@ -261,11 +261,26 @@ impl Shadow {
         only_id: Option<i64>,
         limit: usize,
     ) -> Result<Vec<(i64, Event)>> {
+        // One statement per shape, each with plain terms the planner can use (a rowid
+        // range, the user index, one rowid): "?1 IS NULL OR id > ?1" would make every
+        // page a scan from the first row, quadratic over a whole table.
+        let filter = match (user_id.is_some(), only_id.is_some()) {
+            (_, true) => "id = ?3 AND id >= ?1 AND (?2 IS NULL OR user_id = ?2)",
+            (true, false) => "user_id = ?2 AND id >= ?1",
+            (false, false) => "id >= ?1",
+        };
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT id, user_id, item_id, watch_time, duration, ts FROM {} \
-             WHERE (?1 IS NULL OR id > ?1) AND (?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR id = ?3) ORDER BY id LIMIT ?4",
+            "SELECT id, user_id, item_id, watch_time, duration, ts FROM {} WHERE {filter} ORDER BY id LIMIT ?4",
             self.name("events")
         ))?;
+        // The first rowid to return (inclusive, so that i64::MIN can be one).
+        let after = match after {
+            None => i64::MIN,
+            Some(last) => match last.checked_add(1) {
+                Some(next) => next,
+                None => return Ok(Vec::new()),
+            },
+        };
         let rows = stmt.query_map(params![after, user_id, only_id, limit as i64], |row| {
             Ok((
                 row.get(0)?,

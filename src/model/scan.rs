@@ -255,7 +255,11 @@ pub const HALF_LIMIT: f32 = 60000.0;
 impl HalfFactors {
     /// None when a value is not finite or beyond [`HALF_LIMIT`] (the f32 scan is used then).
     pub fn from_f32(f: &Factors) -> Option<Self> {
-        if !f.data.iter().all(|v| v.is_finite() && v.abs() <= HALF_LIMIT) {
+        if !f
+            .data
+            .iter()
+            .all(|v| v.is_finite() && v.abs() <= HALF_LIMIT)
+        {
             return None;
         }
         Some(HalfFactors {

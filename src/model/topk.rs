@@ -325,7 +325,7 @@ fn two_pass(
         }
     };
     // Pass 1: approximate scores, and the k-th best lower bound T. Large catalogues
-    // are scanned by two workers (one core alone does not use the memory bandwidth);
+    // are scanned by two threads (one core alone does not use the memory bandwidth);
     // the result does not depend on it: each worker keeps the k best lower bounds of
     // its half and the two heaps are merged.
     let mut approx = vec![0.0f32; rows];
@@ -350,7 +350,16 @@ fn two_pass(
     let lower = if rows >= PARALLEL_ROWS {
         let middle = (rows / 2).next_multiple_of(BLOCK);
         let (left, right) = approx.split_at_mut(middle);
-        let (mut a, b) = rayon::join(|| scan(left, 0), || scan(right, middle));
+        // A scoped thread, joined before the scope ends (see src/workers.rs for why no
+        // thread may outlive the call).
+        let (mut a, b) = std::thread::scope(|s| {
+            let right = s.spawn(|| scan(right, middle));
+            let a = scan(left, 0);
+            (a, right.join())
+        });
+        let Ok(b) = b else {
+            return None;
+        };
         for c in b.heap {
             a.push(c.index, c.score);
         }
