@@ -265,7 +265,7 @@ mod tests {
         let mut out = vec![];
         for u in 0..n_users {
             for i in 0..n_items {
-                if lcg(&mut s) % 3 == 0 {
+                if lcg(&mut s).is_multiple_of(3) {
                     out.push(Entry {
                         user: u as u32,
                         item: i as u32,
