@@ -7,9 +7,10 @@
 //! start from the seed; `incremental_iterations` sweeps). An incremental refit with no
 //! stored model runs a full one.
 //!
-//! Events are read into owned arrays on the calling thread; the factorisation runs on
-//! a rayon pool of `threads` workers that never touch SQLite; the result is written
-//! back on the calling thread inside one savepoint.
+//! Events are streamed from SQL on the calling thread straight into a compact
+//! [`feedback::EventSink`] (16 bytes per event, no column buffers); aggregation and the
+//! factorisation run on a rayon pool of `threads` workers that never touch SQLite; the
+//! result is written back on the calling thread inside one savepoint.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,8 +122,16 @@ fn warm_start(
 /// Model errors (divergence) are `Error::ModuleError`; SQLite errors pass through.
 pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) -> Result<String> {
     let started = Instant::now();
-    let events = shadow.read_events(conn)?;
-    if events.user_ids.is_empty() {
+    let feedback_params = options.feedback();
+    // Size the buffers once (the rowid span bounds the count; capped, so that a few
+    // huge explicit rowids cannot make it reserve a lot).
+    let hint = shadow.event_id_span(conn)?.min(1 << 26) as usize;
+    let mut sink = feedback::EventSink::new(&feedback_params, hint);
+    let (event_count, last_id) = shadow
+        .stream_events(conn, |user, item, watch, duration, ts| {
+            sink.push(user, item, watch, duration, ts)
+        })?;
+    if sink.is_empty() {
         return Err(sql_error(format!(
             "{WHO}: {} has no events to learn from; INSERT watch events first",
             shadow.table
@@ -166,16 +175,9 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
         cg_steps: options.cg_steps,
         seed: options.seed,
     };
-    let columns = feedback::Events {
-        user_ids: &events.user_ids,
-        item_ids: &events.item_ids,
-        watch_time: &events.watch_time,
-        duration: &events.duration,
-        ts: &events.ts,
-    };
-    let newest = feedback::newest_ts(&columns);
+    let newest = sink.newest_ts();
     let (fb, fitted) = pool.install(|| {
-        let fb = feedback::build(&columns, &options.feedback(), newest);
+        let fb = sink.finish(newest);
         let fitted = match &previous {
             Some(p) => {
                 let users = warm_start(&fb.user_ids, &p.user_ids, &p.users, params.seed, 0);
@@ -196,7 +198,7 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
         "version": version,
         "users": fb.user_ids.len(),
         "items": fb.item_ids.len(),
-        "events": events.user_ids.len(),
+        "events": event_count,
         "pairs": fb.data.nnz(),
         "skipped_pairs": fb.skipped_pairs,
         "factors": options.factors,
@@ -215,7 +217,7 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
         meta: ModelMeta {
             version,
             tag: new_tag(version),
-            events_upto: events.last_id,
+            events_upto: last_id,
             report: report.clone(),
             newest_ts: newest,
             options: options.training_json(),

@@ -281,7 +281,72 @@ impl Shadow {
         rows.collect()
     }
 
-    /// Every event, read into owned columns on the calling thread (for a refit).
+    /// Streams every event in rowid order to `f(user_id, item_id, watch_time, duration,
+    /// ts)` on the calling thread, with no intermediate buffers (a refit aggregates them
+    /// as they come). Returns the number of events and the largest rowid (0 if none).
+    pub fn stream_events(
+        &self,
+        conn: &Connection,
+        mut f: impl FnMut(i64, i64, f64, f64, i64),
+    ) -> Result<(usize, i64)> {
+        use rusqlite::types::{FromSqlError, ValueRef};
+        let mut stmt = conn.prepare(&format!(
+            "SELECT id, user_id, item_id, watch_time, duration, ts FROM {} ORDER BY id",
+            self.name("events")
+        ))?;
+        let wrong_type = |column: usize, value: ValueRef<'_>| {
+            rusqlite::Error::FromSqlConversionFailure(
+                column,
+                value.data_type(),
+                Box::new(FromSqlError::InvalidType),
+            )
+        };
+        // The columns are declared NOT NULL with INTEGER / REAL affinity; a REAL column
+        // may still hand back an INTEGER (as `row.get::<f64>` accepts).
+        let int = |row: &rusqlite::Row<'_>, column: usize| match row.get_ref(column)? {
+            ValueRef::Integer(v) => Ok(v),
+            other => Err(wrong_type(column, other)),
+        };
+        let real = |row: &rusqlite::Row<'_>, column: usize| match row.get_ref(column)? {
+            ValueRef::Real(v) => Ok(v),
+            ValueRef::Integer(v) => Ok(v as f64),
+            other => Err(wrong_type(column, other)),
+        };
+        let mut rows = stmt.query([])?;
+        let (mut count, mut last_id) = (0usize, 0i64);
+        while let Some(row) = rows.next()? {
+            last_id = int(row, 0)?;
+            f(
+                int(row, 1)?,
+                int(row, 2)?,
+                real(row, 3)?,
+                real(row, 4)?,
+                int(row, 5)?,
+            );
+            count += 1;
+        }
+        Ok((count, last_id))
+    }
+
+    /// `max(id) − min(id) + 1` of the events (0 if none): an upper bound of their number,
+    /// from two index lookups (a refit sizes its buffers with it).
+    pub fn event_id_span(&self, conn: &Connection) -> Result<u64> {
+        let events = self.name("events");
+        conn.query_row(
+            &format!("SELECT (SELECT min(id) FROM {events}), (SELECT max(id) FROM {events})"),
+            [],
+            |row| {
+                Ok(
+                    match (row.get::<_, Option<i64>>(0)?, row.get::<_, Option<i64>>(1)?) {
+                        (Some(lo), Some(hi)) => (hi as i128 - lo as i128 + 1) as u64,
+                        _ => 0,
+                    },
+                )
+            },
+        )
+    }
+
+    /// Every event, read into owned columns on the calling thread.
     pub fn read_events(&self, conn: &Connection) -> Result<EventColumns> {
         let mut out = EventColumns::default();
         let mut stmt = conn.prepare(&format!(
