@@ -470,10 +470,7 @@ impl<'p> EventSink<'p> {
         let mut user_conf = vec![0f32; nnz];
         let mut user_pref = vec![0f32; nnz];
         // Each pair: R = Σ w·r over its watches, S = Σ w over its skips, in event order.
-        let aggregate = |(events, ((items_out, conf_out), pref_out)): (
-            &mut &mut [u32],
-            ((&mut [u32], &mut [f32]), &mut [f32]),
-        )| {
+        let aggregate = |events: &[u32], (items_out, conf_out, pref_out): PairRow<'_>| {
             let mut out = 0;
             let mut at = 0;
             while at < events.len() {
@@ -501,19 +498,22 @@ impl<'p> EventSink<'p> {
             }
         };
         {
-            let items_rows = split_rows(&mut user_items, &user_ptr);
-            let conf_rows = split_rows(&mut user_conf, &user_ptr);
-            let pref_rows = split_rows(&mut user_pref, &user_ptr);
+            let out_rows: Vec<PairRow<'_>> = split_rows(&mut user_items, &user_ptr)
+                .into_iter()
+                .zip(split_rows(&mut user_conf, &user_ptr))
+                .zip(split_rows(&mut user_pref, &user_ptr))
+                .map(|((i, c), p)| (i, c, p))
+                .collect();
             if parallel {
                 event_rows
-                    .par_iter_mut()
-                    .zip(items_rows.into_par_iter().zip(conf_rows).zip(pref_rows))
-                    .for_each(aggregate);
+                    .par_iter()
+                    .zip(out_rows)
+                    .for_each(|(events, out)| aggregate(events, out));
             } else {
                 event_rows
-                    .iter_mut()
-                    .zip(items_rows.into_iter().zip(conf_rows).zip(pref_rows))
-                    .for_each(aggregate);
+                    .iter()
+                    .zip(out_rows)
+                    .for_each(|(events, out)| aggregate(events, out));
             }
         }
         drop(event_rows);
@@ -541,6 +541,9 @@ impl<'p> EventSink<'p> {
         }
     }
 }
+
+/// One user's output row: items, confidences, preferences.
+type PairRow<'a> = (&'a mut [u32], &'a mut [f32], &'a mut [f32]);
 
 /// `data` cut into the rows of a CSR pointer array (`ptr[0] = 0`, `ptr.last() = len`).
 fn split_rows<'a, T>(mut data: &'a mut [T], ptr: &[usize]) -> Vec<&'a mut [T]> {
@@ -685,7 +688,7 @@ mod tests {
             let user_ids: Vec<i64> = (0..n)
                 .map(|_| {
                     let r = lcg(&mut s) % 400;
-                    if r % 7 == 0 {
+                    if r.is_multiple_of(7) {
                         -(r as i64) * 1_000_000_007
                     } else {
                         r as i64 * 31
