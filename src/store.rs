@@ -284,45 +284,74 @@ impl Shadow {
     /// Streams every event in rowid order to `f(user_id, item_id, watch_time, duration,
     /// ts)` on the calling thread, with no intermediate buffers (a refit aggregates them
     /// as they come). Returns the number of events and the largest rowid (0 if none).
+    ///
+    /// This is the refit's hot loop (one call per event), so it drives the statement
+    /// through the C API: one `sqlite3_column_*` call per value, where rusqlite's checked
+    /// getters make three (each taking the connection's mutex). Values take SQLite's
+    /// usual conversions (the columns are `NOT NULL` with INTEGER / REAL affinity, and
+    /// the virtual table validates every event, so they are of the declared types).
     pub fn stream_events(
         &self,
         conn: &Connection,
         mut f: impl FnMut(i64, i64, f64, f64, i64),
     ) -> Result<(usize, i64)> {
-        use rusqlite::types::{FromSqlError, ValueRef};
-        let mut stmt = conn.prepare(&format!(
+        use rusqlite::ffi;
+        use std::ffi::CString;
+        let sql = CString::new(format!(
             "SELECT id, user_id, item_id, watch_time, duration, ts FROM {} ORDER BY id",
             self.name("events")
-        ))?;
-        let wrong_type = |column: usize, value: ValueRef<'_>| {
-            rusqlite::Error::FromSqlConversionFailure(
-                column,
-                value.data_type(),
-                Box::new(FromSqlError::InvalidType),
-            )
+        ))
+        .map_err(|_| sql_error("foryou: a table name holds a NUL character".to_string()))?;
+        /// Finalizes the statement on every path, panics included.
+        struct Stmt(*mut ffi::sqlite3_stmt);
+        impl Drop for Stmt {
+            fn drop(&mut self) {
+                // SAFETY: the pointer came from sqlite3_prepare_v2 (or is null, which
+                // sqlite3_finalize accepts) and is finalized exactly once, here.
+                unsafe { ffi::sqlite3_finalize(self.0) };
+            }
+        }
+        let failure = |db: *mut ffi::sqlite3, code: std::os::raw::c_int| {
+            // SAFETY: `db` is the live connection handle; sqlite3_errmsg returns a
+            // NUL-terminated string owned by SQLite, copied before any other call.
+            let message = unsafe {
+                std::ffi::CStr::from_ptr(ffi::sqlite3_errmsg(db))
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            rusqlite::Error::SqliteFailure(ffi::Error::new(code), Some(message))
         };
-        // The columns are declared NOT NULL with INTEGER / REAL affinity; a REAL column
-        // may still hand back an INTEGER (as `row.get::<f64>` accepts).
-        let int = |row: &rusqlite::Row<'_>, column: usize| match row.get_ref(column)? {
-            ValueRef::Integer(v) => Ok(v),
-            other => Err(wrong_type(column, other)),
+        // SAFETY: the handle of a live `Connection` borrowed for this whole call, used on
+        // this thread only; rusqlite holds no statement of ours on it.
+        let db = unsafe { conn.handle() };
+        let mut stmt = Stmt(std::ptr::null_mut());
+        // SAFETY: `sql` is NUL-terminated (length −1), `stmt.0` receives the statement.
+        let rc = unsafe {
+            ffi::sqlite3_prepare_v2(db, sql.as_ptr(), -1, &mut stmt.0, std::ptr::null_mut())
         };
-        let real = |row: &rusqlite::Row<'_>, column: usize| match row.get_ref(column)? {
-            ValueRef::Real(v) => Ok(v),
-            ValueRef::Integer(v) => Ok(v as f64),
-            other => Err(wrong_type(column, other)),
-        };
-        let mut rows = stmt.query([])?;
+        if rc != ffi::SQLITE_OK {
+            return Err(failure(db, rc));
+        }
         let (mut count, mut last_id) = (0usize, 0i64);
-        while let Some(row) = rows.next()? {
-            last_id = int(row, 0)?;
-            f(
-                int(row, 1)?,
-                int(row, 2)?,
-                real(row, 3)?,
-                real(row, 4)?,
-                int(row, 5)?,
-            );
+        loop {
+            // SAFETY: a prepared statement, stepped until it reports DONE or an error.
+            match unsafe { ffi::sqlite3_step(stmt.0) } {
+                ffi::SQLITE_ROW => {}
+                ffi::SQLITE_DONE => break,
+                rc => return Err(failure(db, rc)),
+            }
+            // SAFETY: the statement has a current row with the 6 columns selected above;
+            // the column readers take the index and return plain values.
+            unsafe {
+                last_id = ffi::sqlite3_column_int64(stmt.0, 0);
+                f(
+                    ffi::sqlite3_column_int64(stmt.0, 1),
+                    ffi::sqlite3_column_int64(stmt.0, 2),
+                    ffi::sqlite3_column_double(stmt.0, 3),
+                    ffi::sqlite3_column_double(stmt.0, 4),
+                    ffi::sqlite3_column_int64(stmt.0, 5),
+                );
+            }
             count += 1;
         }
         Ok((count, last_id))
