@@ -589,14 +589,10 @@ fn weighted_gramian_exact(f: &Factors, weights: &[f32], pool: &rayon::ThreadPool
             .map(|(block, ws)| {
                 // Upper triangle only.
                 let mut acc = vec![0.0f64; dim * dim];
-                let mut x = vec![0.0f64; dim];
-                for (row, &w) in block.chunks_exact(dim).zip(ws) {
-                    for (xk, &v) in x.iter_mut().zip(row) {
-                        *xk = v as f64;
-                    }
-                    // acc[i, j] += (w·x_i)·x_j for j >= i, one FMA each.
-                    kernels::syr_upper_f64(&mut acc, &x, w as f64);
-                }
+                let xs: Vec<f64> = block.iter().map(|&v| v as f64).collect();
+                let ws: Vec<f64> = ws.iter().map(|&w| w as f64).collect();
+                // acc[i, j] += (w·x_i)·x_j for j >= i, one FMA each, rows in order.
+                kernels::syr_upper_f64(&mut acc, &xs, &ws);
                 acc
             })
             .collect()

@@ -161,26 +161,58 @@ fn axpy_body(y: &mut [f32], a: f32, x: &[f32]) {
     }
 }
 
+/// `out[k] = lo[k] + hi[k]`, `lo[k]` the FMA chain over `j < n/2` and `hi[k]` over
+/// `j >= n/2` (two independent chains: twice the FMAs in flight), from 0.
 #[inline(always)]
 fn gemv_body(g: &[f32], v: &[f32], out: &mut [f32]) {
     let n = out.len();
-    out.iter_mut().for_each(|o| *o = 0.0);
-    for (j, &vj) in v.iter().enumerate() {
-        let row = &g[j * n..(j + 1) * n];
-        for (o, &gjk) in out.iter_mut().zip(row) {
-            *o = vj.mul_add(gjk, *o);
+    let h = n / 2;
+    const W: usize = 64;
+    for c0 in (0..n).step_by(W) {
+        let w = W.min(n - c0);
+        let (mut lo, mut hi) = ([0.0f32; W], [0.0f32; W]);
+        for j in 0..n {
+            let row = &g[j * n + c0..j * n + c0 + w];
+            let acc = if j < h { &mut lo[..w] } else { &mut hi[..w] };
+            for (a, &gjk) in acc.iter_mut().zip(row) {
+                *a = v[j].mul_add(gjk, *a);
+            }
+        }
+        for k in 0..w {
+            out[c0 + k] = lo[k] + hi[k];
         }
     }
 }
 
+/// Rows one after the other (each element sees the same FMAs in row order), four at a
+/// time so that each element of `acc` is loaded and stored once per four rows.
 #[inline(always)]
-fn syr_body(acc: &mut [f64], x: &[f64], w: f64) {
-    let dim = x.len();
+fn syr_body(acc: &mut [f64], xs: &[f64], ws: &[f64]) {
+    let dim = xs.len().checked_div(ws.len()).unwrap_or(0);
+    let mut r = 0;
+    while r + 4 <= ws.len() {
+        syr_block::<4>(acc, &xs[r * dim..(r + 4) * dim], &ws[r..r + 4], dim);
+        r += 4;
+    }
+    while r < ws.len() {
+        syr_block::<1>(acc, &xs[r * dim..(r + 1) * dim], &ws[r..r + 1], dim);
+        r += 1;
+    }
+}
+
+#[inline(always)]
+fn syr_block<const M: usize>(acc: &mut [f64], xs: &[f64], ws: &[f64], dim: usize) {
+    assert!(xs.len() == M * dim && ws.len() == M && acc.len() == dim * dim);
     for i in 0..dim {
-        let wxi = w * x[i];
-        let row = &mut acc[i * dim + i..(i + 1) * dim];
-        for (a, &xj) in row.iter_mut().zip(&x[i..]) {
-            *a = wxi.mul_add(xj, *a);
+        let wx: [f64; M] = std::array::from_fn(|r| ws[r] * xs[r * dim + i]);
+        let rows: [&[f64]; M] = std::array::from_fn(|r| &xs[r * dim + i..(r + 1) * dim]);
+        let out = &mut acc[i * dim + i..(i + 1) * dim];
+        for (jj, a) in out.iter_mut().enumerate() {
+            let mut v = *a;
+            for r in 0..M {
+                v = wx[r].mul_add(rows[r][jj], v);
+            }
+            *a = v;
         }
     }
 }
@@ -230,7 +262,8 @@ pub fn axpy_at(level: Level, y: &mut [f32], a: f32, x: &[f32]) {
 }
 
 /// `out = G v` for a symmetric row-major `n × n` matrix `g` (`n = out.len()`), computed
-/// as `Σ_j v[j]·G[j,:]`: element `k` is the FMA chain over `j = 0, 1, ...` from 0.
+/// as `Σ_j v[j]·G[j,:]`: element `k` is the sum of two FMA chains from 0, one over
+/// `j < n/2` and one over `j >= n/2`, in increasing `j`.
 ///
 /// # Panics
 /// If `g.len() != n²` or `v.len() != n`.
@@ -310,26 +343,31 @@ pub fn gather_dot_axpy_at<F, G>(
     }
 }
 
-/// `acc[i, j] += (w·x[i])·x[j]` (one FMA) for `j >= i`: the upper triangle of a
-/// row-major `n × n` f64 matrix, `n = x.len()`.
+/// For each row `x` of `xs` (row-major, `ws.len()` rows of `n`) in order, with its
+/// weight `w`: `acc[i, j] += (w·x[i])·x[j]` (one FMA) for `j >= i`, the upper triangle
+/// of a row-major `n × n` f64 matrix.
 ///
 /// # Panics
-/// If `acc.len() != n²`.
+/// If `xs.len() != ws.len()·n` or `acc.len() != n²`.
 #[inline]
-pub fn syr_upper_f64(acc: &mut [f64], x: &[f64], w: f64) {
-    syr_upper_f64_at(level(), acc, x, w)
+pub fn syr_upper_f64(acc: &mut [f64], xs: &[f64], ws: &[f64]) {
+    syr_upper_f64_at(level(), acc, xs, ws)
 }
 
-pub fn syr_upper_f64_at(level: Level, acc: &mut [f64], x: &[f64], w: f64) {
-    assert_eq!(acc.len(), x.len() * x.len(), "syr_upper_f64: shapes");
+pub fn syr_upper_f64_at(level: Level, acc: &mut [f64], xs: &[f64], ws: &[f64]) {
+    let n = (acc.len() as f64).sqrt() as usize;
+    assert!(
+        n * n == acc.len() && xs.len() == ws.len() * n,
+        "syr_upper_f64: shapes"
+    );
     match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: features detected (see `dot_at`).
-        Level::Avx512 => unsafe { x86::syr_avx512(acc, x, w) },
+        Level::Avx512 => unsafe { x86::syr_avx512(acc, xs, ws) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: features detected (see `dot_at`).
-        Level::Avx2 => unsafe { x86::syr_avx2(acc, x, w) },
-        _ => syr_body(acc, x, w),
+        Level::Avx2 => unsafe { x86::syr_avx2(acc, xs, ws) },
+        _ => syr_body(acc, xs, ws),
     }
 }
 
@@ -462,23 +500,37 @@ mod x86 {
             // Element-wise: the plain loop vectorises with the same bits.
             return gemv_body(g, v, out);
         }
-        // Blocks of up to 4 registers of `out`, each an FMA chain over j.
+        // Blocks of up to 4 registers of `out`, each two FMA chains (j < n/2, j >= n/2)
+        // advanced side by side, added at the end (as `gemv_body`).
         let gp = g.as_ptr();
+        let h = n / 2;
         let mut base = 0;
         while base < n {
             let regs = ((n - base) / LANES).min(4);
-            let mut acc = [_mm512_setzero_ps(); 4];
-            for (j, &vj) in v.iter().enumerate() {
-                let b = _mm512_set1_ps(vj);
-                for (r, a) in acc.iter_mut().enumerate().take(regs) {
-                    // SAFETY: j < n and base + 16r + 15 < n, so the index is below n².
-                    let row = unsafe { _mm512_loadu_ps(gp.add(j * n + base + r * LANES)) };
-                    *a = _mm512_fmadd_ps(b, row, *a);
+            let mut lo = [_mm512_setzero_ps(); 4];
+            let mut hi = [_mm512_setzero_ps(); 4];
+            for j in 0..n - h {
+                let b_hi = _mm512_set1_ps(v[h + j]);
+                let b_lo = _mm512_set1_ps(if j < h { v[j] } else { 0.0 });
+                for r in 0..regs {
+                    // SAFETY: h + j < n and base + 16r + 15 < n: inside the n² values.
+                    let row = unsafe { _mm512_loadu_ps(gp.add((h + j) * n + base + r * LANES)) };
+                    hi[r] = _mm512_fmadd_ps(b_hi, row, hi[r]);
+                    if j < h {
+                        // SAFETY: j < h <= n, same column range.
+                        let row = unsafe { _mm512_loadu_ps(gp.add(j * n + base + r * LANES)) };
+                        lo[r] = _mm512_fmadd_ps(b_lo, row, lo[r]);
+                    }
                 }
             }
-            for (r, a) in acc.iter().enumerate().take(regs) {
+            for r in 0..regs {
                 // SAFETY: base + 16r + 15 < n = out.len().
-                unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(base + r * LANES), *a) };
+                unsafe {
+                    _mm512_storeu_ps(
+                        out.as_mut_ptr().add(base + r * LANES),
+                        _mm512_add_ps(lo[r], hi[r]),
+                    )
+                };
             }
             base += regs * LANES;
         }
@@ -589,10 +641,10 @@ mod x86 {
     }
 
     /// # Safety
-    /// AVX-512F present; `acc.len() == x.len()²`.
+    /// AVX-512F present; shapes as `syr_upper_f64_at` checks.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn syr_avx512(acc: &mut [f64], x: &[f64], w: f64) {
-        syr_body(acc, x, w)
+    pub unsafe fn syr_avx512(acc: &mut [f64], xs: &[f64], ws: &[f64]) {
+        syr_body(acc, xs, ws)
     }
 
     // -- AVX2 + FMA -----------------------------------------------------------------------
@@ -696,21 +748,34 @@ mod x86 {
             return gemv_body(g, v, out);
         }
         let gp = g.as_ptr();
+        let h = n / 2;
         let mut base = 0;
         while base < n {
-            let regs = ((n - base) / 8).min(8);
-            let mut acc = [_mm256_setzero_ps(); 8];
-            for (j, &vj) in v.iter().enumerate() {
-                let b = _mm256_set1_ps(vj);
-                for (r, a) in acc.iter_mut().enumerate().take(regs) {
-                    // SAFETY: j < n and base + 8r + 7 < n.
-                    let row = unsafe { _mm256_loadu_ps(gp.add(j * n + base + r * 8)) };
-                    *a = _mm256_fmadd_ps(b, row, *a);
+            let regs = ((n - base) / 8).min(4);
+            let mut lo = [_mm256_setzero_ps(); 4];
+            let mut hi = [_mm256_setzero_ps(); 4];
+            for j in 0..n - h {
+                let b_hi = _mm256_set1_ps(v[h + j]);
+                let b_lo = _mm256_set1_ps(if j < h { v[j] } else { 0.0 });
+                for r in 0..regs {
+                    // SAFETY: h + j < n and base + 8r + 7 < n.
+                    let row = unsafe { _mm256_loadu_ps(gp.add((h + j) * n + base + r * 8)) };
+                    hi[r] = _mm256_fmadd_ps(b_hi, row, hi[r]);
+                    if j < h {
+                        // SAFETY: j < h <= n, same column range.
+                        let row = unsafe { _mm256_loadu_ps(gp.add(j * n + base + r * 8)) };
+                        lo[r] = _mm256_fmadd_ps(b_lo, row, lo[r]);
+                    }
                 }
             }
-            for (r, a) in acc.iter().enumerate().take(regs) {
+            for r in 0..regs {
                 // SAFETY: base + 8r + 7 < n = out.len().
-                unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(base + r * 8), *a) };
+                unsafe {
+                    _mm256_storeu_ps(
+                        out.as_mut_ptr().add(base + r * 8),
+                        _mm256_add_ps(lo[r], hi[r]),
+                    )
+                };
             }
             base += regs * 8;
         }
@@ -743,10 +808,10 @@ mod x86 {
     }
 
     /// # Safety
-    /// AVX2 and FMA present; `acc.len() == x.len()²`.
+    /// AVX2 and FMA present; shapes as `syr_upper_f64_at` checks.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn syr_avx2(acc: &mut [f64], x: &[f64], w: f64) {
-        syr_body(acc, x, w)
+    pub unsafe fn syr_avx2(acc: &mut [f64], xs: &[f64], ws: &[f64]) {
+        syr_body(acc, xs, ws)
     }
 }
 
@@ -841,9 +906,39 @@ mod tests {
                 }
             }
             assert_eq!(bits(&acc_sep), bits(&acc_want));
-            let x: Vec<f64> = values(n, &mut s).iter().map(|&v| v as f64).collect();
+            // 7 rows: a block of four, then three single rows; equal to one row at a time.
+            let xs: Vec<f64> = values(7 * n, &mut s).iter().map(|&v| v as f64).collect();
+            let ws = [1.7, 0.0, -2.5, 1.0, 3.25, 1e-3, 7.0];
             let mut syr_want = vec![0.5f64; n * n];
-            syr_upper_f64_at(Level::Scalar, &mut syr_want, &x, 1.7);
+            syr_upper_f64_at(Level::Scalar, &mut syr_want, &xs, &ws);
+            let mut one_by_one = vec![0.5f64; n * n];
+            for r in 0..7 {
+                let x = &xs[r * n..(r + 1) * n];
+                for i in 0..n {
+                    for j in i..n {
+                        let a = &mut one_by_one[i * n + j];
+                        *a = (ws[r] * x[i]).mul_add(x[j], *a);
+                    }
+                }
+            }
+            assert!(one_by_one
+                .iter()
+                .zip(&syr_want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            // gemv: the two chains of its definition.
+            let mut two_chains = vec![0.0f32; n];
+            for (k, o) in two_chains.iter_mut().enumerate() {
+                let (mut lo, mut hi) = (0.0f32, 0.0f32);
+                for j in 0..n {
+                    if j < n / 2 {
+                        lo = v[j].mul_add(g[j * n + k], lo);
+                    } else {
+                        hi = v[j].mul_add(g[j * n + k], hi);
+                    }
+                }
+                *o = lo + hi;
+            }
+            assert_eq!(bits(&two_chains), bits(&want), "gemv definition n {n}");
             for &l in &levels {
                 let mut out = vec![f32::NAN; n];
                 gemv_sym_at(l, &g, &v, &mut out);
@@ -852,7 +947,7 @@ mod tests {
                 gather_dot_axpy_at(l, &table, &cols, &v, &mut acc, coef);
                 assert_eq!(bits(&acc), bits(&acc_want), "gather {l:?} n {n}");
                 let mut syr = vec![0.5f64; n * n];
-                syr_upper_f64_at(l, &mut syr, &x, 1.7);
+                syr_upper_f64_at(l, &mut syr, &xs, &ws);
                 assert!(
                     syr.iter()
                         .zip(&syr_want)
