@@ -161,25 +161,14 @@ fn axpy_body(y: &mut [f32], a: f32, x: &[f32]) {
     }
 }
 
-/// `out[k] = lo[k] + hi[k]`, `lo[k]` the FMA chain over `j < n/2` and `hi[k]` over
-/// `j >= n/2` (two independent chains: twice the FMAs in flight), from 0.
 #[inline(always)]
 fn gemv_body(g: &[f32], v: &[f32], out: &mut [f32]) {
     let n = out.len();
-    let h = n / 2;
-    const W: usize = 64;
-    for c0 in (0..n).step_by(W) {
-        let w = W.min(n - c0);
-        let (mut lo, mut hi) = ([0.0f32; W], [0.0f32; W]);
-        for j in 0..n {
-            let row = &g[j * n + c0..j * n + c0 + w];
-            let acc = if j < h { &mut lo[..w] } else { &mut hi[..w] };
-            for (a, &gjk) in acc.iter_mut().zip(row) {
-                *a = v[j].mul_add(gjk, *a);
-            }
-        }
-        for k in 0..w {
-            out[c0 + k] = lo[k] + hi[k];
+    out.iter_mut().for_each(|o| *o = 0.0);
+    for (j, &vj) in v.iter().enumerate() {
+        let row = &g[j * n..(j + 1) * n];
+        for (o, &gjk) in out.iter_mut().zip(row) {
+            *o = vj.mul_add(gjk, *o);
         }
     }
 }
@@ -262,8 +251,7 @@ pub fn axpy_at(level: Level, y: &mut [f32], a: f32, x: &[f32]) {
 }
 
 /// `out = G v` for a symmetric row-major `n × n` matrix `g` (`n = out.len()`), computed
-/// as `Σ_j v[j]·G[j,:]`: element `k` is the sum of two FMA chains from 0, one over
-/// `j < n/2` and one over `j >= n/2`, in increasing `j`.
+/// as `Σ_j v[j]·G[j,:]`: element `k` is the FMA chain over `j = 0, 1, ...` from 0.
 ///
 /// # Panics
 /// If `g.len() != n²` or `v.len() != n`.
@@ -500,37 +488,23 @@ mod x86 {
             // Element-wise: the plain loop vectorises with the same bits.
             return gemv_body(g, v, out);
         }
-        // Blocks of up to 4 registers of `out`, each two FMA chains (j < n/2, j >= n/2)
-        // advanced side by side, added at the end (as `gemv_body`).
+        // Blocks of up to 4 registers of `out`, each an FMA chain over j.
         let gp = g.as_ptr();
-        let h = n / 2;
         let mut base = 0;
         while base < n {
             let regs = ((n - base) / LANES).min(4);
-            let mut lo = [_mm512_setzero_ps(); 4];
-            let mut hi = [_mm512_setzero_ps(); 4];
-            for j in 0..n - h {
-                let b_hi = _mm512_set1_ps(v[h + j]);
-                let b_lo = _mm512_set1_ps(if j < h { v[j] } else { 0.0 });
-                for r in 0..regs {
-                    // SAFETY: h + j < n and base + 16r + 15 < n: inside the n² values.
-                    let row = unsafe { _mm512_loadu_ps(gp.add((h + j) * n + base + r * LANES)) };
-                    hi[r] = _mm512_fmadd_ps(b_hi, row, hi[r]);
-                    if j < h {
-                        // SAFETY: j < h <= n, same column range.
-                        let row = unsafe { _mm512_loadu_ps(gp.add(j * n + base + r * LANES)) };
-                        lo[r] = _mm512_fmadd_ps(b_lo, row, lo[r]);
-                    }
+            let mut acc = [_mm512_setzero_ps(); 4];
+            for (j, &vj) in v.iter().enumerate() {
+                let b = _mm512_set1_ps(vj);
+                for (r, a) in acc.iter_mut().enumerate().take(regs) {
+                    // SAFETY: j < n and base + 16r + 15 < n, so the index is below n².
+                    let row = unsafe { _mm512_loadu_ps(gp.add(j * n + base + r * LANES)) };
+                    *a = _mm512_fmadd_ps(b, row, *a);
                 }
             }
-            for r in 0..regs {
+            for (r, a) in acc.iter().enumerate().take(regs) {
                 // SAFETY: base + 16r + 15 < n = out.len().
-                unsafe {
-                    _mm512_storeu_ps(
-                        out.as_mut_ptr().add(base + r * LANES),
-                        _mm512_add_ps(lo[r], hi[r]),
-                    )
-                };
+                unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(base + r * LANES), *a) };
             }
             base += regs * LANES;
         }
@@ -748,34 +722,21 @@ mod x86 {
             return gemv_body(g, v, out);
         }
         let gp = g.as_ptr();
-        let h = n / 2;
         let mut base = 0;
         while base < n {
-            let regs = ((n - base) / 8).min(4);
-            let mut lo = [_mm256_setzero_ps(); 4];
-            let mut hi = [_mm256_setzero_ps(); 4];
-            for j in 0..n - h {
-                let b_hi = _mm256_set1_ps(v[h + j]);
-                let b_lo = _mm256_set1_ps(if j < h { v[j] } else { 0.0 });
-                for r in 0..regs {
-                    // SAFETY: h + j < n and base + 8r + 7 < n.
-                    let row = unsafe { _mm256_loadu_ps(gp.add((h + j) * n + base + r * 8)) };
-                    hi[r] = _mm256_fmadd_ps(b_hi, row, hi[r]);
-                    if j < h {
-                        // SAFETY: j < h <= n, same column range.
-                        let row = unsafe { _mm256_loadu_ps(gp.add(j * n + base + r * 8)) };
-                        lo[r] = _mm256_fmadd_ps(b_lo, row, lo[r]);
-                    }
+            let regs = ((n - base) / 8).min(8);
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for (j, &vj) in v.iter().enumerate() {
+                let b = _mm256_set1_ps(vj);
+                for (r, a) in acc.iter_mut().enumerate().take(regs) {
+                    // SAFETY: j < n and base + 8r + 7 < n.
+                    let row = unsafe { _mm256_loadu_ps(gp.add(j * n + base + r * 8)) };
+                    *a = _mm256_fmadd_ps(b, row, *a);
                 }
             }
-            for r in 0..regs {
+            for (r, a) in acc.iter().enumerate().take(regs) {
                 // SAFETY: base + 8r + 7 < n = out.len().
-                unsafe {
-                    _mm256_storeu_ps(
-                        out.as_mut_ptr().add(base + r * 8),
-                        _mm256_add_ps(lo[r], hi[r]),
-                    )
-                };
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(base + r * 8), *a) };
             }
             base += regs * 8;
         }
@@ -795,6 +756,16 @@ mod x86 {
         G: FnOnce(f32) -> f32,
     {
         let dim = v.len();
+        // SAFETY (all arms): the caller's guarantees, passed on unchanged.
+        unsafe {
+            match dim {
+                16 => return gather_avx2_regs::<2, F, G>(table, cols, v, acc, coef),
+                32 => return gather_avx2_regs::<4, F, G>(table, cols, v, acc, coef),
+                48 => return gather_avx2_regs::<6, F, G>(table, cols, v, acc, coef),
+                64 => return gather_avx2_regs::<8, F, G>(table, cols, v, acc, coef),
+                _ => {}
+            }
+        }
         for (k, &c) in cols.iter().enumerate() {
             if let Some(f) = coef(k) {
                 // SAFETY: the caller checked c < table.len() / dim.
@@ -804,6 +775,74 @@ mod x86 {
                     axpy_ptr_avx2(acc.as_mut_ptr(), f(t), y, dim);
                 }
             }
+        }
+    }
+
+    /// `gather_avx2` for `dim = 8·R` (R even), with the accumulator in R registers (the
+    /// row and `v` are read from memory, L1 after the first touch): the same FMAs in
+    /// the same order as `dot_ptr_avx2` (lanes 0–7 in `lo`, 8–15 in `hi`, chunks of 16
+    /// in order) and `axpy_ptr_avx2`, so the same bits.
+    ///
+    /// # Safety
+    /// As `gather_avx2`, and `v.len() == acc.len() == 8·R`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn gather_avx2_regs<const R: usize, F, G>(
+        table: &[f32],
+        cols: &[u32],
+        v: &[f32],
+        acc: &mut [f32],
+        coef: &mut F,
+    ) where
+        F: FnMut(usize) -> Option<G>,
+        G: FnOnce(f32) -> f32,
+    {
+        let dim = R * 8;
+        debug_assert!(v.len() == dim && acc.len() == dim && R % 2 == 0);
+        let mut ar = [_mm256_setzero_ps(); R];
+        for (r, a) in ar.iter_mut().enumerate() {
+            // SAFETY: 8r + 7 < dim = acc.len().
+            *a = unsafe { _mm256_loadu_ps(acc.as_ptr().add(r * 8)) };
+        }
+        let (base, vp) = (table.as_ptr(), v.as_ptr());
+        for (k, &col) in cols.iter().enumerate() {
+            if let Some(&ahead) = cols.get(k + PREFETCH_AHEAD) {
+                // SAFETY: a checked row index; a prefetch reads nothing architecturally.
+                unsafe {
+                    let p = base.add(ahead as usize * dim) as *const i8;
+                    for line in (0..dim * 4).step_by(64) {
+                        _mm_prefetch::<_MM_HINT_T0>(p.add(line));
+                    }
+                }
+            }
+            if let Some(f) = coef(k) {
+                // SAFETY: col is a checked row index: dim values from col·dim; v holds dim.
+                unsafe {
+                    let y = base.add(col as usize * dim);
+                    let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                    for c in 0..R / 2 {
+                        let o = c * LANES;
+                        lo = _mm256_fmadd_ps(
+                            _mm256_loadu_ps(y.add(o)),
+                            _mm256_loadu_ps(vp.add(o)),
+                            lo,
+                        );
+                        hi = _mm256_fmadd_ps(
+                            _mm256_loadu_ps(y.add(o + 8)),
+                            _mm256_loadu_ps(vp.add(o + 8)),
+                            hi,
+                        );
+                    }
+                    let b = _mm256_set1_ps(f(reduce8(_mm256_add_ps(lo, hi))));
+                    for (r, a) in ar.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_ps(b, _mm256_loadu_ps(y.add(r * 8)), *a);
+                    }
+                }
+            }
+        }
+        for (r, a) in ar.iter().enumerate() {
+            // SAFETY: 8r + 7 < dim = acc.len().
+            unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(r * 8), *a) };
         }
     }
 
@@ -925,20 +964,14 @@ mod tests {
                 .iter()
                 .zip(&syr_want)
                 .all(|(a, b)| a.to_bits() == b.to_bits()));
-            // gemv: the two chains of its definition.
-            let mut two_chains = vec![0.0f32; n];
-            for (k, o) in two_chains.iter_mut().enumerate() {
-                let (mut lo, mut hi) = (0.0f32, 0.0f32);
+            // gemv: the single FMA chain of its definition.
+            let mut chain = vec![0.0f32; n];
+            for (k, o) in chain.iter_mut().enumerate() {
                 for j in 0..n {
-                    if j < n / 2 {
-                        lo = v[j].mul_add(g[j * n + k], lo);
-                    } else {
-                        hi = v[j].mul_add(g[j * n + k], hi);
-                    }
+                    *o = v[j].mul_add(g[j * n + k], *o);
                 }
-                *o = lo + hi;
             }
-            assert_eq!(bits(&two_chains), bits(&want), "gemv definition n {n}");
+            assert_eq!(bits(&chain), bits(&want), "gemv definition n {n}");
             for &l in &levels {
                 let mut out = vec![f32::NAN; n];
                 gemv_sym_at(l, &g, &v, &mut out);
