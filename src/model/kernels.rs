@@ -798,7 +798,7 @@ mod x86 {
         G: FnOnce(f32) -> f32,
     {
         let dim = R * 8;
-        debug_assert!(v.len() == dim && acc.len() == dim && R % 2 == 0);
+        debug_assert!(v.len() == dim && acc.len() == dim && R.is_multiple_of(2));
         let mut ar = [_mm256_setzero_ps(); R];
         for (r, a) in ar.iter_mut().enumerate() {
             // SAFETY: 8r + 7 < dim = acc.len().
