@@ -691,9 +691,10 @@ pub fn loss(
     }
 }
 
+/// `Σ a[k]·b[k]` in 8 lanes, a fixed order ([`kernels::dot_f64_f32`]).
 #[inline]
 fn dot_f64_mixed(a: &[f64], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| x * y as f64).sum()
+    kernels::dot_f64_f32(a, b)
 }
 
 /// Solve one user's vector against fixed item factors (fold-in): the same normal

@@ -91,10 +91,11 @@ pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     super::kernels::axpy(y, a, x)
 }
 
-/// f64 dot product of f32 slices (sequential order), for losses and checks.
+/// f64 dot product of f32 slices, for losses and checks: 8 lanes in a fixed order
+/// ([`super::kernels::dot_f32_f64`]; the same bits on every CPU).
 #[inline]
 pub fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+    super::kernels::dot_f32_f64(a, b)
 }
 
 #[cfg(test)]

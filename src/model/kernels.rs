@@ -206,7 +206,57 @@ fn syr_block<const M: usize>(acc: &mut [f64], xs: &[f64], ws: &[f64], dim: usize
     }
 }
 
+/// f64 dot product in 8 lanes (lane `l` takes elements `l, l + 8, ...`), reduced as
+/// `((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7))`. Each product is rounded to f64,
+/// then added (never fused): element-wise lanes, so any vector width gives these bits.
+#[inline(always)]
+fn dot_f64_body<A: Copy + Into<f64>>(a: &[A], b: &[f32]) -> f64 {
+    let n = a.len().min(b.len());
+    let (ca, cb) = (a[..n].chunks_exact(8), b[..n].chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    let mut s = [0.0f64; 8];
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            s[l] += x[l].into() * y[l] as f64;
+        }
+    }
+    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
+        s[l] += (*x).into() * *y as f64;
+    }
+    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+}
+
 // ---- public kernels --------------------------------------------------------------------
+
+/// `Σ a[k]·b[k]` in f64 over the common length (products of two f32 are exact in f64),
+/// in the 8-lane order of `dot_f64_body`: the same bits on every CPU. For losses.
+#[inline]
+pub fn dot_f32_f64(a: &[f32], b: &[f32]) -> f64 {
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: features detected (see `dot_at`).
+        Level::Avx512 => unsafe { x86::dot_f32_f64_avx512(a, b) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: features detected (see `dot_at`).
+        Level::Avx2 => unsafe { x86::dot_f32_f64_avx2(a, b) },
+        _ => dot_f64_body(a, b),
+    }
+}
+
+/// `Σ a[k]·b[k]` for f64 `a` and f32 `b` (each product rounded, then added), in the
+/// 8-lane order of `dot_f64_body`: the same bits on every CPU. For losses.
+#[inline]
+pub fn dot_f64_f32(a: &[f64], b: &[f32]) -> f64 {
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: features detected (see `dot_at`).
+        Level::Avx512 => unsafe { x86::dot_f64_f32_avx512(a, b) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: features detected (see `dot_at`).
+        Level::Avx2 => unsafe { x86::dot_f64_f32_avx2(a, b) },
+        _ => dot_f64_body(a, b),
+    }
+}
 
 /// `Σ a[k]·b[k]` over the common length, in the lane layout of the module doc.
 #[inline]
@@ -363,7 +413,35 @@ pub fn syr_upper_f64_at(level: Level, acc: &mut [f64], xs: &[f64], ws: &[f64]) {
 mod x86 {
     //! The SIMD bodies. Each is `unsafe fn` with `#[target_feature]`: callers guarantee the
     //! features (checked by `level()`); the pointer arithmetic is argued inline.
-    use super::{axpy_body, gemv_body, syr_body, LANES};
+    use super::{axpy_body, dot_f64_body, gemv_body, syr_body, LANES};
+
+    /// # Safety
+    /// AVX-512F present.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dot_f32_f64_avx512(a: &[f32], b: &[f32]) -> f64 {
+        dot_f64_body(a, b)
+    }
+
+    /// # Safety
+    /// AVX-512F present.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dot_f64_f32_avx512(a: &[f64], b: &[f32]) -> f64 {
+        dot_f64_body(a, b)
+    }
+
+    /// # Safety
+    /// AVX2 and FMA present.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_f32_f64_avx2(a: &[f32], b: &[f32]) -> f64 {
+        dot_f64_body(a, b)
+    }
+
+    /// # Safety
+    /// AVX2 and FMA present.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_f64_f32_avx2(a: &[f64], b: &[f32]) -> f64 {
+        dot_f64_body(a, b)
+    }
     use std::arch::x86_64::*;
 
     // -- AVX-512 --------------------------------------------------------------------------
@@ -988,6 +1066,32 @@ mod tests {
                     "syr {l:?} n {n}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn f64_dots_match_across_levels() {
+        let mut s = 3u64;
+        for n in (0..=40).chain([63, 64, 65, 200]) {
+            let (a, b) = (values(n, &mut s), values(n, &mut s));
+            let g: Vec<f64> = values(n, &mut s).iter().map(|&v| v as f64 * 1.1).collect();
+            let want = (dot_f64_body(&a, &b), dot_f64_body(&g, &b));
+            for l in supported() {
+                set_level(l);
+                assert_eq!(
+                    dot_f32_f64(&a, &b).to_bits(),
+                    want.0.to_bits(),
+                    "{l:?} n {n}"
+                );
+                assert_eq!(
+                    dot_f64_f32(&g, &b).to_bits(),
+                    want.1.to_bits(),
+                    "{l:?} n {n}"
+                );
+            }
+            set_level(Level::Avx512);
+            let exact: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+            assert!((want.0 - exact).abs() <= 1e-12 * exact.abs().max(1e-30) + 1e-300);
         }
     }
 
