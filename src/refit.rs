@@ -183,8 +183,9 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
     let started = Instant::now();
     let feedback_params = options.feedback();
     // Size the buffers once (the rowid span bounds the count; capped, so that a few
-    // huge explicit rowids cannot make it reserve a lot).
-    let hint = shadow.event_id_span(conn)?.min(1 << 26) as usize;
+    // huge explicit rowids cannot make it reserve a lot: beyond 2^24 events the
+    // buffers grow as they fill).
+    let hint = shadow.event_id_span(conn)?.min(1 << 24) as usize;
     let (sink, event_count, last_id) = read_events(conn, shadow, &feedback_params, hint)?;
     if sink.is_empty() {
         return Err(sql_error(format!(

@@ -335,17 +335,23 @@ pub struct EventSink<'p> {
 }
 
 impl<'p> EventSink<'p> {
-    /// `capacity`: the expected number of events (a hint).
+    /// `capacity`: the expected number of events (a hint: reserved if the allocator
+    /// agrees, never a failure; the buffers grow as needed anyway).
     pub fn new(params: &'p FeedbackParams, capacity: usize) -> Self {
+        fn reserved<T>(n: usize) -> Vec<T> {
+            let mut v = Vec::new();
+            let _ = v.try_reserve_exact(n);
+            v
+        }
         let recency = params.half_life_days > 0.0;
         EventSink {
             params,
             users: IdMap::new(),
             items: IdMap::new(),
-            user: Vec::with_capacity(capacity),
-            item: Vec::with_capacity(capacity),
-            value: Vec::with_capacity(capacity),
-            ts: Vec::with_capacity(if recency { capacity } else { 0 }),
+            user: reserved(capacity),
+            item: reserved(capacity),
+            value: reserved(capacity),
+            ts: reserved(if recency { capacity } else { 0 }),
             newest: None,
         }
     }
