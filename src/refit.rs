@@ -8,7 +8,7 @@
 //! stored model runs a full one.
 //!
 //! Events are streamed from SQL on the calling thread (with one helper thread mapping
-//! ids as they come, see [`read_events`]) into a compact [`feedback::EventSink`] (16
+//! ids as they come, see `read_events`) into a compact [`feedback::EventSink`] (16
 //! bytes per event, no column buffers); aggregation and the
 //! factorisation run on a rayon pool of `threads` workers that never touch SQLite; the
 //! result is written back on the calling thread inside one savepoint.

@@ -318,7 +318,7 @@ impl IdMap {
 
 /// Builds [`Feedback`] from events pushed one at a time, in event order (a refit streams
 /// them from SQL straight into it, with no column buffers): each event is kept as 16
-/// bytes (dense user and item index, and its watch ratio, or [`SKIP`]; plus its `ts`
+/// bytes (dense user and item index, and its watch ratio, or `SKIP`; plus its `ts`
 /// with recency decay on). [`EventSink::finish`] then aggregates them per (user, item)
 /// pair in event order, so the sums are those of the definition, bit for bit.
 pub struct EventSink<'p> {

@@ -24,7 +24,16 @@
 //!
 //! Element-wise kernels ([`axpy`], [`gemv_sym`], [`syr_upper_f64`]) have no reduction
 //! across elements: each output element is its own chain of FMAs in a fixed order, so
-//! any vector width gives the same bits.
+//! any vector width gives the same bits. [`gather_dot_axpy`], the conjugate-gradient
+//! product, is [`dot`] then [`axpy`] per row (the registers only save loads and
+//! stores). Several SIMD bodies are the scalar code compiled with the target features
+//! enabled and left to LLVM's vectoriser: Rust's float semantics forbid reassociation
+//! and never contract `a * b + c` into an FMA, so vectorising cannot change a result.
+//!
+//! The f64 dot products of the loss ([`dot_f32_f64`], [`dot_f64_f32`]) are the one
+//! place without FMA: 8 lanes (`l, l + 8, ...`), each product rounded to f64 and then
+//! added, reduced as `((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7))` — the same
+//! operations on every level (products of two f32 are exact in f64 anyway).
 //!
 //! The level is chosen once per process ([`level`]); [`set_level`] can lower it (tests, and
 //! the `FORYOU_KERNELS=scalar|avx2|avx512` environment variable, read once, for checks).
