@@ -9,17 +9,7 @@ pub fn foryou_version(_: &Context<'_>) -> Result<&'static str> {
 
 /// One `key: value` per line: extension version, SQLite version, SIMD level, CPUs.
 pub fn foryou_debug(_: &Context<'_>) -> Result<String> {
-    let simd = if simsimd::capabilities::uses_sapphire() {
-        "sapphire"
-    } else if simsimd::capabilities::uses_skylake() {
-        "skylake (avx512)"
-    } else if simsimd::capabilities::uses_haswell() {
-        "haswell (avx2)"
-    } else if simsimd::capabilities::uses_neon() {
-        "neon"
-    } else {
-        "serial"
-    };
+    let simd = crate::model::kernels::level().name();
     Ok(format!(
         "version: {}\nsqlite: {}\nsimd: {simd}\ncpus: {}\nformat: {}",
         env!("CARGO_PKG_VERSION"),

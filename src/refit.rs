@@ -7,9 +7,11 @@
 //! start from the seed; `incremental_iterations` sweeps). An incremental refit with no
 //! stored model runs a full one.
 //!
-//! Events are read into owned arrays on the calling thread; the factorisation runs on
-//! a rayon pool of `threads` workers that never touch SQLite; the result is written
-//! back on the calling thread inside one savepoint.
+//! Events are streamed from SQL on the calling thread (with one helper thread mapping
+//! ids as they come, see `read_events`) into a compact [`feedback::EventSink`] (16
+//! bytes per event, no column buffers); aggregation and the
+//! factorisation run on a rayon pool of `threads` workers that never touch SQLite; the
+//! result is written back on the calling thread inside one savepoint.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,12 +120,75 @@ fn warm_start(
     start
 }
 
+/// Events per block handed from the SQL reader to the aggregating thread.
+const READ_BLOCK: usize = 1 << 14;
+
+/// One event as read: user id, item id, watch time, duration, ts.
+type RawEvent = (i64, i64, f64, f64, i64);
+
+/// Reads every event into an [`feedback::EventSink`], in rowid order. A pipeline: this
+/// thread steps the SQL statement (it alone touches SQLite) and hands blocks of raw
+/// events to one helper thread that maps ids and pushes them (about a quarter of the
+/// per-event work), so the two overlap. Blocks arrive in order, so the sink sees the
+/// events in rowid order as if pushed here. Returns the sink, the number of events and
+/// the largest rowid.
+fn read_events<'p>(
+    conn: &Connection,
+    shadow: &Shadow,
+    params: &'p feedback::FeedbackParams,
+    hint: usize,
+) -> Result<(feedback::EventSink<'p>, usize, i64)> {
+    use std::sync::mpsc::{channel, sync_channel};
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = sync_channel::<Vec<RawEvent>>(4);
+        let (empty_tx, empty_rx) = channel::<Vec<RawEvent>>();
+        let worker = scope.spawn(move || {
+            let mut sink = feedback::EventSink::new(params, hint);
+            for mut block in full_rx {
+                for &(user, item, watch, duration, ts) in &block {
+                    sink.push(user, item, watch, duration, ts);
+                }
+                block.clear();
+                // The reader may be gone (an error); then the block is just dropped.
+                let _ = empty_tx.send(block);
+            }
+            sink
+        });
+        let mut block = Vec::with_capacity(READ_BLOCK);
+        let read = shadow.stream_events(conn, |user, item, watch, duration, ts| {
+            block.push((user, item, watch, duration, ts));
+            if block.len() == READ_BLOCK {
+                let next = empty_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(READ_BLOCK));
+                // A send fails only if the helper is gone, i.e. panicked: join reports it.
+                let _ = full_tx.send(std::mem::replace(&mut block, next));
+            }
+        });
+        if !block.is_empty() {
+            let _ = full_tx.send(block);
+        }
+        drop(full_tx);
+        let sink = match worker.join() {
+            Ok(sink) => sink,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let (count, last_id) = read?;
+        Ok((sink, count, last_id))
+    })
+}
+
 /// Runs one refit of `shadow` and stores the result; returns the JSON report.
 /// Model errors (divergence) are `Error::ModuleError`; SQLite errors pass through.
 pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) -> Result<String> {
     let started = Instant::now();
-    let events = shadow.read_events(conn)?;
-    if events.user_ids.is_empty() {
+    let feedback_params = options.feedback();
+    // Size the buffers once (the rowid span bounds the count; capped, so that a few
+    // huge explicit rowids cannot make it reserve a lot: beyond 2^24 events the
+    // buffers grow as they fill).
+    let hint = shadow.event_id_span(conn)?.min(1 << 24) as usize;
+    let (sink, event_count, last_id) = read_events(conn, shadow, &feedback_params, hint)?;
+    if sink.is_empty() {
         return Err(sql_error(format!(
             "{WHO}: {} has no events to learn from; INSERT watch events first",
             shadow.table
@@ -157,17 +222,10 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
         cg_steps: options.cg_steps,
         seed: options.seed,
     };
-    let columns = feedback::Events {
-        user_ids: &events.user_ids,
-        item_ids: &events.item_ids,
-        watch_time: &events.watch_time,
-        duration: &events.duration,
-        ts: &events.ts,
-    };
-    let newest = feedback::newest_ts(&columns);
+    let newest = sink.newest_ts();
     let (fb, fitted, threads) = workers::with_pool(options.threads, |pool| {
         let (fb, fitted) = pool.install(|| {
-            let fb = feedback::build(&columns, &options.feedback(), newest);
+            let fb = sink.finish(newest);
             let fitted = match &previous {
                 Some(p) => {
                     let users = warm_start(&fb.user_ids, &p.user_ids, &p.users, params.seed, 0);
@@ -196,7 +254,7 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
         "version": version,
         "users": fb.user_ids.len(),
         "items": fb.item_ids.len(),
-        "events": events.user_ids.len(),
+        "events": event_count,
         "pairs": fb.data.nnz(),
         "skipped_pairs": fb.skipped_pairs,
         "factors": options.factors,
@@ -216,7 +274,7 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
         meta: ModelMeta {
             version,
             tag: new_tag(version),
-            events_upto: events.last_id,
+            events_upto: last_id,
             report: report.clone(),
             newest_ts: newest,
             options: options.training_json(),

@@ -296,7 +296,101 @@ impl Shadow {
         rows.collect()
     }
 
-    /// Every event, read into owned columns on the calling thread (for a refit).
+    /// Streams every event in rowid order to `f(user_id, item_id, watch_time, duration,
+    /// ts)` on the calling thread, with no intermediate buffers (a refit aggregates them
+    /// as they come). Returns the number of events and the largest rowid (0 if none).
+    ///
+    /// This is the refit's hot loop (one call per event), so it drives the statement
+    /// through the C API: one `sqlite3_column_*` call per value, where rusqlite's checked
+    /// getters make three (each taking the connection's mutex). Values take SQLite's
+    /// usual conversions (the columns are `NOT NULL` with INTEGER / REAL affinity, and
+    /// the virtual table validates every event, so they are of the declared types).
+    pub fn stream_events(
+        &self,
+        conn: &Connection,
+        mut f: impl FnMut(i64, i64, f64, f64, i64),
+    ) -> Result<(usize, i64)> {
+        use rusqlite::ffi;
+        use std::ffi::CString;
+        let sql = CString::new(format!(
+            "SELECT id, user_id, item_id, watch_time, duration, ts FROM {} ORDER BY id",
+            self.name("events")
+        ))
+        .map_err(|_| sql_error("foryou: a table name holds a NUL character".to_string()))?;
+        /// Finalizes the statement on every path, panics included.
+        struct Stmt(*mut ffi::sqlite3_stmt);
+        impl Drop for Stmt {
+            fn drop(&mut self) {
+                // SAFETY: the pointer came from sqlite3_prepare_v2 (or is null, which
+                // sqlite3_finalize accepts) and is finalized exactly once, here.
+                unsafe { ffi::sqlite3_finalize(self.0) };
+            }
+        }
+        let failure = |db: *mut ffi::sqlite3, code: std::os::raw::c_int| {
+            // SAFETY: `db` is the live connection handle; sqlite3_errmsg returns a
+            // NUL-terminated string owned by SQLite, copied before any other call.
+            let message = unsafe {
+                std::ffi::CStr::from_ptr(ffi::sqlite3_errmsg(db))
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            rusqlite::Error::SqliteFailure(ffi::Error::new(code), Some(message))
+        };
+        // SAFETY: the handle of a live `Connection` borrowed for this whole call, used on
+        // this thread only; rusqlite holds no statement of ours on it.
+        let db = unsafe { conn.handle() };
+        let mut stmt = Stmt(std::ptr::null_mut());
+        // SAFETY: `sql` is NUL-terminated (length −1), `stmt.0` receives the statement.
+        let rc = unsafe {
+            ffi::sqlite3_prepare_v2(db, sql.as_ptr(), -1, &mut stmt.0, std::ptr::null_mut())
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(failure(db, rc));
+        }
+        let (mut count, mut last_id) = (0usize, 0i64);
+        loop {
+            // SAFETY: a prepared statement, stepped until it reports DONE or an error.
+            match unsafe { ffi::sqlite3_step(stmt.0) } {
+                ffi::SQLITE_ROW => {}
+                ffi::SQLITE_DONE => break,
+                rc => return Err(failure(db, rc)),
+            }
+            // SAFETY: the statement has a current row with the 6 columns selected above;
+            // the column readers take the index and return plain values.
+            unsafe {
+                last_id = ffi::sqlite3_column_int64(stmt.0, 0);
+                f(
+                    ffi::sqlite3_column_int64(stmt.0, 1),
+                    ffi::sqlite3_column_int64(stmt.0, 2),
+                    ffi::sqlite3_column_double(stmt.0, 3),
+                    ffi::sqlite3_column_double(stmt.0, 4),
+                    ffi::sqlite3_column_int64(stmt.0, 5),
+                );
+            }
+            count += 1;
+        }
+        Ok((count, last_id))
+    }
+
+    /// `max(id) − min(id) + 1` of the events (0 if none): an upper bound of their number,
+    /// from two index lookups (a refit sizes its buffers with it).
+    pub fn event_id_span(&self, conn: &Connection) -> Result<u64> {
+        let events = self.name("events");
+        conn.query_row(
+            &format!("SELECT (SELECT min(id) FROM {events}), (SELECT max(id) FROM {events})"),
+            [],
+            |row| {
+                Ok(
+                    match (row.get::<_, Option<i64>>(0)?, row.get::<_, Option<i64>>(1)?) {
+                        (Some(lo), Some(hi)) => (hi as i128 - lo as i128 + 1) as u64,
+                        _ => 0,
+                    },
+                )
+            },
+        )
+    }
+
+    /// Every event, read into owned columns on the calling thread.
     pub fn read_events(&self, conn: &Connection) -> Result<EventColumns> {
         let mut out = EventColumns::default();
         let mut stmt = conn.prepare(&format!(

@@ -64,8 +64,9 @@
 //! Rows are solved independently (each writes only its own slice of the factor matrix),
 //! the Gramian and the loss are reduced in an order that depends only on the data, and
 //! the random init is counter-based: results are bit-identical for any thread count.
-//! (Across CPU families the SIMD dot product of [`dot`](super::factors::dot) may round differently;
-//! see [`dot_portable`](super::factors::dot_portable).)
+//! The vector kernels ([`super::kernels`]: dot products with a fixed 16-lane layout, FMA
+//! everywhere) give the same bits on AVX-512, AVX2 + FMA and the portable scalar code, so
+//! results are also the same on every CPU.
 //!
 //! # Loss
 //!
@@ -78,6 +79,7 @@ use rayon::prelude::*;
 
 use super::factors::{axpy, dot, dot_f64, Factors};
 use super::interactions::{CsrView, Interactions};
+use super::kernels;
 use super::linalg::{add_outer_lower, cholesky_solve};
 
 /// ALS hyper-parameters.
@@ -114,7 +116,8 @@ pub struct FitReport {
     pub iterations: usize,
     /// Normalised loss (see [`loss`]) of the returned factors.
     pub loss: f64,
-    /// Loss after each iteration.
+    /// Loss after each iteration with [`fit_traced`]; empty from [`fit`] and [`fit_warm`],
+    /// which compute the loss once, at the end (a loss costs about a quarter of a sweep).
     pub loss_history: Vec<f64>,
 }
 
@@ -215,6 +218,19 @@ pub fn fit(
     fit_warm(data, params, pool, users, items)
 }
 
+/// [`fit`] that also records the loss after every iteration in
+/// [`FitReport::loss_history`] (same factors, bit for bit; slower).
+pub fn fit_traced(
+    data: &Interactions,
+    params: &AlsParams,
+    pool: &rayon::ThreadPool,
+) -> Result<(Factors, Factors, FitReport), ModelError> {
+    check_inputs(data, params)?;
+    let users = Factors::random(data.n_users, params.factors, params.seed, 0);
+    let items = Factors::random(data.n_items, params.factors, params.seed, 1);
+    fit_warm_impl(data, params, pool, users, items, true)
+}
+
 /// Warm start from given factors (shapes must match `data` and `params.factors`, else
 /// [`ModelError::ShapeMismatch`]). Stops early with [`ModelError::NonFinite`] as soon as
 /// an iteration produces a non-finite factor.
@@ -222,8 +238,20 @@ pub fn fit_warm(
     data: &Interactions,
     params: &AlsParams,
     pool: &rayon::ThreadPool,
+    users: Factors,
+    items: Factors,
+) -> Result<(Factors, Factors, FitReport), ModelError> {
+    fit_warm_impl(data, params, pool, users, items, false)
+}
+
+/// [`fit_warm`]; with `trace`, the loss after every iteration too.
+fn fit_warm_impl(
+    data: &Interactions,
+    params: &AlsParams,
+    pool: &rayon::ThreadPool,
     mut users: Factors,
     mut items: Factors,
+    trace: bool,
 ) -> Result<(Factors, Factors, FitReport), ModelError> {
     check_inputs(data, params)?;
     for (side, f, rows) in [
@@ -250,7 +278,7 @@ pub fn fit_warm(
             MissingWeights::Target(&data.missing_weight),
         )
     };
-    let mut loss_history = Vec::with_capacity(params.iterations);
+    let mut loss_history = Vec::with_capacity(if trace { params.iterations } else { 0 });
     for _ in 0..params.iterations {
         cg_sweep(
             data.by_user(),
@@ -271,7 +299,9 @@ pub fn fit_warm(
             pool,
         );
         check_finite(&users, &items)?;
-        loss_history.push(loss(data, &users, &items, reg, pool));
+        if trace {
+            loss_history.push(loss(data, &users, &items, reg, pool));
+        }
     }
     let last = match loss_history.last() {
         Some(&l) => l,
@@ -447,13 +477,10 @@ impl RowWeight<'_> {
     }
 }
 
-/// `out = G v` for symmetric row-major `g`.
+/// `out = G v` for symmetric row-major `g` ([`kernels::gemv_sym`]).
 #[inline]
 fn gram_mul(g: &[f32], v: &[f32], out: &mut [f32]) {
-    let dim = v.len();
-    for (k, o) in out.iter_mut().enumerate() {
-        *o = dot(&g[k * dim..(k + 1) * dim], v);
-    }
+    kernels::gemv_sym(g, v, out);
 }
 
 /// CG on `A x = b` for one row, warm-started from `x` (see the module doc for `A`, `b`).
@@ -473,12 +500,11 @@ fn cg_row(
     // r = b − A x = −(G x) + Σ_i [c_i p_i − (c_i − w_i)(y_i·x)] y_i
     rw.gram_mul(g, x, r);
     r.iter_mut().for_each(|v| *v = -*v);
-    for k in 0..cols.len() {
-        let y = fixed.row(cols[k] as usize);
-        let c = conf[k];
-        let coef = c * pref[k] - (c - rw.of(cols[k])) * dot(y, x);
-        axpy(r, coef, y);
-    }
+    // (One pass per row: t = y_i·x, then r += coef(t)·y_i, as dot then axpy.)
+    kernels::gather_dot_axpy(&fixed.data, cols, x, r, |k| {
+        let (c, p, w) = (conf[k], pref[k], rw.of(cols[k]));
+        Some(move |t: f32| c * p - (c - w) * t)
+    });
     d.copy_from_slice(r);
     let mut rs_old = dot(r, r);
     if rs_old < CG_EPS {
@@ -487,13 +513,10 @@ fn cg_row(
     for _ in 0..cg_steps {
         // ad = A d = G d + Σ_i (c_i − w_i)(y_i·d) y_i
         rw.gram_mul(g, d, ad);
-        for k in 0..cols.len() {
+        kernels::gather_dot_axpy(&fixed.data, cols, d, ad, |k| {
             let c1 = conf[k] - rw.of(cols[k]);
-            if c1 != 0.0 {
-                let y = fixed.row(cols[k] as usize);
-                axpy(ad, c1 * dot(y, d), y);
-            }
-        }
+            (c1 != 0.0).then_some(move |t: f32| c1 * t)
+        });
         // d·Ad vanishes (relative to |d|²) only on a singular system (regularization 0
         // with too few observations); x is then as good as CG can make it. A NaN from
         // poisoned inputs fails the comparison and is reported by the finiteness check.
@@ -566,20 +589,10 @@ fn weighted_gramian_exact(f: &Factors, weights: &[f32], pool: &rayon::ThreadPool
             .map(|(block, ws)| {
                 // Upper triangle only.
                 let mut acc = vec![0.0f64; dim * dim];
-                let mut x = vec![0.0f64; dim];
-                for (row, &w) in block.chunks_exact(dim).zip(ws) {
-                    for (xk, &v) in x.iter_mut().zip(row) {
-                        *xk = v as f64;
-                    }
-                    let w = w as f64;
-                    for i in 0..dim {
-                        let wxi = w * x[i];
-                        let acc_row = &mut acc[i * dim + i..(i + 1) * dim];
-                        for (a, &xj) in acc_row.iter_mut().zip(&x[i..]) {
-                            *a += wxi * xj;
-                        }
-                    }
-                }
+                let xs: Vec<f64> = block.iter().map(|&v| v as f64).collect();
+                let ws: Vec<f64> = ws.iter().map(|&w| w as f64).collect();
+                // acc[i, j] += (w·x_i)·x_j for j >= i, one FMA each, rows in order.
+                kernels::syr_upper_f64(&mut acc, &xs, &ws);
                 acc
             })
             .collect()
@@ -678,9 +691,10 @@ pub fn loss(
     }
 }
 
+/// `Σ a[k]·b[k]` in 8 lanes, a fixed order ([`kernels::dot_f64_f32`]).
 #[inline]
 fn dot_f64_mixed(a: &[f64], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| x * y as f64).sum()
+    kernels::dot_f64_f32(a, b)
 }
 
 /// Solve one user's vector against fixed item factors (fold-in): the same normal
@@ -828,7 +842,7 @@ mod tests {
             cg_steps: 25,
             seed: 3,
         };
-        let (u1, i1, r1) = fit(&data, &params, &pool(2)).unwrap();
+        let (u1, i1, r1) = fit_traced(&data, &params, &pool(2)).unwrap();
         let (u2, i2, r2) = reference::fit_reference(&data, &params).unwrap();
         let (du, di) = (rel_diff(&u1, &u2), rel_diff(&i1, &i2));
         assert!(
@@ -865,7 +879,7 @@ mod tests {
             cg_steps: 3,
             seed: 1,
         };
-        let (_, _, rep) = fit(&data, &params, &pool(2)).unwrap();
+        let (_, _, rep) = fit_traced(&data, &params, &pool(2)).unwrap();
         for w in rep.loss_history.windows(2) {
             assert!(
                 w[1] <= w[0] * (1.0 + 1e-5),
@@ -914,9 +928,9 @@ mod tests {
             cg_steps: 3,
             seed: 11,
         };
-        let (u1, i1, r1) = fit(&data, &params, &pool(1)).unwrap();
+        let (u1, i1, r1) = fit_traced(&data, &params, &pool(1)).unwrap();
         for n in [2, 3] {
-            let (u, i, r) = fit(&data, &params, &pool(n)).unwrap();
+            let (u, i, r) = fit_traced(&data, &params, &pool(n)).unwrap();
             assert!(
                 u.data
                     .iter()
@@ -969,6 +983,63 @@ mod tests {
         }
     }
 
+    #[test]
+    fn tracing_the_loss_changes_nothing_else() {
+        let data = random_problem(50, 40, 20, 9).with_popularity_weights(0.5);
+        let params = AlsParams {
+            factors: 8,
+            iterations: 4,
+            regularization: 0.05,
+            cg_steps: 3,
+            seed: 5,
+        };
+        let (u1, i1, r1) = fit(&data, &params, &pool(2)).unwrap();
+        let (u2, i2, r2) = fit_traced(&data, &params, &pool(2)).unwrap();
+        assert_eq!((u1, i1), (u2, i2));
+        assert!(r1.loss_history.is_empty());
+        assert_eq!(r2.loss_history.len(), 4);
+        assert_eq!(r1.loss.to_bits(), r2.loss.to_bits());
+        assert_eq!(r2.loss.to_bits(), r2.loss_history[3].to_bits());
+    }
+
+    /// The whole fit on every kernel level this CPU has (scalar, AVX2 + FMA, AVX-512):
+    /// bit-identical factors and loss, as on a CPU that has only that level. (Switching
+    /// the process-wide level under other tests is harmless for the same reason.)
+    #[test]
+    fn bit_identical_across_kernel_levels() {
+        let data = random_problem(120, 90, 10, 13).with_popularity_weights(0.3);
+        let plain = random_problem(120, 90, 10, 14);
+        // 64 factors (the default, whole 16-lane blocks) and 21 (tails everywhere).
+        for factors in [64, 21] {
+            let params = AlsParams {
+                factors,
+                iterations: 2,
+                regularization: 0.05,
+                cg_steps: 3,
+                seed: 1,
+            };
+            let mut runs = vec![];
+            for level in kernels::supported() {
+                kernels::set_level(level);
+                runs.push((
+                    level,
+                    fit(&data, &params, &pool(2)).unwrap(),
+                    fit(&plain, &params, &pool(2)).unwrap(),
+                ));
+            }
+            kernels::set_level(kernels::Level::Avx512);
+            let bits = |f: &Factors| f.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            let (_, (u0, i0, r0), (pu0, pi0, _)) = &runs[0];
+            for (level, (u, i, r), (pu, pi, _)) in &runs[1..] {
+                assert_eq!(bits(u), bits(u0), "users at {level:?}, {factors} factors");
+                assert_eq!(bits(i), bits(i0), "items at {level:?}, {factors} factors");
+                assert_eq!(bits(pu), bits(pu0), "uniform users at {level:?}");
+                assert_eq!(bits(pi), bits(pi0), "uniform items at {level:?}");
+                assert_eq!(r.loss.to_bits(), r0.loss.to_bits());
+            }
+        }
+    }
+
     /// Item factors with wide-ranging values, so that summation order shows in the bits.
     fn big_items(f: &Factors) -> Factors {
         let mut g = f.clone();
@@ -1009,7 +1080,7 @@ mod tests {
             cg_steps: 3,
             seed: 7,
         };
-        let (users, items, rep) = fit(&data, &params, &pool(2)).unwrap();
+        let (users, items, rep) = fit_traced(&data, &params, &pool(2)).unwrap();
         assert!(rep.loss < rep.loss_history[0]);
         for u in 0..n {
             let block = u < n / 2;

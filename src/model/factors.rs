@@ -1,7 +1,5 @@
 //! Dense row-major f32 embedding matrices.
 
-use simsimd::SpatialSimilarity;
-
 /// Row-major dense matrix of f32 embeddings: `rows` vectors of `dim` floats.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Factors {
@@ -77,54 +75,27 @@ impl Factors {
     }
 }
 
-/// Dot product of two f32 slices via simsimd (runtime SIMD dispatch), falling back to a
-/// plain loop if simsimd declines (it returns `None` only for unequal lengths; the
-/// fallback then uses the common prefix).
+/// Dot product of two f32 slices (over the common length): [`kernels::dot`], SIMD with
+/// run-time dispatch, and the same bits on every CPU (16 FMA lanes reduced in a fixed
+/// tree; see [`super::kernels`]).
 ///
-/// Note: simsimd's kernel depends on the CPU (AVX2 sums in 8 f32 lanes, AVX-512 in 16,
-/// NEON in 4), so results are bit-identical across thread counts on one machine but
-/// may differ in the last bits across CPU families. See [`dot_portable`].
+/// [`kernels::dot`]: super::kernels::dot
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    match f32::dot(a, b) {
-        Some(v) => v as f32,
-        None => a.iter().zip(b).map(|(x, y)| x * y).sum(),
-    }
+    super::kernels::dot(a, b)
 }
 
-/// Dot product with a fixed summation order (8 interleaved f32 accumulators, then a
-/// fixed reduction tree, no FMA): the same bits on every IEEE-754 machine.
-#[inline]
-pub fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
-        acc[l] += x * y;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
-}
-
-/// `y += a * x` (plain loop; auto-vectorised, order-independent per element).
+/// `y += a * x`, one FMA per element ([`super::kernels::axpy`]; the same bits on every CPU).
 #[inline]
 pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
-    }
+    super::kernels::axpy(y, a, x)
 }
 
-/// f64 dot product of f32 slices (sequential order), for losses and checks.
+/// f64 dot product of f32 slices, for losses and checks: 8 lanes in a fixed order
+/// ([`super::kernels::dot_f32_f64`]; the same bits on every CPU).
 #[inline]
 pub fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+    super::kernels::dot_f32_f64(a, b)
 }
 
 #[cfg(test)]
@@ -166,7 +137,6 @@ mod tests {
         let b: Vec<f32> = (0..67).map(|i| 1.0 - i as f32 * 0.25).collect();
         let exact = dot_f64(&a, &b);
         assert!((dot(&a, &b) as f64 - exact).abs() < 1e-3 * exact.abs());
-        assert!((dot_portable(&a, &b) as f64 - exact).abs() < 1e-3 * exact.abs());
         assert_eq!(dot(&[], &[]), 0.0);
         assert_eq!(dot(&[1.0, 2.0], &[3.0]), 3.0);
     }

@@ -39,7 +39,7 @@
 
 use rayon::prelude::*;
 
-use super::interactions::{Entry, Interactions};
+use super::interactions::Interactions;
 
 /// Largest watch ratio one event contributes (a video left looping).
 pub const MAX_EVENT_RATIO: f64 = 10.0;
@@ -197,29 +197,6 @@ pub fn event_ratio(watch_time: f64, duration: f64) -> f64 {
 /// events to the rayon pool costs more than it saves (a fold-in reads ~100).
 const PARALLEL_FROM: usize = 16_384;
 
-/// Sorted distinct ids, and each input id's index among them.
-fn dense_ids(ids: &[i64]) -> (Vec<i64>, Vec<u32>) {
-    let mut distinct = ids.to_vec();
-    if ids.len() < PARALLEL_FROM {
-        distinct.sort_unstable();
-    } else {
-        distinct.par_sort_unstable();
-    }
-    distinct.dedup();
-    let index = if ids.len() < PARALLEL_FROM {
-        ids.iter().map(|id| distinct_index(&distinct, id)).collect()
-    } else {
-        ids.par_iter()
-            .map(|id| distinct_index(&distinct, id))
-            .collect()
-    };
-    (distinct, index)
-}
-
-fn distinct_index(distinct: &[i64], id: &i64) -> u32 {
-    distinct.binary_search(id).expect("id present") as u32
-}
-
 /// The event columns a refit reads.
 pub struct Events<'a> {
     pub user_ids: &'a [i64],
@@ -234,82 +211,465 @@ pub fn newest_ts(events: &Events<'_>) -> i64 {
     events.ts.iter().copied().max().unwrap_or(0)
 }
 
-/// Builds the feedback, with recency measured from `newest` (see [`newest_ts`]). Runs
-/// on the current rayon pool; the result does not depend on its size (stable sorts,
-/// sequential sums in event order).
+/// Builds the feedback, with recency measured from `newest` (see [`newest_ts`]): the
+/// events through an [`EventSink`]. Runs on the current rayon pool; the result does not
+/// depend on its size.
 pub fn build(events: &Events<'_>, params: &FeedbackParams, newest: i64) -> Feedback {
-    let (users, user_index) = dense_ids(events.user_ids);
-    let (items, item_index) = dense_ids(events.item_ids);
-    // Per event: pair key, whether it is a skip, its mass (w·r for a watch, w for a skip).
-    let event = |e: usize| {
-        let key = (user_index[e] as u64) << 32 | item_index[e] as u64;
-        let weight = params.recency((newest - events.ts[e]) as f64);
-        let (watch, duration) = (events.watch_time[e], events.duration[e]);
-        if params.is_skip(watch, duration) {
-            (key, true, weight)
-        } else {
-            (key, false, weight * event_ratio(watch, duration))
-        }
-    };
     let n = events.user_ids.len();
-    // Stable sorts: events of one pair stay in event order, so their sums are reproducible.
-    let keyed: Vec<(u64, bool, f64)> = if n < PARALLEL_FROM {
-        let mut keyed: Vec<_> = (0..n).map(event).collect();
-        keyed.sort_by_key(|&(key, _, _)| key);
-        keyed
-    } else {
-        let mut keyed: Vec<_> = (0..n).into_par_iter().map(event).collect();
-        keyed.par_sort_by_key(|&(key, _, _)| key);
-        keyed
-    };
+    let mut sink = EventSink::new(params, n);
+    for e in 0..n {
+        sink.push(
+            events.user_ids[e],
+            events.item_ids[e],
+            events.watch_time[e],
+            events.duration[e],
+            events.ts[e],
+        );
+    }
+    sink.finish(newest)
+}
 
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut popularity = vec![0f32; items.len()];
-    let mut skipped_pairs = 0;
-    let mut at = 0;
-    while at < keyed.len() {
-        let key = keyed[at].0;
-        let (mut watched, mut ratio, mut skips) = (false, 0.0, 0.0);
-        while at < keyed.len() && keyed[at].0 == key {
-            let (_, skip, mass) = keyed[at];
-            if skip {
-                skips += mass;
-            } else {
-                watched = true;
-                ratio += mass;
-            }
-            at += 1;
+/// Marks a skip in [`EventSink`]'s per-event values (the sign bit; see there).
+const SKIP: f64 = -1.0;
+
+/// Ids → dense indices in first-seen order: open addressing, linear probing, load
+/// factor at most 1/2 (a refit maps every event's two ids as it reads them).
+struct IdMap {
+    /// (id, index); index `u32::MAX` = empty slot.
+    slots: Vec<(i64, u32)>,
+    shift: u32,
+    /// Ids in first-seen order.
+    ids: Vec<i64>,
+    /// The last id looked up, and its index (events often repeat a user).
+    last: Option<(i64, u32)>,
+}
+
+impl IdMap {
+    fn new() -> Self {
+        IdMap {
+            slots: vec![(0, u32::MAX); 1024],
+            shift: 64 - 10,
+            ids: Vec::new(),
+            last: None,
         }
-        let (user, item) = ((key >> 32) as u32, key as u32);
-        let (confidence, preference) = if watched {
-            // Popularity counts viewers who watched, not those who swiped it away.
-            popularity[item as usize] += 1.0;
-            (params.watch_confidence(ratio), 1.0)
-        } else {
-            skipped_pairs += 1;
-            (params.skip_confidence(skips), 0.0)
+    }
+
+    #[inline]
+    fn slot(&self, id: i64) -> usize {
+        ((id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    #[inline]
+    fn index(&mut self, id: i64) -> u32 {
+        if let Some((last, index)) = self.last {
+            if last == id {
+                return index;
+            }
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = self.slot(id);
+        let index = loop {
+            let (key, index) = self.slots[at];
+            if index == u32::MAX {
+                let index = self.ids.len() as u32;
+                self.slots[at] = (id, index);
+                self.ids.push(id);
+                if self.ids.len() * 2 > self.slots.len() {
+                    self.grow();
+                }
+                break index;
+            }
+            if key == id {
+                break index;
+            }
+            at = (at + 1) & mask;
         };
-        entries.push(Entry {
-            user,
-            item,
-            confidence,
-            preference,
-        });
+        self.last = Some((id, index));
+        index
     }
-    let mut data = Interactions::from_entries(users.len(), items.len(), &entries);
-    data.missing_weight = missing_weights(&popularity, params.popularity_exponent);
-    Feedback {
-        user_ids: users,
-        item_ids: items,
-        data,
-        popularity,
-        skipped_pairs,
+
+    #[cold]
+    fn grow(&mut self) {
+        let size = self.slots.len() * 2;
+        self.slots = vec![(0, u32::MAX); size];
+        self.shift -= 1;
+        let mask = size - 1;
+        for (index, &id) in self.ids.iter().enumerate() {
+            let mut at = self.slot(id);
+            while self.slots[at].1 != u32::MAX {
+                at = (at + 1) & mask;
+            }
+            self.slots[at] = (id, index as u32);
+        }
     }
+
+    /// The distinct ids ascending, and for each first-seen index its rank among them.
+    fn into_sorted(self) -> (Vec<i64>, Vec<u32>) {
+        let mut order: Vec<u32> = (0..self.ids.len() as u32).collect();
+        order.sort_unstable_by_key(|&k| self.ids[k as usize]);
+        let mut rank = vec![0u32; order.len()];
+        for (r, &k) in order.iter().enumerate() {
+            rank[k as usize] = r as u32;
+        }
+        let sorted = order.iter().map(|&k| self.ids[k as usize]).collect();
+        (sorted, rank)
+    }
+}
+
+/// Builds [`Feedback`] from events pushed one at a time, in event order (a refit streams
+/// them from SQL straight into it, with no column buffers): each event is kept as 16
+/// bytes (dense user and item index, and its watch ratio, or `SKIP`; plus its `ts`
+/// with recency decay on). [`EventSink::finish`] then aggregates them per (user, item)
+/// pair in event order, so the sums are those of the definition, bit for bit.
+pub struct EventSink<'p> {
+    params: &'p FeedbackParams,
+    users: IdMap,
+    items: IdMap,
+    user: Vec<u32>,
+    item: Vec<u32>,
+    /// Per event: the watch ratio (`>= +0.0`) of a watch, [`SKIP`] for a skip.
+    value: Vec<f64>,
+    /// Per event `ts`, kept only when recency decay is on.
+    ts: Vec<i64>,
+    newest: Option<i64>,
+}
+
+impl<'p> EventSink<'p> {
+    /// `capacity`: the expected number of events (a hint: reserved if the allocator
+    /// agrees, never a failure; the buffers grow as needed anyway).
+    pub fn new(params: &'p FeedbackParams, capacity: usize) -> Self {
+        fn reserved<T>(n: usize) -> Vec<T> {
+            let mut v = Vec::new();
+            let _ = v.try_reserve_exact(n);
+            v
+        }
+        let recency = params.half_life_days > 0.0;
+        EventSink {
+            params,
+            users: IdMap::new(),
+            items: IdMap::new(),
+            user: reserved(capacity),
+            item: reserved(capacity),
+            value: reserved(capacity),
+            ts: reserved(if recency { capacity } else { 0 }),
+            newest: None,
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, user_id: i64, item_id: i64, watch_time: f64, duration: f64, ts: i64) {
+        self.user.push(self.users.index(user_id));
+        self.item.push(self.items.index(item_id));
+        self.value
+            .push(if self.params.is_skip(watch_time, duration) {
+                SKIP
+            } else {
+                // `+ 0.0` turns a -0.0 ratio into +0.0 (the sign bit marks skips); the pair's
+                // sum, started at +0.0, is the same either way.
+                event_ratio(watch_time, duration) + 0.0
+            });
+        if self.params.half_life_days > 0.0 {
+            self.ts.push(ts);
+        }
+        self.newest = Some(self.newest.map_or(ts, |n| n.max(ts)));
+    }
+
+    /// Events pushed so far.
+    pub fn len(&self) -> usize {
+        self.user.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.user.is_empty()
+    }
+
+    /// The newest `ts` pushed (0 when none): "now" for recency decay, as [`newest_ts`].
+    pub fn newest_ts(&self) -> i64 {
+        self.newest.unwrap_or(0)
+    }
+
+    /// The feedback, with recency measured from `newest`. Runs on the current rayon
+    /// pool; the result does not depend on its size (each pair is summed by one task, in
+    /// event order).
+    pub fn finish(self, newest: i64) -> Feedback {
+        let EventSink {
+            params,
+            users,
+            items,
+            mut user,
+            mut item,
+            mut value,
+            ts,
+            ..
+        } = self;
+        let n = user.len();
+        let parallel = n >= PARALLEL_FROM;
+        let (user_ids, user_rank) = users.into_sorted();
+        let (item_ids, item_rank) = items.into_sorted();
+        let (n_users, n_items) = (user_ids.len(), item_ids.len());
+        // Dense indices in id order; with recency, each value becomes its event's mass
+        // (w·r for a watch, −w for a skip: the sign bit still marks skips, even when w
+        // underflows to 0).
+        let remap = |u: &mut u32, i: &mut u32| {
+            *u = user_rank[*u as usize];
+            *i = item_rank[*i as usize];
+        };
+        let decay = |v: &mut f64, t: i64| {
+            let w = params.recency((newest - t) as f64);
+            *v = if v.is_sign_negative() { -w } else { w * *v };
+        };
+        if parallel {
+            user.par_iter_mut()
+                .zip(item.par_iter_mut())
+                .for_each(|(u, i)| remap(u, i));
+            if !ts.is_empty() {
+                value
+                    .par_iter_mut()
+                    .zip(ts.par_iter())
+                    .for_each(|(v, &t)| decay(v, t));
+            }
+        } else {
+            user.iter_mut()
+                .zip(item.iter_mut())
+                .for_each(|(u, i)| remap(u, i));
+            value.iter_mut().zip(&ts).for_each(|(v, &t)| decay(v, t));
+        }
+        drop(ts);
+        // Events grouped by user, in event order (a stable counting sort of their indices).
+        let mut event_ptr = vec![0usize; n_users + 1];
+        for &u in &user {
+            event_ptr[u as usize + 1] += 1;
+        }
+        for u in 0..n_users {
+            event_ptr[u + 1] += event_ptr[u];
+        }
+        let mut order = vec![0u32; n];
+        {
+            let mut next = event_ptr.clone();
+            for (e, &u) in user.iter().enumerate() {
+                order[next[u as usize]] = e as u32;
+                next[u as usize] += 1;
+            }
+        }
+        drop(user);
+        // Each user's events by item, ties in event order; count the distinct items.
+        let sort_row = |row: &mut [u32]| -> usize {
+            row.sort_unstable_by_key(|&e| (item[e as usize] as u64) << 32 | e as u64);
+            1 + row
+                .windows(2)
+                .filter(|w| item[w[0] as usize] != item[w[1] as usize])
+                .count()
+                - usize::from(row.is_empty())
+        };
+        let mut event_rows = split_rows(&mut order, &event_ptr);
+        let pairs: Vec<usize> = if parallel {
+            event_rows.par_iter_mut().map(|r| sort_row(r)).collect()
+        } else {
+            event_rows.iter_mut().map(|r| sort_row(r)).collect()
+        };
+        let mut user_ptr = vec![0usize; n_users + 1];
+        for u in 0..n_users {
+            user_ptr[u + 1] = user_ptr[u] + pairs[u];
+        }
+        let nnz = user_ptr[n_users];
+        // Each pair: R = Σ w·r over its watches, S = Σ w over its skips, in event order.
+        // Memory: a pair's item index overwrites the user's own slice of `order` (pair
+        // `k` of a row is written only after its events, all at positions >= k, were
+        // read), so that the peak holds the events plus 5 bytes per pair, not 12.
+        let mut user_conf = vec![0f32; nnz];
+        let mut watched_out = vec![false; nnz];
+        let aggregate = |events: &mut [u32], (conf_out, watched): (&mut [f32], &mut [bool])| {
+            let mut out = 0;
+            let mut at = 0;
+            while at < events.len() {
+                let i = item[events[at] as usize];
+                let (mut w, mut ratio, mut skips) = (false, 0.0, 0.0);
+                while at < events.len() && item[events[at] as usize] == i {
+                    let v = value[events[at] as usize];
+                    if v.is_sign_negative() {
+                        skips += -v;
+                    } else {
+                        w = true;
+                        ratio += v;
+                    }
+                    at += 1;
+                }
+                conf_out[out] = if w {
+                    params.watch_confidence(ratio)
+                } else {
+                    params.skip_confidence(skips)
+                };
+                watched[out] = w;
+                events[out] = i;
+                out += 1;
+            }
+        };
+        {
+            let out_rows: Vec<(&mut [f32], &mut [bool])> = split_rows(&mut user_conf, &user_ptr)
+                .into_iter()
+                .zip(split_rows(&mut watched_out, &user_ptr))
+                .collect();
+            if parallel {
+                event_rows
+                    .par_iter_mut()
+                    .zip(out_rows)
+                    .for_each(|(events, out)| aggregate(events, out));
+            } else {
+                event_rows
+                    .iter_mut()
+                    .zip(out_rows)
+                    .for_each(|(events, out)| aggregate(events, out));
+            }
+        }
+        drop(event_rows);
+        drop((item, value));
+        // Each row's items to the front of its slot (rows only move left: user_ptr[u] <=
+        // event_ptr[u]), then the spare capacity back to the allocator.
+        let mut user_items = order;
+        for u in 0..n_users {
+            user_items.copy_within(event_ptr[u]..event_ptr[u] + pairs[u], user_ptr[u]);
+        }
+        user_items.truncate(nnz);
+        user_items.shrink_to_fit();
+        let user_pref: Vec<f32> = watched_out
+            .iter()
+            .map(|&w| if w { 1.0 } else { 0.0 })
+            .collect();
+        drop(watched_out);
+        // Popularity counts viewers who watched, not those who swiped it away.
+        let mut popularity = vec![0f32; n_items];
+        let mut skipped_pairs = 0;
+        for (&i, &p) in user_items.iter().zip(&user_pref) {
+            if p == 1.0 {
+                popularity[i as usize] += 1.0;
+            } else {
+                skipped_pairs += 1;
+            }
+        }
+        let mut data = Interactions::from_user_rows(
+            n_users, n_items, user_ptr, user_items, user_conf, user_pref,
+        );
+        data.missing_weight = missing_weights(&popularity, params.popularity_exponent);
+        Feedback {
+            user_ids,
+            item_ids,
+            data,
+            popularity,
+            skipped_pairs,
+        }
+    }
+}
+
+/// `data` cut into the rows of a CSR pointer array (`ptr[0] = 0`, `ptr.last() = len`).
+fn split_rows<'a, T>(mut data: &'a mut [T], ptr: &[usize]) -> Vec<&'a mut [T]> {
+    let mut rows = Vec::with_capacity(ptr.len().saturating_sub(1));
+    for w in ptr.windows(2) {
+        let (row, rest) = std::mem::take(&mut data).split_at_mut(w[1] - w[0]);
+        rows.push(row);
+        data = rest;
+    }
+    rows
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::interactions::Entry;
+
+    /// Sorted distinct ids, and each input id's index among them.
+    fn dense_ids(ids: &[i64]) -> (Vec<i64>, Vec<u32>) {
+        let mut distinct = ids.to_vec();
+        if ids.len() < PARALLEL_FROM {
+            distinct.sort_unstable();
+        } else {
+            distinct.par_sort_unstable();
+        }
+        distinct.dedup();
+        let index = if ids.len() < PARALLEL_FROM {
+            ids.iter().map(|id| distinct_index(&distinct, id)).collect()
+        } else {
+            ids.par_iter()
+                .map(|id| distinct_index(&distinct, id))
+                .collect()
+        };
+        (distinct, index)
+    }
+
+    fn distinct_index(distinct: &[i64], id: &i64) -> u32 {
+        distinct.binary_search(id).expect("id present") as u32
+    }
+
+    /// The previous implementation (stable sorts of all events by pair key): the
+    /// definition the streaming [`EventSink`] must reproduce bit for bit.
+    fn build_by_sorting(events: &Events<'_>, params: &FeedbackParams, newest: i64) -> Feedback {
+        let (users, user_index) = dense_ids(events.user_ids);
+        let (items, item_index) = dense_ids(events.item_ids);
+        // Per event: pair key, whether it is a skip, its mass (w·r for a watch, w for a skip).
+        let event = |e: usize| {
+            let key = (user_index[e] as u64) << 32 | item_index[e] as u64;
+            let weight = params.recency((newest - events.ts[e]) as f64);
+            let (watch, duration) = (events.watch_time[e], events.duration[e]);
+            if params.is_skip(watch, duration) {
+                (key, true, weight)
+            } else {
+                (key, false, weight * event_ratio(watch, duration))
+            }
+        };
+        let n = events.user_ids.len();
+        // Stable sorts: events of one pair stay in event order, so their sums are reproducible.
+        let keyed: Vec<(u64, bool, f64)> = if n < PARALLEL_FROM {
+            let mut keyed: Vec<_> = (0..n).map(event).collect();
+            keyed.sort_by_key(|&(key, _, _)| key);
+            keyed
+        } else {
+            let mut keyed: Vec<_> = (0..n).into_par_iter().map(event).collect();
+            keyed.par_sort_by_key(|&(key, _, _)| key);
+            keyed
+        };
+
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut popularity = vec![0f32; items.len()];
+        let mut skipped_pairs = 0;
+        let mut at = 0;
+        while at < keyed.len() {
+            let key = keyed[at].0;
+            let (mut watched, mut ratio, mut skips) = (false, 0.0, 0.0);
+            while at < keyed.len() && keyed[at].0 == key {
+                let (_, skip, mass) = keyed[at];
+                if skip {
+                    skips += mass;
+                } else {
+                    watched = true;
+                    ratio += mass;
+                }
+                at += 1;
+            }
+            let (user, item) = ((key >> 32) as u32, key as u32);
+            let (confidence, preference) = if watched {
+                // Popularity counts viewers who watched, not those who swiped it away.
+                popularity[item as usize] += 1.0;
+                (params.watch_confidence(ratio), 1.0)
+            } else {
+                skipped_pairs += 1;
+                (params.skip_confidence(skips), 0.0)
+            };
+            entries.push(Entry {
+                user,
+                item,
+                confidence,
+                preference,
+            });
+        }
+        let mut data = Interactions::from_entries(users.len(), items.len(), &entries);
+        data.missing_weight = missing_weights(&popularity, params.popularity_exponent);
+        Feedback {
+            user_ids: users,
+            item_ids: items,
+            data,
+            popularity,
+            skipped_pairs,
+        }
+    }
 
     fn events<'a>(
         u: &'a [i64],
@@ -324,6 +684,113 @@ mod tests {
             watch_time: w,
             duration: d,
             ts,
+        }
+    }
+
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *state >> 33
+    }
+
+    /// The streaming builder against the sort-based definition, on random logs with
+    /// repeated pairs, skips, odd values and recency, below and above `PARALLEL_FROM`.
+    #[test]
+    fn streaming_build_equals_the_sorting_definition() {
+        let mut s = 5u64;
+        for n in [0, 1, 7, 300, 5000, PARALLEL_FROM + 777, 60_000] {
+            let user_ids: Vec<i64> = (0..n)
+                .map(|_| {
+                    let r = lcg(&mut s) % 400;
+                    if r.is_multiple_of(7) {
+                        -(r as i64) * 1_000_000_007
+                    } else {
+                        r as i64 * 31
+                    }
+                })
+                .collect();
+            let item_ids: Vec<i64> = (0..n)
+                .map(|_| {
+                    let r = (lcg(&mut s) % 1000) as i64;
+                    r * r / 997 - 5 + if r % 11 == 0 { i64::MAX - 1000 } else { 0 }
+                })
+                .collect();
+            let watch: Vec<f64> = (0..n)
+                .map(|_| match lcg(&mut s) % 13 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    2 => 1e9,
+                    r => r as f64 * 1.37 + (lcg(&mut s) % 100) as f64 / 7.0,
+                })
+                .collect();
+            let duration: Vec<f64> = (0..n)
+                .map(|_| match lcg(&mut s) % 29 {
+                    0 => 0.0,
+                    r => 3.0 + r as f64,
+                })
+                .collect();
+            let ts: Vec<i64> = (0..n)
+                .map(|_| 1_700_000_000 + (lcg(&mut s) % 5_000_000) as i64)
+                .collect();
+            let e = Events {
+                user_ids: &user_ids,
+                item_ids: &item_ids,
+                watch_time: &watch,
+                duration: &duration,
+                ts: &ts,
+            };
+            let variants = [
+                FeedbackParams::default(),
+                FeedbackParams {
+                    confidence: Confidence::Ratio,
+                    alpha: 2.0,
+                    skip_ratio: 0.3,
+                    popularity_exponent: 0.5,
+                    ..Default::default()
+                },
+                FeedbackParams {
+                    confidence: Confidence::Log,
+                    skip_seconds: 4.0,
+                    skip_weight: 2.5,
+                    half_life_days: 3.0,
+                    ..Default::default()
+                },
+                FeedbackParams {
+                    skip_ratio: 0.5,
+                    half_life_days: 1e-6,
+                    ..Default::default()
+                },
+            ];
+            for params in &variants {
+                let newest = newest_ts(&e);
+                let want = build_by_sorting(&e, params, newest);
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(3)
+                    .build()
+                    .unwrap();
+                let got = pool.install(|| build(&e, params, newest));
+                assert_eq!(got.user_ids, want.user_ids, "n {n} {params:?}");
+                assert_eq!(got.item_ids, want.item_ids);
+                assert_eq!(got.popularity, want.popularity);
+                assert_eq!(got.skipped_pairs, want.skipped_pairs);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let (g, w) = (&got.data, &want.data);
+                assert_eq!(
+                    (&g.user_ptr, &g.user_items, &g.item_ptr, &g.item_users),
+                    (&w.user_ptr, &w.user_items, &w.item_ptr, &w.item_users)
+                );
+                assert_eq!(bits(&g.user_conf), bits(&w.user_conf), "n {n} {params:?}");
+                assert_eq!(bits(&g.user_pref), bits(&w.user_pref));
+                assert_eq!(bits(&g.item_conf), bits(&w.item_conf));
+                assert_eq!(bits(&g.item_pref), bits(&w.item_pref));
+                assert_eq!(bits(&g.missing_weight), bits(&w.missing_weight));
+                let mut sink = EventSink::new(params, 0);
+                for k in 0..n {
+                    sink.push(user_ids[k], item_ids[k], watch[k], duration[k], ts[k]);
+                }
+                assert_eq!((sink.len(), sink.newest_ts()), (n, newest));
+            }
         }
     }
 

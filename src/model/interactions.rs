@@ -178,6 +178,66 @@ impl Interactions {
         })
     }
 
+    /// From the user-by-item CSR matrix alone: rows sorted by item index, each item at
+    /// most once per row (as [`super::feedback::EventSink`] builds them). The item side is
+    /// its transpose (rows come out sorted by user); the result equals
+    /// [`Self::from_entries`] of the same entries. `missing_weight` is all 1.0.
+    ///
+    /// # Panics
+    /// If the arrays are inconsistent (`user_ptr` not of length `n_users + 1` or not
+    /// ending at the number of entries, an item out of range).
+    pub fn from_user_rows(
+        n_users: usize,
+        n_items: usize,
+        user_ptr: Vec<usize>,
+        user_items: Vec<u32>,
+        user_conf: Vec<f32>,
+        user_pref: Vec<f32>,
+    ) -> Self {
+        let nnz = user_items.len();
+        assert!(
+            user_ptr.len() == n_users + 1
+                && user_ptr[n_users] == nnz
+                && user_conf.len() == nnz
+                && user_pref.len() == nnz,
+            "Interactions::from_user_rows: inconsistent CSR arrays"
+        );
+        let mut item_ptr = vec![0usize; n_items + 1];
+        for &i in &user_items {
+            item_ptr[i as usize + 1] += 1;
+        }
+        for i in 0..n_items {
+            item_ptr[i + 1] += item_ptr[i];
+        }
+        let mut next = item_ptr.clone();
+        let mut item_users = vec![0u32; nnz];
+        let mut item_conf = vec![0f32; nnz];
+        let mut item_pref = vec![0f32; nnz];
+        for u in 0..n_users {
+            for k in user_ptr[u]..user_ptr[u + 1] {
+                let i = user_items[k] as usize;
+                let at = next[i];
+                item_users[at] = u as u32;
+                item_conf[at] = user_conf[k];
+                item_pref[at] = user_pref[k];
+                next[i] += 1;
+            }
+        }
+        Interactions {
+            n_users,
+            n_items,
+            user_ptr,
+            user_items,
+            user_conf,
+            user_pref,
+            item_ptr,
+            item_users,
+            item_conf,
+            item_pref,
+            missing_weight: vec![1.0; n_items],
+        }
+    }
+
     pub fn nnz(&self) -> usize {
         self.user_items.len()
     }

@@ -4,6 +4,8 @@
 //! - [`interactions`]: aggregated feedback as CSR matrices (by user and by item).
 //! - [`als`]: implicit-feedback ALS with a conjugate-gradient solver, loss, fold-in.
 //! - [`reference`]: a readable, sequential, exact (Cholesky) ALS used to check [`als`].
+//! - [`kernels`]: SIMD dot / axpy / Gramian kernels, run-time dispatch, the same bits on
+//!   every CPU.
 //! - [`linalg`]: small dense f64 Cholesky solve shared by fold-in and the reference.
 //! - [`topk`]: bounded-heap top-k by dot product, cosine, or arbitrary scores.
 //!
@@ -15,6 +17,7 @@ pub mod evaluate;
 pub mod factors;
 pub mod feedback;
 pub mod interactions;
+pub mod kernels;
 pub mod linalg;
 pub mod reference;
 pub mod scan;
