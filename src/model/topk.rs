@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use super::factors::{dot, Factors};
-use super::scan::{dot_panels, dot_rows, dot_rows_half, HalfFactors, Panels, PANEL};
+use super::scan::{dot_rows, dot_rows_half, HalfFactors};
 
 /// A candidate; `Ord` says "greater = worse", so a max-heap keeps the worst on top.
 #[derive(Clone, Copy, Debug)]
@@ -159,71 +159,6 @@ pub fn top_k_dot(query: &[f32], items: &Factors, k: usize, exclude: &[u32]) -> V
 pub fn top_k_slice(scores: &[f32], k: usize, exclude: &[u32]) -> Vec<(u32, f32)> {
     let mut top = TopK::new(k);
     top.offer_all(scores, 0, exclude);
-    top.into_sorted()
-}
-
-/// [`top_k_dot`] over the panel layout (the fast path for catalogues that fit the
-/// caches); same ordering rules. Scores are summed in another order than the row
-/// kernel's, so they can differ from [`top_k_dot`]'s in the last bits.
-pub fn top_k_dot_panels(
-    query: &[f32],
-    panels: &Panels,
-    k: usize,
-    exclude: &[u32],
-) -> Vec<(u32, f32)> {
-    top_k_panels(query, panels, k, exclude, |_, s| s)
-}
-
-/// [`top_k_cosine`] over the panel layout; `query` is the row of item `of`.
-pub fn top_k_cosine_panels(
-    query: &[f32],
-    panels: &Panels,
-    norms: &[f32],
-    of: usize,
-    k: usize,
-) -> Vec<(u32, f32)> {
-    if of >= panels.rows || norms.len() != panels.rows {
-        return vec![];
-    }
-    let nq = norms[of];
-    top_k_panels(query, panels, k, &[of as u32], |i, s| {
-        let d = nq * norms[i];
-        if d > 0.0 {
-            s / d
-        } else {
-            0.0
-        }
-    })
-}
-
-/// Panels scored in blocks of [`BLOCK`] items, `score(item, dot)` giving the ranked score.
-fn top_k_panels(
-    query: &[f32],
-    panels: &Panels,
-    k: usize,
-    exclude: &[u32],
-    score: impl Fn(usize, f32) -> f32,
-) -> Vec<(u32, f32)> {
-    if query.len() != panels.dim || panels.rows == 0 || panels.dim == 0 {
-        return vec![];
-    }
-    let mut top = TopK::new(k);
-    let mut scores = [0.0f32; BLOCK];
-    let per_block = BLOCK / PANEL;
-    for first_panel in (0..panels.panels()).step_by(per_block) {
-        let first = first_panel * PANEL;
-        let n = (panels.rows - first).min(BLOCK);
-        dot_panels(
-            query,
-            panels,
-            first_panel,
-            &mut scores[..n.div_ceil(PANEL) * PANEL],
-        );
-        for (j, s) in scores[..n].iter_mut().enumerate() {
-            *s = score(first + j, *s);
-        }
-        top.offer_all(&scores[..n], first, exclude);
-    }
     top.into_sorted()
 }
 
@@ -647,37 +582,6 @@ mod tests {
                 top_k_cosine(&f, &n, 7, k)
             );
         }
-    }
-
-    #[test]
-    fn panels_rank_like_rows() {
-        // Well-separated scores (no near-ties), so the summation order cannot matter.
-        let f = Factors::random(3 * BLOCK + 41, 12, 8, 0);
-        let panels = Panels::from_factors(&f);
-        let n = norms(&f);
-        let q: Vec<f32> = Factors::random(1, 12, 9, 1)
-            .data
-            .iter()
-            .map(|v| v * 100.0 - 0.5)
-            .collect();
-        let exclude: Vec<u32> = (0..f.rows as u32).step_by(9).collect();
-        let ids = |r: Vec<(u32, f32)>| r.into_iter().map(|p| p.0).collect::<Vec<_>>();
-        for k in [1, 10, 200, 5000] {
-            let rows = top_k_dot(&q, &f, k, &exclude);
-            let fast = top_k_dot_panels(&q, &panels, k, &exclude);
-            assert_eq!(ids(fast.clone()), ids(rows.clone()), "k {k}");
-            for (a, b) in fast.iter().zip(&rows) {
-                assert!((a.1 - b.1).abs() <= 1e-5 * (1.0 + b.1.abs()));
-            }
-            for of in [0, BLOCK, f.rows - 1] {
-                assert_eq!(
-                    ids(top_k_cosine_panels(f.row(of), &panels, &n, of, k)),
-                    ids(top_k_cosine(&f, &n, of, k)),
-                    "k {k} of {of}"
-                );
-            }
-        }
-        assert!(top_k_dot_panels(&q[..3], &panels, 3, &[]).is_empty());
     }
 
     #[test]
