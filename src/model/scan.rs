@@ -100,11 +100,7 @@ unsafe fn dot_all_avx2(query: &[f32], data: &[f32], out: &mut [f32]) {
             let r = _mm256_loadu_ps(row.as_ptr().add(c * 8));
             acc[c & 1] = _mm256_fmadd_ps(q, r, acc[c & 1]);
         }
-        let sum = _mm256_add_ps(acc[0], acc[1]);
-        let halves = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps::<1>(sum));
-        let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
-        let one = _mm_add_ss(pairs, _mm_shuffle_ps::<0b01>(pairs, pairs));
-        let mut total = _mm_cvtss_f32(one);
+        let mut total = hsum_avx(_mm256_add_ps(acc[0], acc[1]));
         for (q, r) in query[split..].iter().zip(&row[split..]) {
             total = q.mul_add(*r, total);
         }
@@ -212,16 +208,23 @@ unsafe fn dot_half_avx2(query: &[f32], data: &[u16], out: &mut [f32]) {
             let h = _mm_loadu_si128(row.as_ptr().add(c * 8).cast());
             acc[c & 1] = _mm256_fmadd_ps(q, _mm256_cvtph_ps(h), acc[c & 1]);
         }
-        let sum = _mm256_add_ps(acc[0], acc[1]);
-        let halves = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps::<1>(sum));
-        let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
-        let one = _mm_add_ss(pairs, _mm_shuffle_ps::<0b01>(pairs, pairs));
-        let mut total = _mm_cvtss_f32(one);
+        let mut total = hsum_avx(_mm256_add_ps(acc[0], acc[1]));
         for (q, &h) in query[split..].iter().zip(&row[split..]) {
             total = q.mul_add(half::f16::from_bits(h).to_f32(), total);
         }
         *o = total;
     }
+}
+
+/// The sum of the 8 lanes of `v` (pairwise: halves, then pairs, then the last two).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[inline]
+unsafe fn hsum_avx(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let halves = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
+    _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps::<0b01>(pairs, pairs)))
 }
 
 fn dot_half_loop(query: &[f32], data: &[u16], out: &mut [f32]) {
@@ -374,6 +377,21 @@ mod tests {
             let mut plain = vec![0.0; 53];
             dot_half_loop(&q, &half.data, &mut plain);
             let qn = dot_f64(&q, &q).sqrt();
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
+            {
+                let mut v = vec![0.0; 53];
+                // SAFETY: AVX2, FMA and F16C checked just above.
+                unsafe { dot_half_avx2(&q, &half.data, &mut v) };
+                for (a, b) in v.iter().zip(&approx) {
+                    assert!(
+                        (a - b).abs() as f64 <= 1e-5 * (1.0 + qn * 300.0 * (dim as f64).sqrt()),
+                        "dim {dim}: avx2 {a} vs {b}"
+                    );
+                }
+            }
             for i in 0..53 {
                 let exact = dot_f64(&q, items.row(i));
                 let yn = dot_f64(items.row(i), items.row(i)).sqrt();
