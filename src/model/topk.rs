@@ -259,64 +259,75 @@ fn two_pass(
             Some(_) => 0.0,
         }
     };
-    // Pass 1: approximate scores, and the k-th best lower bound T. Large catalogues
-    // are scanned by two threads (one core alone does not use the memory bandwidth);
-    // the result does not depend on it: each worker keeps the k best lower bounds of
-    // its half and the two heaps are merged.
-    let mut approx = vec![0.0f32; rows];
-    let scan = |approx: &mut [f32], offset: usize| -> TopK {
+    // One pass over the half-precision rows. An item is a candidate when its upper
+    // bound reaches the k-th best lower bound seen so far; that bar only rises, so the
+    // final T is at least the bar each item was tested against and every item with
+    // a_i + B_i >= T is among the candidates (most items cost one comparison, and no
+    // score array is kept). Large catalogues are scanned by two threads, each over
+    // half the rows; their lower-bound heaps and candidates are merged, which does not
+    // change the result.
+    let scan = |from: usize, to: usize| -> Option<(TopK, Vec<(u32, f32)>)> {
         let mut lower = TopK::new(k);
+        let mut bar = f32::NEG_INFINITY;
+        let mut candidates: Vec<(u32, f32)> = Vec::new();
         let mut block = [0.0f32; BLOCK];
-        for (b, chunk) in approx.chunks_mut(BLOCK).enumerate() {
-            let first = offset + b * BLOCK;
+        let mut finite = true;
+        for first in (from..to).step_by(BLOCK) {
+            let n = (to - first).min(BLOCK);
             dot_rows_half(
                 query,
-                &half.data[first * dim..(first + chunk.len()) * dim],
-                chunk,
+                &half.data[first * dim..(first + n) * dim],
+                &mut block[..n],
             );
-            for (j, a) in chunk.iter_mut().enumerate() {
-                *a = score(first + j, *a);
-                block[j] = *a - bound(first + j);
+            for (j, &raw) in block[..n].iter().enumerate() {
+                let i = first + j;
+                let a = score(i, raw);
+                finite &= a.is_finite();
+                let b = bound(i);
+                if a + b < bar {
+                    continue;
+                }
+                let index = i as u32;
+                if exclude.binary_search(&index).is_ok() {
+                    continue;
+                }
+                candidates.push((index, a + b));
+                lower.push(index, a - b);
+                bar = lower.worst().unwrap_or(f32::NEG_INFINITY);
             }
-            lower.offer_all(&block[..chunk.len()], first, exclude);
         }
-        lower
+        finite.then_some((lower, candidates))
     };
-    let lower = if rows >= PARALLEL_ROWS {
+    let (lower, candidates) = if rows >= PARALLEL_ROWS {
         let middle = (rows / 2).next_multiple_of(BLOCK);
-        let (left, right) = approx.split_at_mut(middle);
         // A scoped thread, joined before the scope ends (see src/workers.rs for why no
         // thread may outlive the call).
-        let (mut a, b) = std::thread::scope(|s| {
-            let right = s.spawn(|| scan(right, middle));
-            let a = scan(left, 0);
+        let (a, b) = std::thread::scope(|s| {
+            let right = s.spawn(|| scan(middle, rows));
+            let a = scan(0, middle);
             (a, right.join())
         });
-        let Ok(b) = b else {
+        let (Some((mut lower, mut candidates)), Ok(Some((right_lower, right_candidates)))) = (a, b)
+        else {
             return None;
         };
-        for c in b.heap {
-            a.push(c.index, c.score);
+        for c in right_lower.heap {
+            lower.push(c.index, c.score);
         }
-        a
+        candidates.extend(right_candidates);
+        (lower, candidates)
     } else {
-        scan(&mut approx, 0)
+        scan(0, rows)?
     };
-    if !approx.iter().all(|a| a.is_finite()) {
-        return None;
-    }
     let threshold = lower.worst().unwrap_or(f32::NEG_INFINITY);
-    // Pass 2: rescore in f32 every item the bound cannot rule out.
+    // Rescore in f32 every candidate the final T does not rule out.
     let mut top = TopK::new(k);
     let mut exact = [0.0f32];
-    for (i, &a) in approx.iter().enumerate() {
-        if a + bound(i) < threshold {
+    for (index, upper) in candidates {
+        if upper < threshold {
             continue;
         }
-        let index = i as u32;
-        if exclude.binary_search(&index).is_ok() {
-            continue;
-        }
+        let i = index as usize;
         dot_rows(query, items.row(i), &mut exact);
         top.push(index, score(i, exact[0]));
     }
