@@ -395,14 +395,15 @@ impl Serving {
     /// empty when the item has no factors.
     pub fn similar_items(&self, item_id: i64, k: usize) -> Vec<(i64, f32)> {
         match self.item_index.get(&item_id) {
-            Some(&i) => {
-                let i = i as usize;
-                let (items, norms) = (&self.items, &self.item_norms);
-                self.with_ids(match &self.scan {
-                    Scan::Half(half) => topk::top_k_cosine_half(items, half, norms, i, k),
-                    Scan::Rows => topk::top_k_cosine(items, norms, i, k),
-                })
-            }
+            // Always the f32 scan: a half-precision pass cannot bound the cosine of
+            // items whose factors are tiny (f16 subnormals), so they would all be
+            // rescored.
+            Some(&i) => self.with_ids(topk::top_k_cosine(
+                &self.items,
+                &self.item_norms,
+                i as usize,
+                k,
+            )),
             None => Vec::new(),
         }
     }

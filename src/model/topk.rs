@@ -168,8 +168,9 @@ pub fn top_k_slice(scores: &[f32], k: usize, exclude: &[u32]) -> Vec<(u32, f32)>
 /// Why the result is the same: rounding an item to f16 moves each element by at most
 /// 2⁻¹¹ of itself (normal range) or 2⁻²⁵ (subnormal), so the approximate score `a_i` is
 /// within `B_i = 2·((2⁻¹¹ + 2(f+2)·2⁻²⁴)·|q|·|y_i| + 2⁻²⁴·|q|₁)` of the f32 kernel's
-/// score `s_i` (the second term of the parenthesis covers both f32 summations; the
-/// factor 2 covers the rounding of the norms and of the bound itself). Let `T` be the
+/// score `s_i` (2⁻¹¹: the f16 rounding; 2(f+2)·2⁻²⁴: the two f32 summations; 2⁻²⁴·|q|₁:
+/// elements in f16's subnormal range; the factor 2: the rounding of the norms and of
+/// the bound itself). Let `T` be the
 /// k-th largest `a_i − B_i` over eligible items: k items have `s ≥ T`, so every item of
 /// the f32 top-k (ties included) has `s_i ≥ T`, hence `a_i + B_i ≥ T`. Exactly those
 /// candidates are rescored with the f32 kernel, so the top-k of the candidates is the
@@ -182,40 +183,14 @@ pub fn top_k_dot_half(
     k: usize,
     exclude: &[u32],
 ) -> Vec<(u32, f32)> {
-    match two_pass(query, items, half, norms, k, exclude, None) {
+    match two_pass(query, items, half, norms, k, exclude) {
         Some(ranked) => ranked,
         None => top_k_dot(query, items, k, exclude),
     }
 }
 
-/// [`top_k_cosine`] with the half-precision first pass of [`top_k_dot_half`] (the bound
-/// divided by the same `|q|·|y_i|` as the score).
-pub fn top_k_cosine_half(
-    items: &Factors,
-    half: &HalfFactors,
-    norms: &[f32],
-    of: usize,
-    k: usize,
-) -> Vec<(u32, f32)> {
-    if of >= items.rows || norms.len() != items.rows || items.dim == 0 {
-        return vec![];
-    }
-    match two_pass(
-        items.row(of),
-        items,
-        half,
-        norms,
-        k,
-        &[of as u32],
-        Some(norms[of]),
-    ) {
-        Some(ranked) => ranked,
-        None => top_k_cosine(items, norms, of, k),
-    }
-}
-
-/// The two passes of [`top_k_dot_half`]; `cosine` is the query's norm when scores are
-/// cosines. None when the inputs do not allow the bound (shapes, non-finite values).
+/// The scan of [`top_k_dot_half`]. None when the inputs do not allow the bound (shapes,
+/// non-finite values).
 fn two_pass(
     query: &[f32],
     items: &Factors,
@@ -223,7 +198,6 @@ fn two_pass(
     norms: &[f32],
     k: usize,
     exclude: &[u32],
-    cosine: Option<f32>,
 ) -> Option<Vec<(u32, f32)>> {
     let dim = items.dim;
     let rows = items.rows.min(u32::MAX as usize);
@@ -243,22 +217,7 @@ fn two_pass(
     let q_abs = query.iter().map(|v| v.abs()).sum::<f32>();
     let relative = 2f32.powi(-11) + 2.0 * (dim as f32 + 2.0) * 2f32.powi(-24);
     let absolute = 2f32.powi(-24) * q_abs;
-    // Score from a raw dot product, and its error bound, as top_k_dot / top_k_cosine
-    // compute scores.
-    let denominator = |i: usize| cosine.map(|nq| nq * norms[i]);
-    let score = |i: usize, raw: f32| match denominator(i) {
-        None => raw,
-        Some(d) if d > 0.0 => raw / d,
-        Some(_) => 0.0,
-    };
-    let bound = |i: usize| {
-        let b = 2.0 * (relative * q_norm * norms[i] + absolute);
-        match denominator(i) {
-            None => b,
-            Some(d) if d > 0.0 => 2.0 * b / d,
-            Some(_) => 0.0,
-        }
-    };
+    let bound = |i: usize| 2.0 * (relative * q_norm * norms[i] + absolute);
     // One pass over the half-precision rows. An item is a candidate when its upper
     // bound reaches the k-th best lower bound seen so far; that bar only rises, so the
     // final T is at least the bar each item was tested against and every item with
@@ -281,7 +240,7 @@ fn two_pass(
             );
             for (j, &raw) in block[..n].iter().enumerate() {
                 let i = first + j;
-                let a = score(i, raw);
+                let a = raw;
                 finite &= a.is_finite();
                 let b = bound(i);
                 if a + b < bar {
@@ -329,7 +288,7 @@ fn two_pass(
         }
         let i = index as usize;
         dot_rows(query, items.row(i), &mut exact);
-        top.push(index, score(i, exact[0]));
+        top.push(index, exact[0]);
     }
     Some(top.into_sorted())
 }
@@ -540,7 +499,7 @@ mod tests {
                     f.row_mut(r)[c] = base.row(r % 7)[c] * 100.0 + noise.row(r)[c] * 1e-3 - 0.4;
                 }
             }
-            f.row_mut(5).fill(0.0); // a zero vector (cosine 0)
+            f.row_mut(5).fill(0.0); // a zero vector (bound 0)
             let half = HalfFactors::from_f32(&f).unwrap();
             let n = norms(&f);
             let q: Vec<f32> = Factors::random(1, dim, seed, 2)
@@ -555,13 +514,6 @@ mod tests {
                     top_k_dot(&q, &f, k, &exclude),
                     "dim {dim} k {k}"
                 );
-                for of in [0, 5, 2999] {
-                    assert_eq!(
-                        top_k_cosine_half(&f, &half, &n, of, k),
-                        top_k_cosine(&f, &n, of, k),
-                        "dim {dim} k {k} of {of}"
-                    );
-                }
             }
             assert!(top_k_dot_half(&q, &f, &half, &n, 0, &[]).is_empty());
             // A query the bound cannot handle falls back to the f32 scan (NaN scores:
@@ -587,10 +539,6 @@ mod tests {
             assert_eq!(
                 top_k_dot_half(&q, &f, &half, &n, k, &exclude),
                 top_k_dot(&q, &f, k, &exclude)
-            );
-            assert_eq!(
-                top_k_cosine_half(&f, &half, &n, 7, k),
-                top_k_cosine(&f, &n, 7, k)
             );
         }
     }
