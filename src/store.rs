@@ -41,18 +41,6 @@ pub struct Event {
     pub ts: i64,
 }
 
-/// All events of a table, column by column, read once for a refit.
-#[derive(Default, Debug)]
-pub struct EventColumns {
-    pub user_ids: Vec<i64>,
-    pub item_ids: Vec<i64>,
-    pub watch_time: Vec<f64>,
-    pub duration: Vec<f64>,
-    pub ts: Vec<i64>,
-    /// Largest event rowid read (0 when there are none).
-    pub last_id: i64,
-}
-
 /// A fitted model as stored: ids, factors, popularity and metadata.
 #[derive(Debug)]
 pub struct StoredModel {
@@ -388,25 +376,6 @@ impl Shadow {
                 )
             },
         )
-    }
-
-    /// Every event, read into owned columns on the calling thread.
-    pub fn read_events(&self, conn: &Connection) -> Result<EventColumns> {
-        let mut out = EventColumns::default();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT id, user_id, item_id, watch_time, duration, ts FROM {} ORDER BY id",
-            self.name("events")
-        ))?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            out.last_id = row.get(0)?;
-            out.user_ids.push(row.get(1)?);
-            out.item_ids.push(row.get(2)?);
-            out.watch_time.push(row.get(3)?);
-            out.duration.push(row.get(4)?);
-            out.ts.push(row.get(5)?);
-        }
-        Ok(out)
     }
 
     /// (rowid, item id) of every event of one user, in item order: read from the
