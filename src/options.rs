@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+pub use crate::model::als::RegularizationScaling;
 pub use crate::model::feedback::Confidence;
 
 /// What kind of value an option takes, with its accepted range.
@@ -82,6 +83,12 @@ const SPECS: &[Spec] = &[
             min_exclusive: false,
         },
         default: Value::Real(0.05),
+        scope: Scope::Training,
+    },
+    Spec {
+        name: "regularization_scaling",
+        kind: Kind::Choice(&["none", "count", "sqrt", "confidence"]),
+        default: Value::Text("none"),
         scope: Scope::Training,
     },
     Spec {
@@ -211,8 +218,10 @@ pub struct Options {
     pub factors: usize,
     /// ALS sweeps (users then items) per refit.
     pub iterations: usize,
-    /// L2 penalty λ on every user and item vector.
+    /// L2 penalty λ on every user and item vector (per observed pair with `count`).
     pub regularization: f64,
+    /// How a row's penalty grows with its observed pairs: `λ_r = λ · s_r`.
+    pub regularization_scaling: RegularizationScaling,
     /// Confidence scale (see `model::feedback`).
     pub alpha: f64,
     /// How a pair's watch ratio becomes confidence.
@@ -249,6 +258,7 @@ impl Default for Options {
             factors: 0,
             iterations: 0,
             regularization: 0.0,
+            regularization_scaling: RegularizationScaling::None,
             alpha: 0.0,
             confidence: Confidence::Linear,
             skip_ratio: 0.0,
@@ -322,6 +332,7 @@ impl Options {
             "factors" => Value::Integer(self.factors as i64),
             "iterations" => Value::Integer(self.iterations as i64),
             "regularization" => Value::Real(self.regularization),
+            "regularization_scaling" => Value::Text(self.regularization_scaling.name()),
             "alpha" => Value::Real(self.alpha),
             "confidence" => Value::Text(self.confidence.name()),
             "skip_ratio" => Value::Real(self.skip_ratio),
@@ -346,6 +357,10 @@ impl Options {
             ("factors", Value::Integer(v)) => self.factors = v as usize,
             ("iterations", Value::Integer(v)) => self.iterations = v as usize,
             ("regularization", Value::Real(v)) => self.regularization = v,
+            ("regularization_scaling", Value::Text(v)) => {
+                self.regularization_scaling =
+                    RegularizationScaling::from_name(v).expect("validated")
+            }
             ("alpha", Value::Real(v)) => self.alpha = v,
             ("confidence", Value::Text(v)) => {
                 self.confidence = Confidence::from_name(v).expect("validated")

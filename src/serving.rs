@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use crate::model::factors::mix64;
 use crate::model::feedback::{self, FeedbackParams};
 use crate::model::{als, topk, Factors};
-use crate::options::Options;
+use crate::options::{Options, RegularizationScaling};
 use crate::store::{Event, StoredModel};
 
 /// A folded-in user vector and the events it was computed from.
@@ -47,6 +47,7 @@ pub struct Serving {
     item_gramian: Vec<f32>,
     feedback: FeedbackParams,
     regularization: f32,
+    regularization_scaling: RegularizationScaling,
     events_upto: i64,
     newest_ts: i64,
     folded: Mutex<HashMap<i64, Folded>>,
@@ -114,6 +115,7 @@ impl Serving {
             item_gramian,
             feedback: options.feedback(),
             regularization: options.regularization as f32,
+            regularization_scaling: options.regularization_scaling,
             events_upto: model.meta.events_upto,
             newest_ts: model.meta.newest_ts,
             folded: Mutex::new(HashMap::new()),
@@ -232,6 +234,7 @@ impl Serving {
             &self.item_weights,
             &entries,
             self.regularization,
+            self.regularization_scaling,
         );
         vector.iter().all(|v| v.is_finite()).then_some(vector)
     }

@@ -89,6 +89,8 @@ pub struct AlsParams {
     pub iterations: usize,
     /// `λ` (finite, >= 0; > 0 recommended).
     pub regularization: f32,
+    /// How `λ` grows with each row's amount of data (see [`RegularizationScaling`]).
+    pub regularization_scaling: RegularizationScaling,
     /// Conjugate-gradient steps per row and sweep.
     pub cg_steps: usize,
     /// Seed of the random init (cold start).
@@ -101,8 +103,65 @@ impl Default for AlsParams {
             factors: 64,
             iterations: 15,
             regularization: 0.01,
+            regularization_scaling: RegularizationScaling::None,
             cg_steps: 3,
             seed: 0,
+        }
+    }
+}
+
+/// How the penalty of one row (a user or an item) depends on its observed pairs: the
+/// row's `λ_r = λ · s_r` (see the module doc).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RegularizationScaling {
+    /// `s_r = 1`: the same `λ` for every row (Hu, Koren, Volinsky 2008).
+    #[default]
+    None,
+    /// `s_r = n_r`, the row's number of observed pairs, watched or skipped (at least 1):
+    /// weighted-λ regularisation (ALS-WR, Zhou et al. 2008; Spark MLlib's ALS).
+    Count,
+    /// `s_r = √n_r` (at least 1).
+    Sqrt,
+    /// `s_r = Σ_{observed} c_r·`, the row's total confidence (at least 1).
+    Confidence,
+}
+
+impl RegularizationScaling {
+    /// The option value naming this scaling.
+    pub fn name(self) -> &'static str {
+        match self {
+            RegularizationScaling::None => "none",
+            RegularizationScaling::Count => "count",
+            RegularizationScaling::Sqrt => "sqrt",
+            RegularizationScaling::Confidence => "confidence",
+        }
+    }
+
+    /// The scaling named `name` (an option value), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            RegularizationScaling::None,
+            RegularizationScaling::Count,
+            RegularizationScaling::Sqrt,
+            RegularizationScaling::Confidence,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+    }
+
+    /// `λ_r = λ · s_r` of a row whose observed pairs have the confidences `conf`. Every
+    /// solver (CG, reference, fold-in) and the loss take a row's `λ` from here, so they
+    /// agree to the bit on it.
+    pub fn row_lambda(self, lambda: f32, conf: &[f32]) -> f32 {
+        match self {
+            RegularizationScaling::None => lambda,
+            RegularizationScaling::Count => lambda * conf.len().max(1) as f32,
+            RegularizationScaling::Sqrt => lambda * (conf.len().max(1) as f32).sqrt(),
+            RegularizationScaling::Confidence => {
+                // f64 in index order: the same bits whatever the caller.
+                let total: f64 = conf.iter().map(|&c| c as f64).sum();
+                lambda * (total as f32).max(1.0)
+            }
         }
     }
 }
@@ -242,6 +301,7 @@ pub fn fit_warm(
     }
     check_finite(&users, &items)?;
     let reg = params.regularization;
+    let scaling = params.regularization_scaling;
     let (user_w, item_w) = if data.uniform_missing_weight() {
         (MissingWeights::Uniform, MissingWeights::Uniform)
     } else {
@@ -258,6 +318,7 @@ pub fn fit_warm(
             &mut users,
             user_w,
             reg,
+            scaling,
             params.cg_steps,
             pool,
         );
@@ -267,15 +328,16 @@ pub fn fit_warm(
             &mut items,
             item_w,
             reg,
+            scaling,
             params.cg_steps,
             pool,
         );
         check_finite(&users, &items)?;
-        loss_history.push(loss(data, &users, &items, reg, pool));
+        loss_history.push(loss(data, &users, &items, reg, scaling, pool));
     }
     let last = match loss_history.last() {
         Some(&l) => l,
-        None => loss(data, &users, &items, reg, pool),
+        None => loss(data, &users, &items, reg, scaling, pool),
     };
     let report = FitReport {
         iterations: params.iterations,
@@ -319,18 +381,21 @@ impl MissingWeights<'_> {
 }
 
 /// One half-sweep: re-solve every row of `target` against `fixed` (see the module doc;
-/// `weights` are the missing-data weights of the items, on whichever side they are).
+/// `weights` are the missing-data weights of the items, on whichever side they are;
+/// each row's `λ` is `scaling.row_lambda(regularization, its confidences)`).
 ///
 /// Public so callers can run a single step (e.g. update only users with items frozen).
 ///
 /// # Panics
 /// If `weights` does not have one entry per row of its side.
+#[allow(clippy::too_many_arguments)]
 pub fn cg_sweep(
     rows: CsrView<'_>,
     fixed: &Factors,
     target: &mut Factors,
     weights: MissingWeights<'_>,
     regularization: f32,
+    scaling: RegularizationScaling,
     cg_steps: usize,
     pool: &rayon::ThreadPool,
 ) {
@@ -340,26 +405,32 @@ pub fn cg_sweep(
         target,
         weights.normalized(),
         regularization,
+        scaling,
         cg_steps,
         pool,
     )
 }
 
 /// [`cg_sweep`] without the all-ones shortcut (tests compare the two paths).
+#[allow(clippy::too_many_arguments)]
 fn cg_sweep_exact(
     rows: CsrView<'_>,
     fixed: &Factors,
     target: &mut Factors,
     weights: MissingWeights<'_>,
     regularization: f32,
+    scaling: RegularizationScaling,
     cg_steps: usize,
     pool: &rayon::ThreadPool,
 ) {
     let dim = target.dim;
+    // With one λ for all rows it is folded into the shared Gramian of the user step (the
+    // arithmetic, hence the bits, of the unscaled model); a per-row λ is added per row.
+    let shared_lambda = scaling == RegularizationScaling::None;
     if dim == 0 || target.rows == 0 {
         return;
     }
-    // Uniform: G = YᵀY + λI; Fixed: G = YᵀWY + λI; Target: G = XᵀX (scaled per row).
+    // Uniform: G = YᵀY (+ λI); Fixed: G = YᵀWY (+ λI); Target: G = XᵀX (scaled per row).
     let mut g = match weights {
         MissingWeights::Uniform | MissingWeights::Target(_) => gramian(fixed, pool),
         MissingWeights::Fixed(w) => {
@@ -378,11 +449,12 @@ fn cg_sweep_exact(
                 "one missing-data weight per target row"
             )
         }
-        _ => {
+        _ if shared_lambda => {
             for k in 0..dim {
                 g[k * dim + k] += regularization;
             }
         }
+        _ => {}
     }
     pool.install(|| {
         target
@@ -398,15 +470,20 @@ fn cg_sweep_exact(
                 },
                 |s, (row, x)| {
                     if row < rows.n_rows() {
+                        let data = rows.row(row);
                         let rw = match weights {
                             MissingWeights::Uniform => RowWeight::One,
                             MissingWeights::Fixed(w) => RowWeight::Columns(w),
-                            MissingWeights::Target(w) => RowWeight::Row {
-                                w: w[row],
-                                reg: regularization,
-                            },
+                            MissingWeights::Target(w) => RowWeight::Row { w: w[row] },
                         };
-                        cg_row(rows.row(row), fixed, &g, rw, x, cg_steps, s)
+                        // The λ that `g` does not already hold.
+                        let reg = match (rw, shared_lambda) {
+                            (RowWeight::Row { .. }, _) | (_, false) => {
+                                scaling.row_lambda(regularization, data.1)
+                            }
+                            _ => 0.0,
+                        };
+                        cg_row(data, fixed, &g, rw, reg, x, cg_steps, s)
                     }
                 },
             )
@@ -416,12 +493,12 @@ fn cg_sweep_exact(
 /// The missing-data weights as one row's system sees them.
 #[derive(Clone, Copy)]
 enum RowWeight<'a> {
-    /// `w = 1`, `g` includes `λI`.
+    /// `w = 1`, `g = YᵀY` (+ `λI` when λ is shared by every row).
     One,
-    /// `w` per column (a user's items), `g = YᵀWY + λI`.
+    /// `w` per column (a user's items), `g = YᵀWY` (+ `λI` when shared).
     Columns(&'a [f32]),
     /// One `w` for the whole row (an item), `g = XᵀX` without `λ`.
-    Row { w: f32, reg: f32 },
+    Row { w: f32 },
 }
 
 impl RowWeight<'_> {
@@ -435,14 +512,23 @@ impl RowWeight<'_> {
         }
     }
 
-    /// `out` = (the Gramian part of `A`) `v`.
+    /// `out` = (the Gramian and `λ` part of `A`) `v`, where `reg` is the row's `λ` not
+    /// already in `g` (0 when `g` holds it).
     #[inline]
-    fn gram_mul(self, g: &[f32], v: &[f32], out: &mut [f32]) {
+    fn gram_mul(self, g: &[f32], v: &[f32], reg: f32, out: &mut [f32]) {
         gram_mul(g, v, out);
-        if let RowWeight::Row { w, reg } = self {
-            for (o, &vk) in out.iter_mut().zip(v) {
-                *o = w * *o + reg * vk;
+        match self {
+            RowWeight::Row { w } => {
+                for (o, &vk) in out.iter_mut().zip(v) {
+                    *o = w * *o + reg * vk;
+                }
             }
+            _ if reg != 0.0 => {
+                for (o, &vk) in out.iter_mut().zip(v) {
+                    *o += reg * vk;
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -456,12 +542,15 @@ fn gram_mul(g: &[f32], v: &[f32], out: &mut [f32]) {
     }
 }
 
-/// CG on `A x = b` for one row, warm-started from `x` (see the module doc for `A`, `b`).
+/// CG on `A x = b` for one row, warm-started from `x` (see the module doc for `A`, `b`;
+/// `reg` is the part of the row's `λ` that `g` does not hold).
+#[allow(clippy::too_many_arguments)]
 fn cg_row(
     (cols, conf, pref): (&[u32], &[f32], &[f32]),
     fixed: &Factors,
     g: &[f32],
     rw: RowWeight<'_>,
+    reg: f32,
     x: &mut [f32],
     cg_steps: usize,
     s: &mut CgScratch,
@@ -471,7 +560,7 @@ fn cg_row(
     }
     let CgScratch { r, d, ad } = s;
     // r = b − A x = −(G x) + Σ_i [c_i p_i − (c_i − w_i)(y_i·x)] y_i
-    rw.gram_mul(g, x, r);
+    rw.gram_mul(g, x, reg, r);
     r.iter_mut().for_each(|v| *v = -*v);
     for k in 0..cols.len() {
         let y = fixed.row(cols[k] as usize);
@@ -486,7 +575,7 @@ fn cg_row(
     }
     for _ in 0..cg_steps {
         // ad = A d = G d + Σ_i (c_i − w_i)(y_i·d) y_i
-        rw.gram_mul(g, d, ad);
+        rw.gram_mul(g, d, reg, ad);
         for k in 0..cols.len() {
             let c1 = conf[k] - rw.of(cols[k]);
             if c1 != 0.0 {
@@ -600,9 +689,12 @@ fn weighted_gramian_exact(f: &Factors, weights: &[f32], pool: &rayon::ThreadPool
 /// Normalised loss (like `implicit`'s `calculate_loss`):
 ///
 /// ```text
-/// (Σ_observed c (p − x·y)² + Σ_unobserved w_i (x·y)² + λ(|X|² + |Y|²))
+/// (Σ_observed c (p − x·y)² + Σ_unobserved w_i (x·y)² + Σ_u λ_u |x_u|² + Σ_i λ_i |y_i|²)
 ///   / (Σ_observed c + Σ_unobserved w_i)
 /// ```
+///
+/// with each row's `λ_r = scaling.row_lambda(regularization, its confidences)` (`λ` for
+/// every row when `scaling` is `None`: `λ(|X|² + |Y|²)`).
 ///
 /// (the denominator is `Σ_observed c + n_users·n_items − nnz` when every weight is 1),
 /// computed in f64 via `x_uᵀ(YᵀWY)x_u` per user; per-user partial sums are reduced in
@@ -612,6 +704,7 @@ pub fn loss(
     users: &Factors,
     items: &Factors,
     regularization: f32,
+    scaling: RegularizationScaling,
     pool: &rayon::ThreadPool,
 ) -> f64 {
     let dim = users.dim;
@@ -656,13 +749,31 @@ pub fn loss(
                         l += c * (p - t) * (p - t) - w * t * t;
                     }
                 }
-                l + reg * dot_f64(x, x)
+                let reg_u = match scaling {
+                    RegularizationScaling::None => reg,
+                    _ => scaling.row_lambda(regularization, conf) as f64,
+                };
+                l + reg_u * dot_f64(x, x)
             })
             .collect()
     });
     let mut total: f64 = per_user.iter().sum();
-    let item_norms: f64 = items.data.iter().map(|&v| v as f64 * v as f64).sum();
-    total += reg * item_norms;
+    total += match scaling {
+        RegularizationScaling::None => {
+            let item_norms: f64 = items.data.iter().map(|&v| v as f64 * v as f64).sum();
+            reg * item_norms
+        }
+        _ => {
+            let by_item = data.by_item();
+            (0..data.n_items)
+                .map(|i| {
+                    let y = items.row(i);
+                    let norm: f64 = y.iter().map(|&v| v as f64 * v as f64).sum();
+                    scaling.row_lambda(regularization, by_item.row(i).1) as f64 * norm
+                })
+                .sum::<f64>()
+        }
+    };
     let denom = if uniform {
         data.total_confidence() + (data.n_users as f64) * (data.n_items as f64) - data.nnz() as f64
     } else {
@@ -687,8 +798,12 @@ fn dot_f64_mixed(a: &[f64], b: &[f32]) -> f64 {
 /// equations as the user step,
 ///
 /// ```text
-/// (YᵀWY + Σ_{i∈u}(c_ui − w_i) y_i y_iᵀ + λI) x = Σ_{i∈u} c_ui p_ui y_i,
+/// (YᵀWY + Σ_{i∈u}(c_ui − w_i) y_i y_iᵀ + λ_u I) x = Σ_{i∈u} c_ui p_ui y_i,
 /// ```
+///
+/// with `λ_u = scaling.row_lambda(regularization, confidences of the entries)`, counting
+/// only the entries that name an item of `items` (the others are not part of the
+/// system), so that it is exactly the user's row of a refit's user step.
 ///
 /// solved exactly (Cholesky on the dim × dim system, f64). `weights` are the items'
 /// missing-data weights `w_i` (all 1.0 for the uniform model) and `yty` is
@@ -705,14 +820,21 @@ pub fn fold_in(
     weights: &[f32],
     entries: &[(u32, f32, f32)],
     regularization: f32,
+    scaling: RegularizationScaling,
 ) -> Vec<f32> {
     let dim = items.dim;
     if yty.len() != dim * dim || weights.len() != items.rows {
         return vec![0.0; dim];
     }
+    let known: Vec<f32> = entries
+        .iter()
+        .filter(|e| (e.0 as usize) < items.rows)
+        .map(|e| e.1)
+        .collect();
+    let lambda = scaling.row_lambda(regularization, &known);
     let mut a: Vec<f64> = yty.iter().map(|&v| v as f64).collect();
     for k in 0..dim {
-        a[k * dim + k] += regularization as f64;
+        a[k * dim + k] += lambda as f64;
     }
     let mut b = vec![0.0f64; dim];
     for &(item, c, p) in entries {
@@ -756,6 +878,13 @@ mod tests {
     use crate::model::interactions::Entry;
     use crate::model::reference;
     use crate::model::topk::top_k_dot;
+
+    const SCALINGS: [RegularizationScaling; 4] = [
+        RegularizationScaling::None,
+        RegularizationScaling::Count,
+        RegularizationScaling::Sqrt,
+        RegularizationScaling::Confidence,
+    ];
 
     fn pool(n: usize) -> rayon::ThreadPool {
         rayon::ThreadPoolBuilder::new()
@@ -815,17 +944,25 @@ mod tests {
     #[test]
     fn cg_matches_exact_reference() {
         for omega in [0.0, 0.5, 1.0] {
-            cg_matches_exact_reference_with(omega);
+            for scaling in SCALINGS {
+                cg_matches_exact_reference_with(omega, scaling);
+            }
         }
     }
 
-    fn cg_matches_exact_reference_with(omega: f64) {
+    fn cg_matches_exact_reference_with(omega: f64, scaling: RegularizationScaling) {
         let data = random_problem(30, 20, 30, 1).with_popularity_weights(omega);
         assert_eq!(data.uniform_missing_weight(), omega == 0.0);
         let params = AlsParams {
             factors: 8,
             iterations: 6,
-            regularization: 0.1,
+            // Per pair with `count` (6 pairs a user, 9 an item on average).
+            regularization: if scaling == RegularizationScaling::None {
+                0.1
+            } else {
+                0.02
+            },
+            regularization_scaling: scaling,
             cg_steps: 25,
             seed: 3,
         };
@@ -834,7 +971,7 @@ mod tests {
         let (du, di) = (rel_diff(&u1, &u2), rel_diff(&i1, &i2));
         assert!(
             du < 1e-3 && di < 1e-3,
-            "relative differences users {du}, items {di}"
+            "{scaling:?}: relative differences users {du}, items {di}"
         );
         let scale = u2
             .data
@@ -853,16 +990,19 @@ mod tests {
     #[test]
     fn few_cg_steps_still_decrease_loss() {
         for omega in [0.0, 0.5, 1.0, 2.0] {
-            few_cg_steps_still_decrease_loss_with(omega);
+            for scaling in SCALINGS {
+                few_cg_steps_still_decrease_loss_with(omega, scaling);
+            }
         }
     }
 
-    fn few_cg_steps_still_decrease_loss_with(omega: f64) {
+    fn few_cg_steps_still_decrease_loss_with(omega: f64, scaling: RegularizationScaling) {
         let data = random_problem(40, 30, 20, 2).with_popularity_weights(omega);
         let params = AlsParams {
             factors: 6,
             iterations: 8,
             regularization: 0.05,
+            regularization_scaling: scaling,
             cg_steps: 3,
             seed: 1,
         };
@@ -888,30 +1028,54 @@ mod tests {
             .enumerate()
             .for_each(|(k, v)| *v += (k % 7) as f32 * 0.1 - 0.3);
         for omega in [0.0, 0.5, 2.0] {
-            let data = data.clone().with_popularity_weights(omega);
-            let fast = loss(&data, &users, &items, 0.3, &pool(2));
-            let dense = reference::loss_dense(&data, &users, &items, 0.3);
-            assert!(
-                (fast - dense).abs() <= 1e-9 * dense.abs(),
-                "ω {omega}: {fast} vs {dense}"
-            );
+            for scaling in SCALINGS {
+                let data = data.clone().with_popularity_weights(omega);
+                let fast = loss(&data, &users, &items, 0.3, scaling, &pool(2));
+                let dense = reference::loss_dense(&data, &users, &items, 0.3, scaling);
+                assert!(
+                    (fast - dense).abs() <= 1e-9 * dense.abs(),
+                    "ω {omega}, {scaling:?}: {fast} vs {dense}"
+                );
+            }
         }
-        assert!(loss(&data, &items, &users, 0.3, &pool(1)).is_nan());
+        let none = RegularizationScaling::None;
+        assert!(loss(&data, &items, &users, 0.3, none, &pool(1)).is_nan());
+        // The penalty term alone, by hand: zero confidences and factors except one user
+        // row and one item row, so that only λ_u |x_u|² + λ_i |y_i|² and the Gramian
+        // terms remain; the difference between scalings is exactly the penalty.
+        let penalty = |scaling| {
+            let l = loss(&data, &users, &items, 0.3, scaling, &pool(1));
+            let l0 = loss(&data, &users, &items, 0.0, scaling, &pool(1));
+            let denom = data.total_confidence() + (25.0 * 15.0) - data.nnz() as f64;
+            (l - l0) * denom
+        };
+        let norms = |f: &Factors, r: usize| dot_f64(f.row(r), f.row(r));
+        let want_count: f64 = (0..25)
+            .map(|u| (0.3f32 * data.user_row(u).0.len().max(1) as f32) as f64 * norms(&users, u))
+            .chain((0..15).map(|i| {
+                (0.3f32 * data.item_row(i).0.len().max(1) as f32) as f64 * norms(&items, i)
+            }))
+            .sum();
+        let got = penalty(RegularizationScaling::Count);
+        assert!((got - want_count).abs() <= 1e-9 * want_count, "{got} vs {want_count}");
     }
 
     #[test]
     fn bit_identical_across_thread_counts() {
         for omega in [0.0, 0.75] {
-            bit_identical_across_thread_counts_with(omega);
+            for scaling in SCALINGS {
+                bit_identical_across_thread_counts_with(omega, scaling);
+            }
         }
     }
 
-    fn bit_identical_across_thread_counts_with(omega: f64) {
+    fn bit_identical_across_thread_counts_with(omega: f64, scaling: RegularizationScaling) {
         let data = random_problem(400, 250, 5, 5).with_popularity_weights(omega);
         let params = AlsParams {
             factors: 16,
             iterations: 3,
             regularization: 0.05,
+            regularization_scaling: scaling,
             cg_steps: 3,
             seed: 11,
         };
@@ -953,7 +1117,7 @@ mod tests {
             .iter()
             .zip(weighted_gramian_exact(&big, &ones, &pool(3)))
             .all(|(a, b)| a.to_bits() == b.to_bits()));
-        let l1 = loss(&data, &u1, &big_items(&i1), 0.05, &pool(1));
+        let l1 = loss(&data, &u1, &big_items(&i1), 0.05, scaling, &pool(1));
         for n in [2, 3] {
             assert!(g1
                 .iter()
@@ -965,7 +1129,7 @@ mod tests {
                 .all(|(a, b)| a.to_bits() == b.to_bits()));
             assert_eq!(
                 l1.to_bits(),
-                loss(&data, &u1, &big_items(&i1), 0.05, &pool(n)).to_bits()
+                loss(&data, &u1, &big_items(&i1), 0.05, scaling, &pool(n)).to_bits()
             );
         }
     }
@@ -1007,6 +1171,7 @@ mod tests {
             factors: 2,
             iterations: 15,
             regularization: 0.01,
+            regularization_scaling: RegularizationScaling::None,
             cg_steps: 3,
             seed: 7,
         };
@@ -1037,23 +1202,26 @@ mod tests {
     #[test]
     fn fold_in_equals_exact_user_step() {
         for omega in [0.0, 0.5, 1.5] {
-            fold_in_equals_exact_user_step_with(omega);
+            for scaling in SCALINGS {
+                fold_in_equals_exact_user_step_with(omega, scaling);
+            }
         }
     }
 
-    fn fold_in_equals_exact_user_step_with(omega: f64) {
+    fn fold_in_equals_exact_user_step_with(omega: f64, scaling: RegularizationScaling) {
         let data = random_problem(30, 20, 30, 6).with_popularity_weights(omega);
         let w = &data.missing_weight;
         let params = AlsParams {
             factors: 8,
             iterations: 3,
             regularization: 0.1,
+            regularization_scaling: scaling,
             cg_steps: 3,
             seed: 2,
         };
         let p = pool(2);
         let (_, items, _) = fit(&data, &params, &p).unwrap();
-        let exact = reference::user_step(&data, &items, params.regularization);
+        let exact = reference::user_step(&data, &items, params.regularization, scaling);
         // A CG user step with many steps from the current users converges to it too.
         let mut cg_users = Factors::random(30, 8, 99, 0);
         cg_sweep(
@@ -1062,6 +1230,7 @@ mod tests {
             &mut cg_users,
             MissingWeights::Fixed(w),
             params.regularization,
+            scaling,
             40,
             &p,
         );
@@ -1071,7 +1240,15 @@ mod tests {
             let entries: Vec<(u32, f32, f32)> = (0..cols.len())
                 .map(|k| (cols[k], conf[k], pref[k]))
                 .collect();
-            let x = fold_in(&items, &yty, w, &entries, params.regularization);
+            let x = fold_in(&items, &yty, w, &entries, params.regularization, scaling);
+            // Entries on items the model does not have are not part of the system (nor
+            // of the row's count).
+            let mut with_unknown = entries.clone();
+            with_unknown.push((1000, 7.0, 1.0));
+            assert_eq!(
+                fold_in(&items, &yty, w, &with_unknown, params.regularization, scaling),
+                x
+            );
             let scale = exact.row(u).iter().fold(1e-3f32, |a, v| a.max(v.abs()));
             for k in 0..8 {
                 assert!(
@@ -1083,14 +1260,14 @@ mod tests {
             }
         }
         // Unknown items are ignored; a wrong Gramian gives zeros, not a panic.
-        let x = fold_in(&items, &yty, w, &[(1000, 5.0, 1.0)], 0.1);
+        let x = fold_in(&items, &yty, w, &[(1000, 5.0, 1.0)], 0.1, scaling);
         assert!(x.iter().all(|v| v.abs() < 1e-6));
         assert_eq!(
-            fold_in(&items, &yty[1..], w, &[(0, 5.0, 1.0)], 0.1),
+            fold_in(&items, &yty[1..], w, &[(0, 5.0, 1.0)], 0.1, scaling),
             vec![0.0; 8]
         );
         assert_eq!(
-            fold_in(&items, &yty, &w[1..], &[(0, 5.0, 1.0)], 0.1),
+            fold_in(&items, &yty, &w[1..], &[(0, 5.0, 1.0)], 0.1, scaling),
             vec![0.0; 8]
         );
     }
@@ -1146,6 +1323,7 @@ mod tests {
             factors: 8,
             iterations: 4,
             regularization: 0.05,
+            regularization_scaling: RegularizationScaling::None,
             cg_steps: 3,
             seed: 4,
         };
@@ -1165,6 +1343,7 @@ mod tests {
             &mut a,
             MissingWeights::Uniform,
             0.05,
+            RegularizationScaling::None,
             3,
             &pool(2),
         );
@@ -1174,6 +1353,7 @@ mod tests {
             &mut b,
             MissingWeights::Fixed(&ones),
             0.05,
+            RegularizationScaling::None,
             3,
             &pool(3),
         );
@@ -1208,6 +1388,7 @@ mod tests {
                 factors: 4,
                 iterations: 2,
                 regularization: 0.1,
+                regularization_scaling: RegularizationScaling::None,
                 cg_steps: 3,
                 seed: 0,
             };
@@ -1233,6 +1414,7 @@ mod tests {
             factors: 4,
             iterations: 1,
             regularization: 0.1,
+            regularization_scaling: RegularizationScaling::None,
             cg_steps: 3,
             seed: 0,
         };
@@ -1349,6 +1531,7 @@ mod tests {
             factors: 64,
             iterations: 15,
             regularization: 0.01,
+            regularization_scaling: RegularizationScaling::None,
             cg_steps: 3,
             seed: 0,
         };
@@ -1362,6 +1545,7 @@ mod tests {
             &Factors::random(n_users, 64, 0, 0),
             &Factors::random(n_items, 64, 0, 1),
             0.01,
+            RegularizationScaling::None,
             &p,
         );
         println!(
