@@ -82,13 +82,13 @@ const SPECS: &[Spec] = &[
             max: 1e6,
             min_exclusive: false,
         },
-        default: Value::Real(0.05),
+        default: Value::Real(2.0),
         scope: Scope::Training,
     },
     Spec {
         name: "regularization_scaling",
-        kind: Kind::Choice(&["none", "count", "sqrt", "confidence"]),
-        default: Value::Text("none"),
+        kind: Kind::Choice(&["none", "count", "sqrt"]),
+        default: Value::Text("sqrt"),
         scope: Scope::Training,
     },
     Spec {

@@ -120,10 +120,9 @@ pub enum RegularizationScaling {
     /// `s_r = n_r`, the row's number of observed pairs, watched or skipped (at least 1):
     /// weighted-λ regularisation (ALS-WR, Zhou et al. 2008; Spark MLlib's ALS).
     Count,
-    /// `s_r = √n_r` (at least 1).
+    /// `s_r = √n_r` (`n_r` at least 1): between the two, heavier rows still get more
+    /// penalty, but not in proportion.
     Sqrt,
-    /// `s_r = Σ_{observed} c_r·`, the row's total confidence (at least 1).
-    Confidence,
 }
 
 impl RegularizationScaling {
@@ -133,7 +132,6 @@ impl RegularizationScaling {
             RegularizationScaling::None => "none",
             RegularizationScaling::Count => "count",
             RegularizationScaling::Sqrt => "sqrt",
-            RegularizationScaling::Confidence => "confidence",
         }
     }
 
@@ -143,25 +141,19 @@ impl RegularizationScaling {
             RegularizationScaling::None,
             RegularizationScaling::Count,
             RegularizationScaling::Sqrt,
-            RegularizationScaling::Confidence,
         ]
         .into_iter()
         .find(|s| s.name() == name)
     }
 
-    /// `λ_r = λ · s_r` of a row whose observed pairs have the confidences `conf`. Every
-    /// solver (CG, reference, fold-in) and the loss take a row's `λ` from here, so they
-    /// agree to the bit on it.
-    pub fn row_lambda(self, lambda: f32, conf: &[f32]) -> f32 {
+    /// `λ_r = λ · s_r` of a row with `n` observed pairs. Every solver (CG, reference,
+    /// fold-in) and the loss take a row's `λ` from here, so they agree to the bit on it.
+    pub fn row_lambda(self, lambda: f32, n: usize) -> f32 {
+        let n = n.max(1) as f32;
         match self {
             RegularizationScaling::None => lambda,
-            RegularizationScaling::Count => lambda * conf.len().max(1) as f32,
-            RegularizationScaling::Sqrt => lambda * (conf.len().max(1) as f32).sqrt(),
-            RegularizationScaling::Confidence => {
-                // f64 in index order: the same bits whatever the caller.
-                let total: f64 = conf.iter().map(|&c| c as f64).sum();
-                lambda * (total as f32).max(1.0)
-            }
+            RegularizationScaling::Count => lambda * n,
+            RegularizationScaling::Sqrt => lambda * n.sqrt(),
         }
     }
 }
@@ -479,7 +471,7 @@ fn cg_sweep_exact(
                         // The λ that `g` does not already hold.
                         let reg = match (rw, shared_lambda) {
                             (RowWeight::Row { .. }, _) | (_, false) => {
-                                scaling.row_lambda(regularization, data.1)
+                                scaling.row_lambda(regularization, data.0.len())
                             }
                             _ => 0.0,
                         };
@@ -751,7 +743,7 @@ pub fn loss(
                 }
                 let reg_u = match scaling {
                     RegularizationScaling::None => reg,
-                    _ => scaling.row_lambda(regularization, conf) as f64,
+                    _ => scaling.row_lambda(regularization, cols.len()) as f64,
                 };
                 l + reg_u * dot_f64(x, x)
             })
@@ -769,7 +761,7 @@ pub fn loss(
                 .map(|i| {
                     let y = items.row(i);
                     let norm: f64 = y.iter().map(|&v| v as f64 * v as f64).sum();
-                    scaling.row_lambda(regularization, by_item.row(i).1) as f64 * norm
+                    scaling.row_lambda(regularization, by_item.row(i).0.len()) as f64 * norm
                 })
                 .sum::<f64>()
         }
@@ -826,12 +818,11 @@ pub fn fold_in(
     if yty.len() != dim * dim || weights.len() != items.rows {
         return vec![0.0; dim];
     }
-    let known: Vec<f32> = entries
+    let known = entries
         .iter()
         .filter(|e| (e.0 as usize) < items.rows)
-        .map(|e| e.1)
-        .collect();
-    let lambda = scaling.row_lambda(regularization, &known);
+        .count();
+    let lambda = scaling.row_lambda(regularization, known);
     let mut a: Vec<f64> = yty.iter().map(|&v| v as f64).collect();
     for k in 0..dim {
         a[k * dim + k] += lambda as f64;
@@ -879,11 +870,10 @@ mod tests {
     use crate::model::reference;
     use crate::model::topk::top_k_dot;
 
-    const SCALINGS: [RegularizationScaling; 4] = [
+    const SCALINGS: [RegularizationScaling; 3] = [
         RegularizationScaling::None,
         RegularizationScaling::Count,
         RegularizationScaling::Sqrt,
-        RegularizationScaling::Confidence,
     ];
 
     fn pool(n: usize) -> rayon::ThreadPool {

@@ -120,7 +120,7 @@ fn exact_step(
                 }
             }
         }
-        let lambda = scaling.row_lambda(regularization, conf) as f64;
+        let lambda = scaling.row_lambda(regularization, cols.len()) as f64;
         for k in 0..f {
             a_mat[k * f + k] += lambda;
         }
@@ -173,11 +173,11 @@ pub fn loss_dense(
         }
     }
     for u in 0..nu {
-        let lambda = scaling.row_lambda(regularization, data.user_row(u).1) as f64;
+        let lambda = scaling.row_lambda(regularization, data.user_row(u).0.len()) as f64;
         l += lambda * dot_f64(users.row(u), users.row(u));
     }
     for i in 0..ni {
-        let lambda = scaling.row_lambda(regularization, data.item_row(i).1) as f64;
+        let lambda = scaling.row_lambda(regularization, data.item_row(i).0.len()) as f64;
         l += lambda * dot_f64(items.row(i), items.row(i));
     }
     let denom: f64 = cp.iter().map(|&(c, _)| c).sum();
@@ -256,17 +256,15 @@ mod tests {
         use RegularizationScaling as S;
         for (omega, scaling) in [0.0, 0.5, 2.0]
             .into_iter()
-            .flat_map(|o| [S::None, S::Count, S::Sqrt, S::Confidence].map(|s| (o, s)))
+            .flat_map(|o| [S::None, S::Count, S::Sqrt].map(|s| (o, s)))
         {
             let data = problem().with_popularity_weights(omega);
             let lambda = |conf: &[f32]| -> f64 {
                 let n = conf.len().max(1) as f64;
-                let total: f64 = conf.iter().map(|&c| c as f64).sum();
                 0.2 * match scaling {
                     S::None => 1.0,
                     S::Count => n,
                     S::Sqrt => n.sqrt(),
-                    S::Confidence => total.max(1.0),
                 }
             };
             let w = |i: usize| data.missing_weight[i] as f64;
