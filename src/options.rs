@@ -82,13 +82,13 @@ const SPECS: &[Spec] = &[
             max: 1e6,
             min_exclusive: false,
         },
-        default: Value::Real(2.0),
+        default: Value::Real(0.2),
         scope: Scope::Training,
     },
     Spec {
         name: "regularization_scaling",
         kind: Kind::Choice(&["none", "count", "sqrt"]),
-        default: Value::Text("sqrt"),
+        default: Value::Text("count"),
         scope: Scope::Training,
     },
     Spec {
@@ -211,6 +211,13 @@ const SPECS: &[Spec] = &[
     },
 ];
 
+/// Options added after tables were first stored, with the value that gives the
+/// behaviour of the builds before them. A table (`<table>_config`) or a model (its options
+/// JSON) stored before such an option existed has no entry for it and keeps meaning what
+/// it meant: a table created with the unscaled `regularization = 0.05` stays unscaled.
+/// New tables and models store every option, so this matters only for old files.
+const ADDED_LATER: &[(&str, Value)] = &[("regularization_scaling", Value::Text("none"))];
+
 /// The validated options of one model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
@@ -282,6 +289,16 @@ impl Default for Options {
 }
 
 impl Options {
+    /// What stored options are read onto: the defaults, except that options added after
+    /// the table or model was stored take their earlier behaviour ([`ADDED_LATER`]).
+    pub fn stored_base() -> Options {
+        let mut options = Options::default();
+        for &(name, value) in ADDED_LATER {
+            options.set(name, value);
+        }
+        options
+    }
+
     /// The feedback part, for `model::feedback`.
     pub fn feedback(&self) -> crate::model::feedback::FeedbackParams {
         crate::model::feedback::FeedbackParams {
@@ -642,6 +659,84 @@ mod tests {
         assert!(Options::from_create_args(&["seed=1", "seed=2"])
             .unwrap_err()
             .contains("more than once"));
+    }
+
+    #[test]
+    fn regularization_scaling_is_a_training_choice() {
+        let defaults = Options::default();
+        assert_eq!(
+            (defaults.regularization, defaults.regularization_scaling),
+            (0.2, RegularizationScaling::Count)
+        );
+        for (text, want) in [
+            ("none", RegularizationScaling::None),
+            ("count", RegularizationScaling::Count),
+            ("'SQRT'", RegularizationScaling::Sqrt),
+        ] {
+            let o = Options::from_create_args(&[&format!("regularization_scaling = {text}")])
+                .unwrap();
+            assert_eq!(o.regularization_scaling, want);
+            assert_eq!(
+                o.entries()
+                    .iter()
+                    .find(|(k, _)| *k == "regularization_scaling")
+                    .unwrap()
+                    .1,
+                Value::Text(want.name())
+            );
+        }
+        assert_eq!(
+            Options::from_create_args(&["regularization_scaling = linear"]).unwrap_err(),
+            "foryou: option regularization_scaling expects one of none, count, sqrt, got 'linear'"
+        );
+        let o = defaults
+            .with_refit_json(r#"{"regularization_scaling": "count", "regularization": 0.1}"#)
+            .unwrap();
+        assert_eq!(
+            (o.regularization_scaling, o.regularization),
+            (RegularizationScaling::Count, 0.1)
+        );
+        assert_eq!(
+            defaults
+                .with_refit_json(r#"{"regularization_scaling": 1}"#)
+                .unwrap_err(),
+            "foryou_refit: option regularization_scaling expects one of none, count, sqrt, got 1"
+        );
+        assert_eq!(
+            defaults
+                .with_refit_json(r#"{"regularization_scaling": "ALS-WR"}"#)
+                .unwrap_err(),
+            "foryou_refit: option regularization_scaling expects one of none, count, sqrt, got \"ALS-WR\""
+        );
+        // The stored model options carry it, so fold-in uses the scaling of the refit.
+        let back = Options::stored_base()
+            .with_refit_json(&o.training_json())
+            .unwrap();
+        assert_eq!(back.regularization_scaling, RegularizationScaling::Count);
+    }
+
+    #[test]
+    fn options_stored_before_scaling_existed_stay_unscaled() {
+        // A table or model stored by an older build has regularization but no
+        // regularization_scaling: its λ keeps meaning one λ for every row.
+        let mut stored = Options::stored_base();
+        stored
+            .load_stored("regularization", &rusqlite::types::Value::Real(0.05))
+            .unwrap();
+        assert_eq!(stored.regularization_scaling, RegularizationScaling::None);
+        assert_eq!(stored.regularization, 0.05);
+        let model = Options::stored_base()
+            .with_refit_json(r#"{"regularization": 0.05, "alpha": 2}"#)
+            .unwrap();
+        assert_eq!(model.regularization_scaling, RegularizationScaling::None);
+        // Otherwise the base is the defaults.
+        assert_eq!(
+            Options {
+                regularization_scaling: RegularizationScaling::Count,
+                ..Options::stored_base()
+            },
+            Options::default()
+        );
     }
 
     #[test]

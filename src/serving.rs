@@ -74,7 +74,7 @@ impl Serving {
         };
         // The options of the refit that wrote the model; a model written by a refit
         // with unreadable options falls back to the defaults (fold-in is then approximate).
-        let options = Options::default()
+        let options = Options::stored_base()
             .with_refit_json(&model.meta.options)
             .unwrap_or_default();
         // The refit's missing-data weights: w_i = pop_i^ω / mean(pop^ω) from the
