@@ -101,7 +101,8 @@ DEFAULT_CANDIDATES = [
 ]
 
 POPULARITY_NOTES = {
-    "popularity": "foryou before any refit: distinct viewers in train (swipe-aways count)",
+    # Set by probe_extension from the table's skip rule (the extension's defaults).
+    "popularity": "foryou before any refit: distinct train users who watched (skips do not count)",
     "popularity of positives (Python)": "distinct train users with a positive (KuaiRec: ratio ≥ 2; signed: label 1)",
 }
 
@@ -765,6 +766,11 @@ def probe_extension():
                 pass
         if stored["regularization_scaling"] != "none":
             CURRENT_DEFAULTS["regularization_scaling"] = stored["regularization_scaling"]
+    # The popularity row's tables are created with the default skip rule: since the
+    # fallback counts only viewers who watched, events below it are not views.
+    POPULARITY_NOTES["popularity"] = (
+        "foryou before any refit: distinct train users who watched "
+        f"(events with ratio < skip_ratio = {CURRENT_DEFAULTS['skip_ratio']:g}, the default, do not count)")
     try:
         con.execute("CREATE VIRTUAL TABLE r USING foryou(confidence = ratio)")
         if "ratio" not in WATCH_FORMS:
