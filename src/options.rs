@@ -673,8 +673,8 @@ mod tests {
             ("count", RegularizationScaling::Count),
             ("'SQRT'", RegularizationScaling::Sqrt),
         ] {
-            let o = Options::from_create_args(&[&format!("regularization_scaling = {text}")])
-                .unwrap();
+            let o =
+                Options::from_create_args(&[&format!("regularization_scaling = {text}")]).unwrap();
             assert_eq!(o.regularization_scaling, want);
             assert_eq!(
                 o.entries()

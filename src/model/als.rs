@@ -14,11 +14,30 @@
 //! ```text
 //! L(X, Y) = Σ_{(u,i) observed}   c_ui (p_ui − x_u·y_i)²
 //!         + Σ_{(u,i) unobserved} w_i (x_u·y_i)²
-//!         + λ (Σ_u |x_u|² + Σ_i |y_i|²)
+//!         + Σ_u λ_u |x_u|² + Σ_i λ_i |y_i|²
 //! ```
 //!
-//! with `w_i = pop_i^ω / mean_j(pop_j^ω)`, `pop_i` the number of distinct users with an
-//! observed pair on item `i` and `ω` the `popularity_exponent` option (see
+//! where each row's penalty `λ_r = λ · s(n_r)` follows [`RegularizationScaling`] (the
+//! `regularization_scaling` option), `n_r` being the row's number of observed pairs
+//! (watched or skipped; distinct items of a user, distinct users of an item):
+//!
+//! ```text
+//! none:   s(n) = 1                 λ (Σ_u |x_u|² + Σ_i |y_i|²), Hu, Koren, Volinsky 2008
+//! count:  s(n) = max(n, 1)         λ per observed pair: weighted-λ regularisation (ALS-WR,
+//!                                  Zhou, Wilkinson, Schreiber, Pan 2008; Spark MLlib's ALS)
+//! sqrt:   s(n) = √max(n, 1)
+//! ```
+//!
+//! With `count`, a row's penalty grows with its data as its data term does, so one `λ`
+//! suits a user with 3 events and one with 3000: heavy rows (a dense log) are smoothed as
+//! much, relative to their evidence, as light ones (a small table). (Spark counts a row's
+//! positive ratings; here every observed pair counts, skips included, since a skip adds
+//! its own term to the row's system.) A row with no observed pair, which no refit has,
+//! would take `λ`. `λ_r` is computed in f32 as `λ · s` ([`RegularizationScaling::row_lambda`])
+//! by every solver, the loss and fold-in alike.
+//!
+//! with `w_i = pop_i^ω / mean_j(pop_j^ω)`, `pop_i` the popularity of item `i` (the
+//! number of distinct users who watched it, [`super::feedback::build`]) and `ω` the `popularity_exponent` option (see
 //! [`super::feedback::missing_weights`]): the mean weight is 1, so `λ` and `alpha` keep
 //! their meaning, and `ω = 0` gives `w_i = 1` exactly, the uniform model.
 //!
@@ -26,7 +45,7 @@
 //!
 //! ```text
 //! A_u x_u = b_u,
-//! A_u = YᵀWY + Σ_{i∈u} (c_ui − w_i) y_i y_iᵀ + λ I,      YᵀWY = Σ_i w_i y_i y_iᵀ
+//! A_u = YᵀWY + Σ_{i∈u} (c_ui − w_i) y_i y_iᵀ + λ_u I,    YᵀWY = Σ_i w_i y_i y_iᵀ
 //! b_u = Σ_{i∈u} c_ui p_ui y_i
 //! ```
 //!
@@ -35,7 +54,7 @@
 //! nothing to `b_u`. With `X` fixed, each item's weight is one scalar:
 //!
 //! ```text
-//! A_i = w_i XᵀX + Σ_{u∈i} (c_ui − w_i) x_u x_uᵀ + λ I,     b_i = Σ_{u∈i} c_ui p_ui x_u
+//! A_i = w_i XᵀX + Σ_{u∈i} (c_ui − w_i) x_u x_uᵀ + λ_i I,   b_i = Σ_{u∈i} c_ui p_ui x_u
 //! ```
 //!
 //! Each iteration sweeps users, then items.
@@ -48,13 +67,15 @@
 //! warm-started from its current vector, never forming `A_u`: the product
 //!
 //! ```text
-//! A_u v = (YᵀWY + λI) v + Σ_{i∈u} (c_ui − w_i) (y_i·v) y_i
-//! A_i v = w_i (XᵀX) v + λ v + Σ_{u∈i} (c_ui − w_i) (x_u·v) x_u
+//! A_u v = (YᵀWY + λ_u I) v + Σ_{i∈u} (c_ui − w_i) (y_i·v) y_i
+//! A_i v = w_i (XᵀX) v + λ_i v + Σ_{u∈i} (c_ui − w_i) (x_u·v) x_u
 //! ```
 //!
 //! costs `O(f² + n_u f)`. The Gramian (`YᵀWY` or `XᵀX`) is computed once per sweep, in
-//! f64 with a fixed reduction order. Since `A_u` is positive definite (for `c, w ≥ 0`,
-//! `λ > 0`), each CG step from the warm start cannot increase the objective, so a few
+//! f64 with a fixed reduction order. With one `λ` for every row (`none`) the user step
+//! folds `λI` into the shared Gramian, as it always did (same arithmetic, same bits); a
+//! scaled `λ_u` is added per row instead. Since `A_u` is positive definite (for
+//! `c, w ≥ 0`, `λ_u > 0`), each CG step from the warm start cannot increase the objective, so a few
 //! steps per sweep suffice (3 is the usual default). When every `w_i` is exactly 1 the
 //! sweep takes the uniform path (`YᵀY + λI`, corrections `c − 1`): the same arithmetic,
 //! hence the same bits, as before missing-data weights existed.
@@ -69,7 +90,7 @@
 //!
 //! # Loss
 //!
-//! [`loss`] reports `L` divided by `Σ_observed c + Σ_unobserved w_i` (the total
+//! [`loss`] reports `L` (with each row's `λ_r`) divided by `Σ_observed c + Σ_unobserved w_i` (the total
 //! confidence of all pairs; `n_users·n_items − nnz` for the unobserved ones when every
 //! weight is 1), like `implicit`'s `calculate_loss`, computed without visiting
 //! unobserved pairs: `Σ_unobserved w_i (x·y)² = Σ_u x_uᵀ(YᵀWY)x_u − Σ_observed w_i (x·y)²`.
@@ -374,7 +395,7 @@ impl MissingWeights<'_> {
 
 /// One half-sweep: re-solve every row of `target` against `fixed` (see the module doc;
 /// `weights` are the missing-data weights of the items, on whichever side they are;
-/// each row's `λ` is `scaling.row_lambda(regularization, its confidences)`).
+/// each row's `λ` is `scaling.row_lambda(regularization, its number of pairs)`).
 ///
 /// Public so callers can run a single step (e.g. update only users with items frozen).
 ///
@@ -685,7 +706,7 @@ fn weighted_gramian_exact(f: &Factors, weights: &[f32], pool: &rayon::ThreadPool
 ///   / (Σ_observed c + Σ_unobserved w_i)
 /// ```
 ///
-/// with each row's `λ_r = scaling.row_lambda(regularization, its confidences)` (`λ` for
+/// with each row's `λ_r = scaling.row_lambda(regularization, its number of pairs)` (`λ` for
 /// every row when `scaling` is `None`: `λ(|X|² + |Y|²)`).
 ///
 /// (the denominator is `Σ_observed c + n_users·n_items − nnz` when every weight is 1),
@@ -793,7 +814,7 @@ fn dot_f64_mixed(a: &[f64], b: &[f32]) -> f64 {
 /// (YᵀWY + Σ_{i∈u}(c_ui − w_i) y_i y_iᵀ + λ_u I) x = Σ_{i∈u} c_ui p_ui y_i,
 /// ```
 ///
-/// with `λ_u = scaling.row_lambda(regularization, confidences of the entries)`, counting
+/// with `λ_u = scaling.row_lambda(regularization, number of entries)`, counting
 /// only the entries that name an item of `items` (the others are not part of the
 /// system), so that it is exactly the user's row of a refit's user step.
 ///
@@ -932,6 +953,70 @@ mod tests {
     }
 
     #[test]
+    fn scaled_penalty_by_hand() {
+        use RegularizationScaling as S;
+        assert_eq!(S::None.row_lambda(0.5, 4), 0.5);
+        assert_eq!(S::Count.row_lambda(0.5, 4), 2.0);
+        assert_eq!(S::Sqrt.row_lambda(0.5, 4), 1.0);
+        // A row without pairs takes λ.
+        assert_eq!(S::Count.row_lambda(0.5, 0), 0.5);
+        assert_eq!(S::Sqrt.row_lambda(0.5, 0), 0.5);
+        // One factor; items y = (1, 2); the user watched item 0 (c = 3, p = 1) and skipped
+        // item 1 (c = 2, p = 0), so n_u = 2 and, with count and λ = 0.5, λ_u = 1:
+        //   A = Σ_j y_j² + (3 − 1)·1² + (2 − 1)·2² + λ_u = 5 + 2 + 4 + 1 = 12,  b = 3,
+        //   x = 3 / 12 = 0.25  (unscaled: 3 / 11.5; sqrt: 3 / (11 + 0.5·√2)).
+        let items = Factors::from_vec(2, 1, vec![1.0, 2.0]).unwrap();
+        let entries = [(0, 3.0, 1.0), (1, 2.0, 0.0)];
+        let data = Interactions::from_entries(
+            1,
+            2,
+            &entries.map(|(item, confidence, preference)| Entry {
+                user: 0,
+                item,
+                confidence,
+                preference,
+            }),
+        );
+        let ones = [1.0f32; 2];
+        for (scaling, want) in [
+            (S::Count, 0.25f64),
+            (S::None, 3.0 / 11.5),
+            (S::Sqrt, 3.0 / (11.0 + 0.5 * 2f64.sqrt())),
+        ] {
+            let folded = fold_in(&items, &[5.0], &ones, &entries, 0.5, scaling);
+            let exact = reference::user_step(&data, &items, 0.5, scaling);
+            let mut cg = Factors::zeros(1, 1);
+            cg_sweep(
+                data.by_user(),
+                &items,
+                &mut cg,
+                MissingWeights::Uniform,
+                0.5,
+                scaling,
+                3,
+                &pool(1),
+            );
+            for (got, what) in [
+                (folded[0], "fold-in"),
+                (exact.data[0], "reference"),
+                (cg.data[0], "CG"),
+            ] {
+                assert!(
+                    (got as f64 - want).abs() < 1e-6,
+                    "{scaling:?} {what}: {got} vs {want}"
+                );
+            }
+        }
+        // The loss at x = 0.25 with count, λ = 0.5: both pairs observed, so
+        //   3·(1 − 0.25)² + 2·(0 − 0.5)² = 2.1875; penalties λ_u x² = 1·0.0625,
+        //   items (one pair each, λ_i = 0.5): 0.5·1 + 0.5·4 = 2.5; total 4.75 over Σc = 5.
+        let users = Factors::from_vec(1, 1, vec![0.25]).unwrap();
+        let l = loss(&data, &users, &items, 0.5, S::Count, &pool(1));
+        assert!((l - 0.95).abs() < 1e-12, "{l}");
+        assert!((reference::loss_dense(&data, &users, &items, 0.5, S::Count) - 0.95).abs() < 1e-12);
+    }
+
+    #[test]
     fn cg_matches_exact_reference() {
         for omega in [0.0, 0.5, 1.0] {
             for scaling in SCALINGS {
@@ -1047,7 +1132,10 @@ mod tests {
             }))
             .sum();
         let got = penalty(RegularizationScaling::Count);
-        assert!((got - want_count).abs() <= 1e-9 * want_count, "{got} vs {want_count}");
+        assert!(
+            (got - want_count).abs() <= 1e-9 * want_count,
+            "{got} vs {want_count}"
+        );
     }
 
     #[test]
@@ -1236,7 +1324,14 @@ mod tests {
             let mut with_unknown = entries.clone();
             with_unknown.push((1000, 7.0, 1.0));
             assert_eq!(
-                fold_in(&items, &yty, w, &with_unknown, params.regularization, scaling),
+                fold_in(
+                    &items,
+                    &yty,
+                    w,
+                    &with_unknown,
+                    params.regularization,
+                    scaling
+                ),
                 x
             );
             let scale = exact.row(u).iter().fold(1e-3f32, |a, v| a.max(v.abs()));

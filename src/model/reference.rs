@@ -11,7 +11,7 @@
 //! ```
 //!
 //! with `λ_r = λ · s_r` ([`RegularizationScaling::row_lambda`]: `s_r = 1` unscaled,
-//! `s_r = n_r` the row's number of observed pairs with `count`, ...),
+//! `s_r = n_r` the row's number of observed pairs with `count`, `√n_r` with `sqrt`),
 //! and `w_i = pop_i^ω / mean_j(pop_j^ω)` (`pop_i`: distinct users with an observed pair
 //! on item `i`; `ω = 0` gives `w_i = 1`, the uniform model of Hu, Koren, Volinsky 2008).
 
@@ -94,8 +94,8 @@ pub fn item_step(
 /// x_u = A_u⁻¹ b_u                             (Cholesky, f64)
 /// ```
 ///
-/// `λ_u = scaling.row_lambda(λ, c_u·)`: `λ` unscaled, `λ · n_u` with `count` (`n_u` the
-/// number of observed pairs of the row), and so on.
+/// `λ_u = scaling.row_lambda(λ, n_u)`: `λ` unscaled, `λ · n_u` with `count`, `λ · √n_u` with
+/// `sqrt` (`n_u` the number of observed pairs of the row, at least 1).
 ///
 /// A row whose system cannot be factorised (non-finite input) becomes NaN.
 fn exact_step(

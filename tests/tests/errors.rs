@@ -314,8 +314,8 @@ fn extreme_ids_work_as_ids() {
         ),
         10
     );
-    assert_eq!(int(&conn, &format!("SELECT max(user_id) FROM feed")), MAX);
-    assert_eq!(int(&conn, &format!("SELECT min(item_id) FROM feed")), MIN);
+    assert_eq!(int(&conn, "SELECT max(user_id) FROM feed"), MAX);
+    assert_eq!(int(&conn, "SELECT min(item_id) FROM feed"), MIN);
 
     // Popularity before a refit: MIN, 0, 1 and MAX have 3, 2, 2 and 3 viewers.
     assert_eq!(

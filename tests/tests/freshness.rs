@@ -226,8 +226,9 @@ fn exact_user_vector(
         for r in 0..dim {
             if r != col {
                 let f = a[r][col] / a[col][col];
-                for c in col..=dim {
-                    a[r][c] -= f * a[col][c];
+                let pivot_row = a[col].clone();
+                for (x, p) in a[r][col..=dim].iter_mut().zip(&pivot_row[col..=dim]) {
+                    *x -= f * p;
                 }
             }
         }
@@ -268,7 +269,10 @@ fn fold_in_equals_an_exact_user_step(omega: f64, scaling: &str, given: &str) {
     };
     clustered_feed(&conn, &format!("factors = 6, iterations = 8, seed = 5, confidence = linear, skip_ratio = 0, alpha = {alpha}, regularization = {reg}, popularity_exponent = {omega}, exclude_watched = false{at_create}"));
     let report = if given == "refit" {
-        refit(&conn, &format!(r#"{{"regularization_scaling": "{scaling}"}}"#))
+        refit(
+            &conn,
+            &format!(r#"{{"regularization_scaling": "{scaling}"}}"#),
+        )
     } else {
         refit(&conn, "{}")
     };

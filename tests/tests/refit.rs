@@ -54,10 +54,9 @@ fn checkerboard_users_get_items_of_their_own_block() {
 }
 
 fn check_users(conn: &Connection, pairs: &[(i64, i64)]) {
-    let conn = conn;
     let watched: HashSet<(i64, i64)> = pairs.iter().copied().collect();
     for user in 0..20 {
-        let top = ranked(&conn, &format!("SELECT * FROM recommend({user}, 5)"));
+        let top = ranked(conn, &format!("SELECT * FROM recommend({user}, 5)"));
         assert_eq!(top.len(), 5, "user {user}: {top:?}");
         assert_well_ranked(&top);
         for (item, _, _) in &top {
@@ -88,7 +87,7 @@ fn checkerboard_similar_items_come_from_the_same_block() {
 
 fn check_items(conn: &Connection) {
     for item in 0..20 {
-        let similar = ranked(&conn, &format!("SELECT * FROM similar_items({item}, 19)"));
+        let similar = ranked(conn, &format!("SELECT * FROM similar_items({item}, 19)"));
         assert_well_ranked(&similar);
         assert_eq!(
             similar.len(),
@@ -561,15 +560,19 @@ fn regularization_scaling_is_learned_with_and_deterministic() {
             assert!(report["loss"].as_f64().unwrap().is_finite(), "{report}");
             bits.push((snapshot(&conn).0, snapshot(&conn).1, report["loss"].clone()));
         }
-        assert_eq!(bits[0], bits[1], "{scaling}: thread count changed the model");
+        assert_eq!(
+            bits[0], bits[1],
+            "{scaling}: thread count changed the model"
+        );
         // The model still learns the checkerboard.
         check_users(&conn, &pairs);
         models.push(bits.swap_remove(0));
     }
     assert_ne!(models[0].0, models[1].0, "count scaling is ignored");
     assert_ne!(models[1].0, models[2].0, "sqrt is the same as count");
-    let (created, _) =
-        fixture(&format!("{CHECKERBOARD}, seed = 3, regularization = 0.1, regularization_scaling = none"));
+    let (created, _) = fixture(&format!(
+        "{CHECKERBOARD}, seed = 3, regularization = 0.1, regularization_scaling = none"
+    ));
     refit(&created, "SELECT foryou_refit('feed')");
     assert_eq!(snapshot(&created).0, models[0].0);
     assert_eq!(snapshot(&created).1, models[0].1);
@@ -577,7 +580,9 @@ fn regularization_scaling_is_learned_with_and_deterministic() {
 
 #[test]
 fn an_incremental_refit_keeps_the_scaling_of_its_options() {
-    let (conn, _) = fixture(&format!("{CHECKERBOARD}, seed = 3, regularization_scaling = count, regularization = 0.02"));
+    let (conn, _) = fixture(&format!(
+        "{CHECKERBOARD}, seed = 3, regularization_scaling = count, regularization = 0.02"
+    ));
     refit(&conn, "SELECT foryou_refit('feed')");
     conn.execute_batch("INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (100, 1, 9, 10), (100, 2, 9, 10)")
         .unwrap();
@@ -588,10 +593,15 @@ fn an_incremental_refit_keeps_the_scaling_of_its_options() {
     assert_eq!(report["mode"], "incremental");
     assert!(report["loss"].as_f64().unwrap().is_finite());
     let options: String = conn
-        .query_row("SELECT value FROM feed_model WHERE key = 'options'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM feed_model WHERE key = 'options'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert!(
-        options.contains(r#""regularization_scaling":"count""#) && options.contains(r#""regularization":0.02"#),
+        options.contains(r#""regularization_scaling":"count""#)
+            && options.contains(r#""regularization":0.02"#),
         "{options}"
     );
     // The new user is ranked by the model: their block first.

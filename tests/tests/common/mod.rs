@@ -167,7 +167,7 @@ pub fn factor_blobs(conn: &Connection, table: &str, part: &str) -> Vec<u8> {
         ))
         .unwrap();
     let chunks = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap();
-    chunks.map(Result::unwrap).flatten().collect()
+    chunks.flat_map(Result::unwrap).collect()
 }
 
 /// The documented CREATE options, in documentation order. The extension may list more
