@@ -10,7 +10,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np
 import kuairec as K
 
-OPTS = dict(factors=64, iterations=15, threads=2, confidence="ratio", alpha=2, regularization=0.05)
+# The extension's defaults for the model (regularization per observed pair), spelled out.
+OPTS = dict(factors=64, iterations=15, threads=2, confidence="ratio", alpha=2, regularization=0.2,
+            regularization_scaling="count", skip_ratio=0.1, skip_weight=1)
 
 def main():
     seeds = [0, 1, 2]

@@ -43,12 +43,16 @@ if QUICK:
     SEEDS = [0]
     ALPHAS = [5.0, 20.0]
     REGS = [0.1, 10.0]
+    # regularization_scaling: the λ grid of each scaling (λ per pair with count, per
+    # √pair with sqrt: about 1/50 and 1/7 of the unscaled λ on these data).
+    REGS_BY_SCALING = {"none": REGS, "count": [0.01, 0.2], "sqrt": [0.1, 2.0]}
     SKIP_RATIOS = [0.25]
     SKIP_WEIGHTS = [1.0, 5.0]
 else:
     SEEDS = [0, 1, 2, 3, 4]
     ALPHAS = [1.0, 5.0, 10.0, 20.0, 40.0]
     REGS = [0.01, 0.1, 1.0, 10.0]
+    REGS_BY_SCALING = {"none": REGS, "count": [0.001, 0.01, 0.1, 1.0], "sqrt": [0.01, 0.1, 1.0, 10.0]}
     SKIP_RATIOS = [0.1, 0.25, 0.5]
     SKIP_WEIGHTS = [0.5, 1.0, 2.0, 5.0, 10.0]
 # After each grid, a hill climb over these ladders (one rung up or down per parameter
@@ -75,10 +79,19 @@ WATCH_FORMS = ["linear", "log"]
 # popularity_exponent (missing-data weights ∝ popularity^ω) where the extension has it:
 # kept at 0 in the rows, explored in the shared-default climb.
 HAS_EXPONENT = False
+# regularization_scaling (λ of a row = λ · s(its observed pairs)) where the extension has
+# it: every scaling it offers among these is searched for the binary and watch-time rows
+# (each with its own λ grid; the climbs keep the scaling), and "none" elsewhere.
+SCALINGS = ["none"]
+KNOWN_SCALINGS = ["none", "count", "sqrt"]
 # Fixed default candidates, reported on validation and test of both datasets next to the
 # current defaults and the searched shared default: settings a product could ship
 # (coverage stays high), picked from the searches' results (see eval/README.md).
 DEFAULT_CANDIDATES = [
+    {"confidence": "ratio", "alpha": 2.0, "regularization": 2.0, "regularization_scaling": "sqrt", "skip_ratio": 0.1, "skip_weight": 1.0},
+    {"confidence": "ratio", "alpha": 2.0, "regularization": 1.0, "regularization_scaling": "sqrt", "skip_ratio": 0.1, "skip_weight": 1.0},
+    {"confidence": "ratio", "alpha": 2.0, "regularization": 0.2, "regularization_scaling": "count", "skip_ratio": 0.1, "skip_weight": 1.0},
+    {"confidence": "ratio", "alpha": 2.0, "regularization": 20.0, "skip_ratio": 0.1, "skip_weight": 1.0},
     {"confidence": "ratio", "alpha": 1.0, "regularization": 10.0, "skip_ratio": 0.0, "skip_weight": 1.0},
     {"confidence": "ratio", "alpha": 1.0, "regularization": 10.0, "skip_ratio": 0.1, "skip_weight": 1.0},
     {"confidence": "ratio", "alpha": 1.0, "regularization": 10.0, "skip_ratio": 0.1, "skip_weight": 10.0},
@@ -88,7 +101,8 @@ DEFAULT_CANDIDATES = [
 ]
 
 POPULARITY_NOTES = {
-    "popularity": "foryou before any refit: distinct viewers in train (swipe-aways count)",
+    # Set by probe_extension from the table's skip rule (the extension's defaults).
+    "popularity": "foryou before any refit: distinct train users who watched (skips do not count)",
     "popularity of positives (Python)": "distinct train users with a positive (KuaiRec: ratio ≥ 2; signed: label 1)",
 }
 
@@ -259,6 +273,10 @@ def foryou_options(cfg, seed):
         opts["skip_weight"] = float(cfg["skip_weight"])
     if HAS_EXPONENT:
         opts["popularity_exponent"] = float(cfg.get("popularity_exponent", 0.0))
+    if len(SCALINGS) > 1:
+        opts["regularization_scaling"] = cfg.get("regularization_scaling", "none")
+    elif cfg.get("regularization_scaling", "none") != "none":
+        raise ValueError("the built extension has no regularization_scaling option")
     return opts
 
 
@@ -415,7 +433,8 @@ def describe(cfg):
             text += ", no negatives"
         return text
     parts = []
-    for key in ("values", "confidence", "alpha", "regularization", "skip_ratio", "skip_weight", "popularity_exponent"):
+    for key in ("values", "confidence", "alpha", "regularization", "regularization_scaling", "skip_ratio", "skip_weight",
+                "popularity_exponent"):
         if key in cfg:
             value = cfg[key]
             if key == "skip_ratio" and not value:
@@ -424,6 +443,8 @@ def describe(cfg):
             if key == "skip_weight" and not cfg.get("skip_ratio"):
                 continue
             if key == "popularity_exponent" and not value:
+                continue
+            if key == "regularization_scaling" and value == "none":
                 continue
             parts.append(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}")
     return ", ".join(parts)
@@ -559,16 +580,24 @@ def tune_dataset(ds, signed):
             found.append(climb(ds, engine, best, params, f"{label} [{name}]"))
         return max(found, key=lambda c: ds.validate(engine, c))
 
+    def scaled_grid(form, scaling):
+        # "none" is left out of the configuration, as before the option existed.
+        extra = {} if scaling == "none" else {"regularization_scaling": scaling}
+        return [dict({"confidence": form, "alpha": a, "regularization": l, "skip_ratio": 0.0}, **extra)
+                for a in ALPHAS for l in REGS_BY_SCALING[scaling]]
+
     chosen = {}
-    chosen["foryou binary"] = best_climbed("foryou", [("binary", [
-        {"confidence": "binary", "alpha": a, "regularization": l, "skip_ratio": 0.0} for a, l in grid])],
-        ["alpha", "regularization"], "foryou binary")
-    # Watch-time: the grid and a climb for each confidence form; the best form wins.
+    chosen["foryou binary"] = best_climbed("foryou", [(f"binary, {sc}", scaled_grid("binary", sc)) for sc in SCALINGS],
+                                           ["alpha", "regularization"], "foryou binary")
+    # Watch-time: the grid and a climb for each confidence form and regularization
+    # scaling; the best scaling of each form, then the best form, wins.
     watch_by_form = {}
     for form in WATCH_FORMS:
-        best = ds.best_of("foryou", [{"confidence": form, "alpha": a, "regularization": l, "skip_ratio": 0.0}
-                                     for a, l in grid], f"foryou watch-time [{form}]")
-        watch_by_form[form] = climb(ds, "foryou", best, ["alpha", "regularization"], f"foryou watch-time [{form}]")
+        found = []
+        for sc in SCALINGS:
+            best = ds.best_of("foryou", scaled_grid(form, sc), f"foryou watch-time [{form}, {sc}]")
+            found.append(climb(ds, "foryou", best, ["alpha", "regularization"], f"foryou watch-time [{form}, {sc}]"))
+        watch_by_form[form] = max(found, key=lambda c: ds.validate("foryou", c))
     watch = max(watch_by_form.values(), key=lambda c: ds.validate("foryou", c))
     chosen["foryou watch-time"] = watch
     # With confidence=ratio a zero-ratio watch has confidence 0 (no weight at all), so it
@@ -610,12 +639,17 @@ def shared_default(datasets, chosen):
     Then a hill climb of the score from the best candidate."""
     k_best, s_best = chosen["kuairec"]["foryou watch-time + skips"], chosen["signed"]["foryou watch-time + skips"]
     candidates = []
+    # λ means something different under each scaling: (scaling, λ) pairs go together.
+    regs = sorted({(c.get("regularization_scaling", "none"), c["regularization"]) for c in (k_best, s_best)})
     for form in sorted({k_best["confidence"], s_best["confidence"]}):
         for alpha in sorted({k_best["alpha"], s_best["alpha"]}):
-            for reg in sorted({k_best["regularization"], s_best["regularization"]}):
+            for scaling, reg in regs:
                 for weight in sorted({k_best["skip_weight"], s_best["skip_weight"]}):
-                    candidates.append({"confidence": form, "alpha": alpha, "regularization": reg,
-                                       "skip_ratio": k_best["skip_ratio"], "skip_weight": weight})
+                    cand = {"confidence": form, "alpha": alpha, "regularization": reg,
+                            "skip_ratio": k_best["skip_ratio"], "skip_weight": weight}
+                    if scaling != "none":
+                        cand["regularization_scaling"] = scaling
+                    candidates.append(cand)
     candidates.append(dict(CURRENT_DEFAULTS))
     best_val = {key: max(v["mean"] for v in ds.validation.values() if v["engine"] == "foryou")
                 for key, ds in datasets.items()}
@@ -708,7 +742,7 @@ def fmt(fig):
 
 def probe_extension():
     """What the built extension offers: its defaults and optional forms/options."""
-    global HAS_EXPONENT
+    global HAS_EXPONENT, SCALINGS
     con = sqlite3.connect(":memory:")
     con.enable_load_extension(True)
     con.load_extension(EXT)
@@ -722,6 +756,21 @@ def probe_extension():
     HAS_EXPONENT = "popularity_exponent" in stored
     if HAS_EXPONENT:
         CURRENT_DEFAULTS["popularity_exponent"] = float(stored["popularity_exponent"])
+    if "regularization_scaling" in stored:
+        SCALINGS = ["none"]
+        for n, scaling in enumerate(KNOWN_SCALINGS[1:]):
+            try:
+                con.execute(f"CREATE VIRTUAL TABLE s{n} USING foryou(regularization_scaling = {scaling})")
+                SCALINGS.append(scaling)
+            except sqlite3.Error:
+                pass
+        if stored["regularization_scaling"] != "none":
+            CURRENT_DEFAULTS["regularization_scaling"] = stored["regularization_scaling"]
+    # The popularity row's tables are created with the default skip rule: since the
+    # fallback counts only viewers who watched, events below it are not views.
+    POPULARITY_NOTES["popularity"] = (
+        "foryou before any refit: distinct train users who watched "
+        f"(events with ratio < skip_ratio = {CURRENT_DEFAULTS['skip_ratio']:g}, the default, do not count)")
     try:
         con.execute("CREATE VIRTUAL TABLE r USING foryou(confidence = ratio)")
         if "ratio" not in WATCH_FORMS:
@@ -768,7 +817,7 @@ def main():
         sys.exit(f"eval: {EXT}.so is missing; run `make loadable` first")
     BUILD["defaults"] = probe_extension()
     log(f"extension defaults {describe(CURRENT_DEFAULTS)}; watch-time forms {WATCH_FORMS}; "
-        f"popularity_exponent {'yes' if HAS_EXPONENT else 'no'}")
+        f"popularity_exponent {'yes' if HAS_EXPONENT else 'no'}; regularization scalings {SCALINGS}")
     if not os.path.isdir(DATA):
         sys.exit(f"eval: data folder {DATA} not found (set FORYOU_DATA)")
     log(f"QUICK={int(QUICK)} seeds={SEEDS} alphas={ALPHAS} regs={REGS} skip_ratios={SKIP_RATIOS} "
@@ -861,6 +910,8 @@ def main():
                                                  "OPENBLAS_CORETYPE")},
         "protocol": {"seeds": SEEDS, "factors": FACTORS, "iterations": ITERATIONS, "threads": THREADS,
                      "alphas": ALPHAS, "regularizations": REGS, "skip_ratios": SKIP_RATIOS,
+                     "regularization_scalings": SCALINGS,
+                     "regularizations_by_scaling": {sc: REGS_BY_SCALING[sc] for sc in SCALINGS},
                      "signed_skip_ratios": SIGNED_SKIP_RATIOS, "skip_weights": SKIP_WEIGHTS,
                      "ladders": LADDERS, "climb_steps": CLIMB_STEPS,
                      "selection": "mean validation NDCG@10 over seeds",
@@ -875,7 +926,8 @@ def main():
     results["shared_default"] = {"chosen": shared_best, "candidates": shared, "best_validation_ndcg": best_val}
     fixed = []
     for cfg in [CURRENT_DEFAULTS, shared_best["cfg"]] + [c for c in DEFAULT_CANDIDATES
-                                                         if c.get("confidence") in WATCH_FORMS + ["binary"]]:
+                                                         if c.get("confidence") in WATCH_FORMS + ["binary"]
+                                                         and c.get("regularization_scaling", "none") in SCALINGS]:
         entry = {"cfg": cfg, "current": cfg == CURRENT_DEFAULTS, "searched": cfg == shared_best["cfg"]}
         for key, ds in datasets.items():
             m = summarize(ds.test("foryou", cfg))
@@ -895,6 +947,15 @@ def main():
     log(f"wrote eval/{name}.md and eval/{name}.json in {elapsed:.0f}s")
 
 
+def scaling_note(p):
+    by = p.get("regularizations_by_scaling") or {}
+    scaled = [f"{sc}: {regs}" for sc, regs in by.items() if sc != "none"]
+    if not scaled:
+        return ""
+    return (" (regularization_scaling=none; the binary and watch-time rows also search "
+            + ", ".join(f"regularization_scaling={s}" for s in scaled) + ")")
+
+
 def render(results, rows_order, extra_rows):
     meta = results["meta"]
     lines = []
@@ -911,7 +972,8 @@ def render(results, rows_order, extra_rows):
     lines.append(f"- versions: foryou {v['foryou']}, implicit {v['implicit']}, numpy {v['numpy']}, scipy {v['scipy']}")
     p = meta["protocol"]
     lines.append(f"- protocol: factors={p['factors']}, iterations={p['iterations']}, threads={p['threads']}; "
-                 f"seeds {p['seeds']}; grid alpha {p['alphas']} x regularization {p['regularizations']}; "
+                 f"seeds {p['seeds']}; grid alpha {p['alphas']} x regularization {p['regularizations']}"
+                 f"{scaling_note(p)}; "
                  f"skip_ratio {p['skip_ratios']} (signed: {p['signed_skip_ratios']}) x skip_weight {p['skip_weights']}; "
                  f"then a hill climb of at most {p['climb_steps']} steps over the ladders {p['ladders']}; "
                  f"selection by {p['selection']}; figures are mean ± {p['sd']}")

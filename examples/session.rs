@@ -36,7 +36,7 @@ const WORLD: Setup = Setup {
     users: 400,
     sessions_per_user: 3,
     videos_per_session: 20,
-    options: "skip_ratio = 0.5, regularization = 1",
+    options: "skip_ratio = 0.5, regularization = 1, regularization_scaling = none",
 };
 
 /// The user whose feed the demo follows, and the genre they discover.

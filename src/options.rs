@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+pub use crate::model::als::RegularizationScaling;
 pub use crate::model::feedback::Confidence;
 
 /// What kind of value an option takes, with its accepted range.
@@ -81,7 +82,13 @@ const SPECS: &[Spec] = &[
             max: 1e6,
             min_exclusive: false,
         },
-        default: Value::Real(0.05),
+        default: Value::Real(0.2),
+        scope: Scope::Training,
+    },
+    Spec {
+        name: "regularization_scaling",
+        kind: Kind::Choice(&["none", "count", "sqrt"]),
+        default: Value::Text("count"),
         scope: Scope::Training,
     },
     Spec {
@@ -204,6 +211,13 @@ const SPECS: &[Spec] = &[
     },
 ];
 
+/// Options added after tables were first stored, with the value that gives the
+/// behaviour of the builds before them. A table (`<table>_config`) or a model (its options
+/// JSON) stored before such an option existed has no entry for it and keeps meaning what
+/// it meant: a table created with the unscaled `regularization = 0.05` stays unscaled.
+/// New tables and models store every option, so this matters only for old files.
+const ADDED_LATER: &[(&str, Value)] = &[("regularization_scaling", Value::Text("none"))];
+
 /// The validated options of one model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
@@ -211,8 +225,10 @@ pub struct Options {
     pub factors: usize,
     /// ALS sweeps (users then items) per refit.
     pub iterations: usize,
-    /// L2 penalty λ on every user and item vector.
+    /// L2 penalty λ on every user and item vector (per observed pair with `count`).
     pub regularization: f64,
+    /// How a row's penalty grows with its observed pairs: `λ_r = λ · s_r`.
+    pub regularization_scaling: RegularizationScaling,
     /// Confidence scale (see `model::feedback`).
     pub alpha: f64,
     /// How a pair's watch ratio becomes confidence.
@@ -249,6 +265,7 @@ impl Default for Options {
             factors: 0,
             iterations: 0,
             regularization: 0.0,
+            regularization_scaling: RegularizationScaling::None,
             alpha: 0.0,
             confidence: Confidence::Linear,
             skip_ratio: 0.0,
@@ -272,6 +289,16 @@ impl Default for Options {
 }
 
 impl Options {
+    /// What stored options are read onto: the defaults, except that options added after
+    /// the table or model was stored take their earlier behaviour ([`ADDED_LATER`]).
+    pub fn stored_base() -> Options {
+        let mut options = Options::default();
+        for &(name, value) in ADDED_LATER {
+            options.set(name, value);
+        }
+        options
+    }
+
     /// The feedback part, for `model::feedback`.
     pub fn feedback(&self) -> crate::model::feedback::FeedbackParams {
         crate::model::feedback::FeedbackParams {
@@ -322,6 +349,7 @@ impl Options {
             "factors" => Value::Integer(self.factors as i64),
             "iterations" => Value::Integer(self.iterations as i64),
             "regularization" => Value::Real(self.regularization),
+            "regularization_scaling" => Value::Text(self.regularization_scaling.name()),
             "alpha" => Value::Real(self.alpha),
             "confidence" => Value::Text(self.confidence.name()),
             "skip_ratio" => Value::Real(self.skip_ratio),
@@ -346,6 +374,10 @@ impl Options {
             ("factors", Value::Integer(v)) => self.factors = v as usize,
             ("iterations", Value::Integer(v)) => self.iterations = v as usize,
             ("regularization", Value::Real(v)) => self.regularization = v,
+            ("regularization_scaling", Value::Text(v)) => {
+                self.regularization_scaling =
+                    RegularizationScaling::from_name(v).expect("validated")
+            }
             ("alpha", Value::Real(v)) => self.alpha = v,
             ("confidence", Value::Text(v)) => {
                 self.confidence = Confidence::from_name(v).expect("validated")
@@ -627,6 +659,84 @@ mod tests {
         assert!(Options::from_create_args(&["seed=1", "seed=2"])
             .unwrap_err()
             .contains("more than once"));
+    }
+
+    #[test]
+    fn regularization_scaling_is_a_training_choice() {
+        let defaults = Options::default();
+        assert_eq!(
+            (defaults.regularization, defaults.regularization_scaling),
+            (0.2, RegularizationScaling::Count)
+        );
+        for (text, want) in [
+            ("none", RegularizationScaling::None),
+            ("count", RegularizationScaling::Count),
+            ("'SQRT'", RegularizationScaling::Sqrt),
+        ] {
+            let o =
+                Options::from_create_args(&[&format!("regularization_scaling = {text}")]).unwrap();
+            assert_eq!(o.regularization_scaling, want);
+            assert_eq!(
+                o.entries()
+                    .iter()
+                    .find(|(k, _)| *k == "regularization_scaling")
+                    .unwrap()
+                    .1,
+                Value::Text(want.name())
+            );
+        }
+        assert_eq!(
+            Options::from_create_args(&["regularization_scaling = linear"]).unwrap_err(),
+            "foryou: option regularization_scaling expects one of none, count, sqrt, got 'linear'"
+        );
+        let o = defaults
+            .with_refit_json(r#"{"regularization_scaling": "count", "regularization": 0.1}"#)
+            .unwrap();
+        assert_eq!(
+            (o.regularization_scaling, o.regularization),
+            (RegularizationScaling::Count, 0.1)
+        );
+        assert_eq!(
+            defaults
+                .with_refit_json(r#"{"regularization_scaling": 1}"#)
+                .unwrap_err(),
+            "foryou_refit: option regularization_scaling expects one of none, count, sqrt, got 1"
+        );
+        assert_eq!(
+            defaults
+                .with_refit_json(r#"{"regularization_scaling": "ALS-WR"}"#)
+                .unwrap_err(),
+            "foryou_refit: option regularization_scaling expects one of none, count, sqrt, got \"ALS-WR\""
+        );
+        // The stored model options carry it, so fold-in uses the scaling of the refit.
+        let back = Options::stored_base()
+            .with_refit_json(&o.training_json())
+            .unwrap();
+        assert_eq!(back.regularization_scaling, RegularizationScaling::Count);
+    }
+
+    #[test]
+    fn options_stored_before_scaling_existed_stay_unscaled() {
+        // A table or model stored by an older build has regularization but no
+        // regularization_scaling: its λ keeps meaning one λ for every row.
+        let mut stored = Options::stored_base();
+        stored
+            .load_stored("regularization", &rusqlite::types::Value::Real(0.05))
+            .unwrap();
+        assert_eq!(stored.regularization_scaling, RegularizationScaling::None);
+        assert_eq!(stored.regularization, 0.05);
+        let model = Options::stored_base()
+            .with_refit_json(r#"{"regularization": 0.05, "alpha": 2}"#)
+            .unwrap();
+        assert_eq!(model.regularization_scaling, RegularizationScaling::None);
+        // Otherwise the base is the defaults.
+        assert_eq!(
+            Options {
+                regularization_scaling: RegularizationScaling::Count,
+                ..Options::stored_base()
+            },
+            Options::default()
+        );
     }
 
     #[test]

@@ -219,6 +219,7 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
             options.iterations
         },
         regularization: options.regularization as f32,
+        regularization_scaling: options.regularization_scaling,
         cg_steps: options.cg_steps,
         seed: options.seed,
     };

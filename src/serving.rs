@@ -18,7 +18,7 @@ use crate::model::factors::mix64;
 use crate::model::feedback::{self, FeedbackParams};
 use crate::model::scan::HalfFactors;
 use crate::model::{als, topk, Factors};
-use crate::options::Options;
+use crate::options::{Options, RegularizationScaling};
 use crate::store::{Event, StoredModel};
 
 /// An opaque stamp of the database state a call saw (the caller's; equal stamps mean
@@ -56,6 +56,7 @@ pub struct Serving {
     item_gramian: Vec<f32>,
     feedback: FeedbackParams,
     regularization: f32,
+    regularization_scaling: RegularizationScaling,
     events_upto: i64,
     newest_ts: i64,
     folded: Mutex<HashMap<i64, Folded>>,
@@ -107,7 +108,7 @@ impl Serving {
         };
         // The options of the refit that wrote the model; a model written by a refit
         // with unreadable options falls back to the defaults (fold-in is then approximate).
-        let options = Options::default()
+        let options = Options::stored_base()
             .with_refit_json(&model.meta.options)
             .unwrap_or_default();
         // The refit's missing-data weights: w_i = pop_i^ω / mean(pop^ω) from the
@@ -149,6 +150,7 @@ impl Serving {
             item_gramian,
             feedback: options.feedback(),
             regularization: options.regularization as f32,
+            regularization_scaling: options.regularization_scaling,
             events_upto: model.meta.events_upto,
             newest_ts: model.meta.newest_ts,
             folded: Mutex::new(HashMap::new()),
@@ -270,6 +272,7 @@ impl Serving {
             &self.item_weights,
             &entries,
             self.regularization,
+            self.regularization_scaling,
         );
         vector.iter().all(|v| v.is_finite()).then_some(vector)
     }

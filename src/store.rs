@@ -151,7 +151,8 @@ impl Shadow {
                 row.get::<_, rusqlite::types::Value>(1)?,
             ))
         })?;
-        let mut options = Options::default();
+        // Options missing from an older table keep their old meaning.
+        let mut options = Options::stored_base();
         let mut version = None;
         for row in rows {
             let (key, value) = row?;

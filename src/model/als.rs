@@ -14,11 +14,30 @@
 //! ```text
 //! L(X, Y) = Σ_{(u,i) observed}   c_ui (p_ui − x_u·y_i)²
 //!         + Σ_{(u,i) unobserved} w_i (x_u·y_i)²
-//!         + λ (Σ_u |x_u|² + Σ_i |y_i|²)
+//!         + Σ_u λ_u |x_u|² + Σ_i λ_i |y_i|²
 //! ```
 //!
-//! with `w_i = pop_i^ω / mean_j(pop_j^ω)`, `pop_i` the number of distinct users with an
-//! observed pair on item `i` and `ω` the `popularity_exponent` option (see
+//! where each row's penalty `λ_r = λ · s(n_r)` follows [`RegularizationScaling`] (the
+//! `regularization_scaling` option), `n_r` being the row's number of observed pairs
+//! (watched or skipped; distinct items of a user, distinct users of an item):
+//!
+//! ```text
+//! none:   s(n) = 1                 λ (Σ_u |x_u|² + Σ_i |y_i|²), Hu, Koren, Volinsky 2008
+//! count:  s(n) = max(n, 1)         λ per observed pair: weighted-λ regularisation (ALS-WR,
+//!                                  Zhou, Wilkinson, Schreiber, Pan 2008; Spark MLlib's ALS)
+//! sqrt:   s(n) = √max(n, 1)
+//! ```
+//!
+//! With `count`, a row's penalty grows with its data as its data term does, so one `λ`
+//! suits a user with 3 events and one with 3000: heavy rows (a dense log) are smoothed as
+//! much, relative to their evidence, as light ones (a small table). (Spark counts a row's
+//! positive ratings; here every observed pair counts, skips included, since a skip adds
+//! its own term to the row's system.) A row with no observed pair, which no refit has,
+//! would take `λ`. `λ_r` is computed in f32 as `λ · s` ([`RegularizationScaling::row_lambda`])
+//! by every solver, the loss and fold-in alike.
+//!
+//! with `w_i = pop_i^ω / mean_j(pop_j^ω)`, `pop_i` the popularity of item `i` (the
+//! number of distinct users who watched it, [`super::feedback::build`]) and `ω` the `popularity_exponent` option (see
 //! [`super::feedback::missing_weights`]): the mean weight is 1, so `λ` and `alpha` keep
 //! their meaning, and `ω = 0` gives `w_i = 1` exactly, the uniform model.
 //!
@@ -26,7 +45,7 @@
 //!
 //! ```text
 //! A_u x_u = b_u,
-//! A_u = YᵀWY + Σ_{i∈u} (c_ui − w_i) y_i y_iᵀ + λ I,      YᵀWY = Σ_i w_i y_i y_iᵀ
+//! A_u = YᵀWY + Σ_{i∈u} (c_ui − w_i) y_i y_iᵀ + λ_u I,    YᵀWY = Σ_i w_i y_i y_iᵀ
 //! b_u = Σ_{i∈u} c_ui p_ui y_i
 //! ```
 //!
@@ -35,7 +54,7 @@
 //! nothing to `b_u`. With `X` fixed, each item's weight is one scalar:
 //!
 //! ```text
-//! A_i = w_i XᵀX + Σ_{u∈i} (c_ui − w_i) x_u x_uᵀ + λ I,     b_i = Σ_{u∈i} c_ui p_ui x_u
+//! A_i = w_i XᵀX + Σ_{u∈i} (c_ui − w_i) x_u x_uᵀ + λ_i I,   b_i = Σ_{u∈i} c_ui p_ui x_u
 //! ```
 //!
 //! Each iteration sweeps users, then items.
@@ -48,13 +67,15 @@
 //! warm-started from its current vector, never forming `A_u`: the product
 //!
 //! ```text
-//! A_u v = (YᵀWY + λI) v + Σ_{i∈u} (c_ui − w_i) (y_i·v) y_i
-//! A_i v = w_i (XᵀX) v + λ v + Σ_{u∈i} (c_ui − w_i) (x_u·v) x_u
+//! A_u v = (YᵀWY + λ_u I) v + Σ_{i∈u} (c_ui − w_i) (y_i·v) y_i
+//! A_i v = w_i (XᵀX) v + λ_i v + Σ_{u∈i} (c_ui − w_i) (x_u·v) x_u
 //! ```
 //!
 //! costs `O(f² + n_u f)`. The Gramian (`YᵀWY` or `XᵀX`) is computed once per sweep, in
-//! f64 with a fixed reduction order. Since `A_u` is positive definite (for `c, w ≥ 0`,
-//! `λ > 0`), each CG step from the warm start cannot increase the objective, so a few
+//! f64 with a fixed reduction order. With one `λ` for every row (`none`) the user step
+//! folds `λI` into the shared Gramian, as it always did (same arithmetic, same bits); a
+//! scaled `λ_u` is added per row instead. Since `A_u` is positive definite (for
+//! `c, w ≥ 0`, `λ_u > 0`), each CG step from the warm start cannot increase the objective, so a few
 //! steps per sweep suffice (3 is the usual default). When every `w_i` is exactly 1 the
 //! sweep takes the uniform path (`YᵀY + λI`, corrections `c − 1`): the same arithmetic,
 //! hence the same bits, as before missing-data weights existed.
@@ -70,7 +91,7 @@
 //!
 //! # Loss
 //!
-//! [`loss`] reports `L` divided by `Σ_observed c + Σ_unobserved w_i` (the total
+//! [`loss`] reports `L` (with each row's `λ_r`) divided by `Σ_observed c + Σ_unobserved w_i` (the total
 //! confidence of all pairs; `n_users·n_items − nnz` for the unobserved ones when every
 //! weight is 1), like `implicit`'s `calculate_loss`, computed without visiting
 //! unobserved pairs: `Σ_unobserved w_i (x·y)² = Σ_u x_uᵀ(YᵀWY)x_u − Σ_observed w_i (x·y)²`.
@@ -91,6 +112,8 @@ pub struct AlsParams {
     pub iterations: usize,
     /// `λ` (finite, >= 0; > 0 recommended).
     pub regularization: f32,
+    /// How `λ` grows with each row's amount of data (see [`RegularizationScaling`]).
+    pub regularization_scaling: RegularizationScaling,
     /// Conjugate-gradient steps per row and sweep.
     pub cg_steps: usize,
     /// Seed of the random init (cold start).
@@ -103,8 +126,57 @@ impl Default for AlsParams {
             factors: 64,
             iterations: 15,
             regularization: 0.01,
+            regularization_scaling: RegularizationScaling::None,
             cg_steps: 3,
             seed: 0,
+        }
+    }
+}
+
+/// How the penalty of one row (a user or an item) depends on its observed pairs: the
+/// row's `λ_r = λ · s_r` (see the module doc).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RegularizationScaling {
+    /// `s_r = 1`: the same `λ` for every row (Hu, Koren, Volinsky 2008).
+    #[default]
+    None,
+    /// `s_r = n_r`, the row's number of observed pairs, watched or skipped (at least 1):
+    /// weighted-λ regularisation (ALS-WR, Zhou et al. 2008; Spark MLlib's ALS).
+    Count,
+    /// `s_r = √n_r` (`n_r` at least 1): between the two, heavier rows still get more
+    /// penalty, but not in proportion.
+    Sqrt,
+}
+
+impl RegularizationScaling {
+    /// The option value naming this scaling.
+    pub fn name(self) -> &'static str {
+        match self {
+            RegularizationScaling::None => "none",
+            RegularizationScaling::Count => "count",
+            RegularizationScaling::Sqrt => "sqrt",
+        }
+    }
+
+    /// The scaling named `name` (an option value), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            RegularizationScaling::None,
+            RegularizationScaling::Count,
+            RegularizationScaling::Sqrt,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+    }
+
+    /// `λ_r = λ · s_r` of a row with `n` observed pairs. Every solver (CG, reference,
+    /// fold-in) and the loss take a row's `λ` from here, so they agree to the bit on it.
+    pub fn row_lambda(self, lambda: f32, n: usize) -> f32 {
+        let n = n.max(1) as f32;
+        match self {
+            RegularizationScaling::None => lambda,
+            RegularizationScaling::Count => lambda * n,
+            RegularizationScaling::Sqrt => lambda * n.sqrt(),
         }
     }
 }
@@ -270,6 +342,7 @@ fn fit_warm_impl(
     }
     check_finite(&users, &items)?;
     let reg = params.regularization;
+    let scaling = params.regularization_scaling;
     let (user_w, item_w) = if data.uniform_missing_weight() {
         (MissingWeights::Uniform, MissingWeights::Uniform)
     } else {
@@ -286,6 +359,7 @@ fn fit_warm_impl(
             &mut users,
             user_w,
             reg,
+            scaling,
             params.cg_steps,
             pool,
         );
@@ -295,17 +369,18 @@ fn fit_warm_impl(
             &mut items,
             item_w,
             reg,
+            scaling,
             params.cg_steps,
             pool,
         );
         check_finite(&users, &items)?;
         if trace {
-            loss_history.push(loss(data, &users, &items, reg, pool));
+            loss_history.push(loss(data, &users, &items, reg, scaling, pool));
         }
     }
     let last = match loss_history.last() {
         Some(&l) => l,
-        None => loss(data, &users, &items, reg, pool),
+        None => loss(data, &users, &items, reg, scaling, pool),
     };
     let report = FitReport {
         iterations: params.iterations,
@@ -349,18 +424,21 @@ impl MissingWeights<'_> {
 }
 
 /// One half-sweep: re-solve every row of `target` against `fixed` (see the module doc;
-/// `weights` are the missing-data weights of the items, on whichever side they are).
+/// `weights` are the missing-data weights of the items, on whichever side they are;
+/// each row's `λ` is `scaling.row_lambda(regularization, its number of pairs)`).
 ///
 /// Public so callers can run a single step (e.g. update only users with items frozen).
 ///
 /// # Panics
 /// If `weights` does not have one entry per row of its side.
+#[allow(clippy::too_many_arguments)]
 pub fn cg_sweep(
     rows: CsrView<'_>,
     fixed: &Factors,
     target: &mut Factors,
     weights: MissingWeights<'_>,
     regularization: f32,
+    scaling: RegularizationScaling,
     cg_steps: usize,
     pool: &rayon::ThreadPool,
 ) {
@@ -370,26 +448,32 @@ pub fn cg_sweep(
         target,
         weights.normalized(),
         regularization,
+        scaling,
         cg_steps,
         pool,
     )
 }
 
 /// [`cg_sweep`] without the all-ones shortcut (tests compare the two paths).
+#[allow(clippy::too_many_arguments)]
 fn cg_sweep_exact(
     rows: CsrView<'_>,
     fixed: &Factors,
     target: &mut Factors,
     weights: MissingWeights<'_>,
     regularization: f32,
+    scaling: RegularizationScaling,
     cg_steps: usize,
     pool: &rayon::ThreadPool,
 ) {
     let dim = target.dim;
+    // With one λ for all rows it is folded into the shared Gramian of the user step (the
+    // arithmetic, hence the bits, of the unscaled model); a per-row λ is added per row.
+    let shared_lambda = scaling == RegularizationScaling::None;
     if dim == 0 || target.rows == 0 {
         return;
     }
-    // Uniform: G = YᵀY + λI; Fixed: G = YᵀWY + λI; Target: G = XᵀX (scaled per row).
+    // Uniform: G = YᵀY (+ λI); Fixed: G = YᵀWY (+ λI); Target: G = XᵀX (scaled per row).
     let mut g = match weights {
         MissingWeights::Uniform | MissingWeights::Target(_) => gramian(fixed, pool),
         MissingWeights::Fixed(w) => {
@@ -408,11 +492,12 @@ fn cg_sweep_exact(
                 "one missing-data weight per target row"
             )
         }
-        _ => {
+        _ if shared_lambda => {
             for k in 0..dim {
                 g[k * dim + k] += regularization;
             }
         }
+        _ => {}
     }
     pool.install(|| {
         target
@@ -428,15 +513,20 @@ fn cg_sweep_exact(
                 },
                 |s, (row, x)| {
                     if row < rows.n_rows() {
+                        let data = rows.row(row);
                         let rw = match weights {
                             MissingWeights::Uniform => RowWeight::One,
                             MissingWeights::Fixed(w) => RowWeight::Columns(w),
-                            MissingWeights::Target(w) => RowWeight::Row {
-                                w: w[row],
-                                reg: regularization,
-                            },
+                            MissingWeights::Target(w) => RowWeight::Row { w: w[row] },
                         };
-                        cg_row(rows.row(row), fixed, &g, rw, x, cg_steps, s)
+                        // The λ that `g` does not already hold.
+                        let reg = match (rw, shared_lambda) {
+                            (RowWeight::Row { .. }, _) | (_, false) => {
+                                scaling.row_lambda(regularization, data.0.len())
+                            }
+                            _ => 0.0,
+                        };
+                        cg_row(data, fixed, &g, rw, reg, x, cg_steps, s)
                     }
                 },
             )
@@ -446,12 +536,12 @@ fn cg_sweep_exact(
 /// The missing-data weights as one row's system sees them.
 #[derive(Clone, Copy)]
 enum RowWeight<'a> {
-    /// `w = 1`, `g` includes `λI`.
+    /// `w = 1`, `g = YᵀY` (+ `λI` when λ is shared by every row).
     One,
-    /// `w` per column (a user's items), `g = YᵀWY + λI`.
+    /// `w` per column (a user's items), `g = YᵀWY` (+ `λI` when shared).
     Columns(&'a [f32]),
     /// One `w` for the whole row (an item), `g = XᵀX` without `λ`.
-    Row { w: f32, reg: f32 },
+    Row { w: f32 },
 }
 
 impl RowWeight<'_> {
@@ -465,14 +555,23 @@ impl RowWeight<'_> {
         }
     }
 
-    /// `out` = (the Gramian part of `A`) `v`.
+    /// `out` = (the Gramian and `λ` part of `A`) `v`, where `reg` is the row's `λ` not
+    /// already in `g` (0 when `g` holds it).
     #[inline]
-    fn gram_mul(self, g: &[f32], v: &[f32], out: &mut [f32]) {
+    fn gram_mul(self, g: &[f32], v: &[f32], reg: f32, out: &mut [f32]) {
         gram_mul(g, v, out);
-        if let RowWeight::Row { w, reg } = self {
-            for (o, &vk) in out.iter_mut().zip(v) {
-                *o = w * *o + reg * vk;
+        match self {
+            RowWeight::Row { w } => {
+                for (o, &vk) in out.iter_mut().zip(v) {
+                    *o = w * *o + reg * vk;
+                }
             }
+            _ if reg != 0.0 => {
+                for (o, &vk) in out.iter_mut().zip(v) {
+                    *o += reg * vk;
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -483,12 +582,15 @@ fn gram_mul(g: &[f32], v: &[f32], out: &mut [f32]) {
     kernels::gemv_sym(g, v, out);
 }
 
-/// CG on `A x = b` for one row, warm-started from `x` (see the module doc for `A`, `b`).
+/// CG on `A x = b` for one row, warm-started from `x` (see the module doc for `A`, `b`;
+/// `reg` is the part of the row's `λ` that `g` does not hold).
+#[allow(clippy::too_many_arguments)]
 fn cg_row(
     (cols, conf, pref): (&[u32], &[f32], &[f32]),
     fixed: &Factors,
     g: &[f32],
     rw: RowWeight<'_>,
+    reg: f32,
     x: &mut [f32],
     cg_steps: usize,
     s: &mut CgScratch,
@@ -498,7 +600,7 @@ fn cg_row(
     }
     let CgScratch { r, d, ad } = s;
     // r = b − A x = −(G x) + Σ_i [c_i p_i − (c_i − w_i)(y_i·x)] y_i
-    rw.gram_mul(g, x, r);
+    rw.gram_mul(g, x, reg, r);
     r.iter_mut().for_each(|v| *v = -*v);
     // (One pass per row: t = y_i·x, then r += coef(t)·y_i, as dot then axpy.)
     kernels::gather_dot_axpy(&fixed.data, cols, x, r, |k| {
@@ -512,7 +614,7 @@ fn cg_row(
     }
     for _ in 0..cg_steps {
         // ad = A d = G d + Σ_i (c_i − w_i)(y_i·d) y_i
-        rw.gram_mul(g, d, ad);
+        rw.gram_mul(g, d, reg, ad);
         kernels::gather_dot_axpy(&fixed.data, cols, d, ad, |k| {
             let c1 = conf[k] - rw.of(cols[k]);
             (c1 != 0.0).then_some(move |t: f32| c1 * t)
@@ -613,9 +715,12 @@ fn weighted_gramian_exact(f: &Factors, weights: &[f32], pool: &rayon::ThreadPool
 /// Normalised loss (like `implicit`'s `calculate_loss`):
 ///
 /// ```text
-/// (Σ_observed c (p − x·y)² + Σ_unobserved w_i (x·y)² + λ(|X|² + |Y|²))
+/// (Σ_observed c (p − x·y)² + Σ_unobserved w_i (x·y)² + Σ_u λ_u |x_u|² + Σ_i λ_i |y_i|²)
 ///   / (Σ_observed c + Σ_unobserved w_i)
 /// ```
+///
+/// with each row's `λ_r = scaling.row_lambda(regularization, its number of pairs)` (`λ` for
+/// every row when `scaling` is `None`: `λ(|X|² + |Y|²)`).
 ///
 /// (the denominator is `Σ_observed c + n_users·n_items − nnz` when every weight is 1),
 /// computed in f64 via `x_uᵀ(YᵀWY)x_u` per user; per-user partial sums are reduced in
@@ -625,6 +730,7 @@ pub fn loss(
     users: &Factors,
     items: &Factors,
     regularization: f32,
+    scaling: RegularizationScaling,
     pool: &rayon::ThreadPool,
 ) -> f64 {
     let dim = users.dim;
@@ -669,13 +775,31 @@ pub fn loss(
                         l += c * (p - t) * (p - t) - w * t * t;
                     }
                 }
-                l + reg * dot_f64(x, x)
+                let reg_u = match scaling {
+                    RegularizationScaling::None => reg,
+                    _ => scaling.row_lambda(regularization, cols.len()) as f64,
+                };
+                l + reg_u * dot_f64(x, x)
             })
             .collect()
     });
     let mut total: f64 = per_user.iter().sum();
-    let item_norms: f64 = items.data.iter().map(|&v| v as f64 * v as f64).sum();
-    total += reg * item_norms;
+    total += match scaling {
+        RegularizationScaling::None => {
+            let item_norms: f64 = items.data.iter().map(|&v| v as f64 * v as f64).sum();
+            reg * item_norms
+        }
+        _ => {
+            let by_item = data.by_item();
+            (0..data.n_items)
+                .map(|i| {
+                    let y = items.row(i);
+                    let norm: f64 = y.iter().map(|&v| v as f64 * v as f64).sum();
+                    scaling.row_lambda(regularization, by_item.row(i).0.len()) as f64 * norm
+                })
+                .sum::<f64>()
+        }
+    };
     let denom = if uniform {
         data.total_confidence() + (data.n_users as f64) * (data.n_items as f64) - data.nnz() as f64
     } else {
@@ -701,8 +825,12 @@ fn dot_f64_mixed(a: &[f64], b: &[f32]) -> f64 {
 /// equations as the user step,
 ///
 /// ```text
-/// (YᵀWY + Σ_{i∈u}(c_ui − w_i) y_i y_iᵀ + λI) x = Σ_{i∈u} c_ui p_ui y_i,
+/// (YᵀWY + Σ_{i∈u}(c_ui − w_i) y_i y_iᵀ + λ_u I) x = Σ_{i∈u} c_ui p_ui y_i,
 /// ```
+///
+/// with `λ_u = scaling.row_lambda(regularization, number of entries)`, counting
+/// only the entries that name an item of `items` (the others are not part of the
+/// system), so that it is exactly the user's row of a refit's user step.
 ///
 /// solved exactly (Cholesky on the dim × dim system, f64). `weights` are the items'
 /// missing-data weights `w_i` (all 1.0 for the uniform model) and `yty` is
@@ -719,14 +847,20 @@ pub fn fold_in(
     weights: &[f32],
     entries: &[(u32, f32, f32)],
     regularization: f32,
+    scaling: RegularizationScaling,
 ) -> Vec<f32> {
     let dim = items.dim;
     if yty.len() != dim * dim || weights.len() != items.rows {
         return vec![0.0; dim];
     }
+    let known = entries
+        .iter()
+        .filter(|e| (e.0 as usize) < items.rows)
+        .count();
+    let lambda = scaling.row_lambda(regularization, known);
     let mut a: Vec<f64> = yty.iter().map(|&v| v as f64).collect();
     for k in 0..dim {
-        a[k * dim + k] += regularization as f64;
+        a[k * dim + k] += lambda as f64;
     }
     let mut b = vec![0.0f64; dim];
     let mut y64 = vec![0.0f64; dim];
@@ -769,6 +903,12 @@ mod tests {
     use crate::model::interactions::Entry;
     use crate::model::reference;
     use crate::model::topk::top_k_dot;
+
+    const SCALINGS: [RegularizationScaling; 3] = [
+        RegularizationScaling::None,
+        RegularizationScaling::Count,
+        RegularizationScaling::Sqrt,
+    ];
 
     fn pool(n: usize) -> rayon::ThreadPool {
         rayon::ThreadPoolBuilder::new()
@@ -826,19 +966,91 @@ mod tests {
     }
 
     #[test]
+    fn scaled_penalty_by_hand() {
+        use RegularizationScaling as S;
+        assert_eq!(S::None.row_lambda(0.5, 4), 0.5);
+        assert_eq!(S::Count.row_lambda(0.5, 4), 2.0);
+        assert_eq!(S::Sqrt.row_lambda(0.5, 4), 1.0);
+        // A row without pairs takes λ.
+        assert_eq!(S::Count.row_lambda(0.5, 0), 0.5);
+        assert_eq!(S::Sqrt.row_lambda(0.5, 0), 0.5);
+        // One factor; items y = (1, 2); the user watched item 0 (c = 3, p = 1) and skipped
+        // item 1 (c = 2, p = 0), so n_u = 2 and, with count and λ = 0.5, λ_u = 1:
+        //   A = Σ_j y_j² + (3 − 1)·1² + (2 − 1)·2² + λ_u = 5 + 2 + 4 + 1 = 12,  b = 3,
+        //   x = 3 / 12 = 0.25  (unscaled: 3 / 11.5; sqrt: 3 / (11 + 0.5·√2)).
+        let items = Factors::from_vec(2, 1, vec![1.0, 2.0]).unwrap();
+        let entries = [(0, 3.0, 1.0), (1, 2.0, 0.0)];
+        let data = Interactions::from_entries(
+            1,
+            2,
+            &entries.map(|(item, confidence, preference)| Entry {
+                user: 0,
+                item,
+                confidence,
+                preference,
+            }),
+        );
+        let ones = [1.0f32; 2];
+        for (scaling, want) in [
+            (S::Count, 0.25f64),
+            (S::None, 3.0 / 11.5),
+            (S::Sqrt, 3.0 / (11.0 + 0.5 * 2f64.sqrt())),
+        ] {
+            let folded = fold_in(&items, &[5.0], &ones, &entries, 0.5, scaling);
+            let exact = reference::user_step(&data, &items, 0.5, scaling);
+            let mut cg = Factors::zeros(1, 1);
+            cg_sweep(
+                data.by_user(),
+                &items,
+                &mut cg,
+                MissingWeights::Uniform,
+                0.5,
+                scaling,
+                3,
+                &pool(1),
+            );
+            for (got, what) in [
+                (folded[0], "fold-in"),
+                (exact.data[0], "reference"),
+                (cg.data[0], "CG"),
+            ] {
+                assert!(
+                    (got as f64 - want).abs() < 1e-6,
+                    "{scaling:?} {what}: {got} vs {want}"
+                );
+            }
+        }
+        // The loss at x = 0.25 with count, λ = 0.5: both pairs observed, so
+        //   3·(1 − 0.25)² + 2·(0 − 0.5)² = 2.1875; penalties λ_u x² = 1·0.0625,
+        //   items (one pair each, λ_i = 0.5): 0.5·1 + 0.5·4 = 2.5; total 4.75 over Σc = 5.
+        let users = Factors::from_vec(1, 1, vec![0.25]).unwrap();
+        let l = loss(&data, &users, &items, 0.5, S::Count, &pool(1));
+        assert!((l - 0.95).abs() < 1e-12, "{l}");
+        assert!((reference::loss_dense(&data, &users, &items, 0.5, S::Count) - 0.95).abs() < 1e-12);
+    }
+
+    #[test]
     fn cg_matches_exact_reference() {
         for omega in [0.0, 0.5, 1.0] {
-            cg_matches_exact_reference_with(omega);
+            for scaling in SCALINGS {
+                cg_matches_exact_reference_with(omega, scaling);
+            }
         }
     }
 
-    fn cg_matches_exact_reference_with(omega: f64) {
+    fn cg_matches_exact_reference_with(omega: f64, scaling: RegularizationScaling) {
         let data = random_problem(30, 20, 30, 1).with_popularity_weights(omega);
         assert_eq!(data.uniform_missing_weight(), omega == 0.0);
         let params = AlsParams {
             factors: 8,
             iterations: 6,
-            regularization: 0.1,
+            // Per pair with `count` (6 pairs a user, 9 an item on average).
+            regularization: if scaling == RegularizationScaling::None {
+                0.1
+            } else {
+                0.02
+            },
+            regularization_scaling: scaling,
             cg_steps: 25,
             seed: 3,
         };
@@ -847,7 +1059,7 @@ mod tests {
         let (du, di) = (rel_diff(&u1, &u2), rel_diff(&i1, &i2));
         assert!(
             du < 1e-3 && di < 1e-3,
-            "relative differences users {du}, items {di}"
+            "{scaling:?}: relative differences users {du}, items {di}"
         );
         let scale = u2
             .data
@@ -866,16 +1078,19 @@ mod tests {
     #[test]
     fn few_cg_steps_still_decrease_loss() {
         for omega in [0.0, 0.5, 1.0, 2.0] {
-            few_cg_steps_still_decrease_loss_with(omega);
+            for scaling in SCALINGS {
+                few_cg_steps_still_decrease_loss_with(omega, scaling);
+            }
         }
     }
 
-    fn few_cg_steps_still_decrease_loss_with(omega: f64) {
+    fn few_cg_steps_still_decrease_loss_with(omega: f64, scaling: RegularizationScaling) {
         let data = random_problem(40, 30, 20, 2).with_popularity_weights(omega);
         let params = AlsParams {
             factors: 6,
             iterations: 8,
             regularization: 0.05,
+            regularization_scaling: scaling,
             cg_steps: 3,
             seed: 1,
         };
@@ -901,30 +1116,57 @@ mod tests {
             .enumerate()
             .for_each(|(k, v)| *v += (k % 7) as f32 * 0.1 - 0.3);
         for omega in [0.0, 0.5, 2.0] {
-            let data = data.clone().with_popularity_weights(omega);
-            let fast = loss(&data, &users, &items, 0.3, &pool(2));
-            let dense = reference::loss_dense(&data, &users, &items, 0.3);
-            assert!(
-                (fast - dense).abs() <= 1e-9 * dense.abs(),
-                "ω {omega}: {fast} vs {dense}"
-            );
+            for scaling in SCALINGS {
+                let data = data.clone().with_popularity_weights(omega);
+                let fast = loss(&data, &users, &items, 0.3, scaling, &pool(2));
+                let dense = reference::loss_dense(&data, &users, &items, 0.3, scaling);
+                assert!(
+                    (fast - dense).abs() <= 1e-9 * dense.abs(),
+                    "ω {omega}, {scaling:?}: {fast} vs {dense}"
+                );
+            }
         }
-        assert!(loss(&data, &items, &users, 0.3, &pool(1)).is_nan());
+        let none = RegularizationScaling::None;
+        assert!(loss(&data, &items, &users, 0.3, none, &pool(1)).is_nan());
+        // The penalty term alone, by hand: zero confidences and factors except one user
+        // row and one item row, so that only λ_u |x_u|² + λ_i |y_i|² and the Gramian
+        // terms remain; the difference between scalings is exactly the penalty.
+        let penalty = |scaling| {
+            let l = loss(&data, &users, &items, 0.3, scaling, &pool(1));
+            let l0 = loss(&data, &users, &items, 0.0, scaling, &pool(1));
+            let denom = data.total_confidence() + (25.0 * 15.0) - data.nnz() as f64;
+            (l - l0) * denom
+        };
+        let norms = |f: &Factors, r: usize| dot_f64(f.row(r), f.row(r));
+        let want_count: f64 = (0..25)
+            .map(|u| (0.3f32 * data.user_row(u).0.len().max(1) as f32) as f64 * norms(&users, u))
+            .chain((0..15).map(|i| {
+                (0.3f32 * data.item_row(i).0.len().max(1) as f32) as f64 * norms(&items, i)
+            }))
+            .sum();
+        let got = penalty(RegularizationScaling::Count);
+        assert!(
+            (got - want_count).abs() <= 1e-9 * want_count,
+            "{got} vs {want_count}"
+        );
     }
 
     #[test]
     fn bit_identical_across_thread_counts() {
         for omega in [0.0, 0.75] {
-            bit_identical_across_thread_counts_with(omega);
+            for scaling in SCALINGS {
+                bit_identical_across_thread_counts_with(omega, scaling);
+            }
         }
     }
 
-    fn bit_identical_across_thread_counts_with(omega: f64) {
+    fn bit_identical_across_thread_counts_with(omega: f64, scaling: RegularizationScaling) {
         let data = random_problem(400, 250, 5, 5).with_popularity_weights(omega);
         let params = AlsParams {
             factors: 16,
             iterations: 3,
             regularization: 0.05,
+            regularization_scaling: scaling,
             cg_steps: 3,
             seed: 11,
         };
@@ -966,7 +1208,7 @@ mod tests {
             .iter()
             .zip(weighted_gramian_exact(&big, &ones, &pool(3)))
             .all(|(a, b)| a.to_bits() == b.to_bits()));
-        let l1 = loss(&data, &u1, &big_items(&i1), 0.05, &pool(1));
+        let l1 = loss(&data, &u1, &big_items(&i1), 0.05, scaling, &pool(1));
         for n in [2, 3] {
             assert!(g1
                 .iter()
@@ -978,7 +1220,7 @@ mod tests {
                 .all(|(a, b)| a.to_bits() == b.to_bits()));
             assert_eq!(
                 l1.to_bits(),
-                loss(&data, &u1, &big_items(&i1), 0.05, &pool(n)).to_bits()
+                loss(&data, &u1, &big_items(&i1), 0.05, scaling, &pool(n)).to_bits()
             );
         }
     }
@@ -990,6 +1232,7 @@ mod tests {
             factors: 8,
             iterations: 4,
             regularization: 0.05,
+            regularization_scaling: RegularizationScaling::Sqrt,
             cg_steps: 3,
             seed: 5,
         };
@@ -1015,6 +1258,7 @@ mod tests {
                 factors,
                 iterations: 2,
                 regularization: 0.05,
+                regularization_scaling: RegularizationScaling::Count,
                 cg_steps: 3,
                 seed: 1,
             };
@@ -1077,6 +1321,7 @@ mod tests {
             factors: 2,
             iterations: 15,
             regularization: 0.01,
+            regularization_scaling: RegularizationScaling::None,
             cg_steps: 3,
             seed: 7,
         };
@@ -1107,23 +1352,26 @@ mod tests {
     #[test]
     fn fold_in_equals_exact_user_step() {
         for omega in [0.0, 0.5, 1.5] {
-            fold_in_equals_exact_user_step_with(omega);
+            for scaling in SCALINGS {
+                fold_in_equals_exact_user_step_with(omega, scaling);
+            }
         }
     }
 
-    fn fold_in_equals_exact_user_step_with(omega: f64) {
+    fn fold_in_equals_exact_user_step_with(omega: f64, scaling: RegularizationScaling) {
         let data = random_problem(30, 20, 30, 6).with_popularity_weights(omega);
         let w = &data.missing_weight;
         let params = AlsParams {
             factors: 8,
             iterations: 3,
             regularization: 0.1,
+            regularization_scaling: scaling,
             cg_steps: 3,
             seed: 2,
         };
         let p = pool(2);
         let (_, items, _) = fit(&data, &params, &p).unwrap();
-        let exact = reference::user_step(&data, &items, params.regularization);
+        let exact = reference::user_step(&data, &items, params.regularization, scaling);
         // A CG user step with many steps from the current users converges to it too.
         let mut cg_users = Factors::random(30, 8, 99, 0);
         cg_sweep(
@@ -1132,6 +1380,7 @@ mod tests {
             &mut cg_users,
             MissingWeights::Fixed(w),
             params.regularization,
+            scaling,
             40,
             &p,
         );
@@ -1141,7 +1390,22 @@ mod tests {
             let entries: Vec<(u32, f32, f32)> = (0..cols.len())
                 .map(|k| (cols[k], conf[k], pref[k]))
                 .collect();
-            let x = fold_in(&items, &yty, w, &entries, params.regularization);
+            let x = fold_in(&items, &yty, w, &entries, params.regularization, scaling);
+            // Entries on items the model does not have are not part of the system (nor
+            // of the row's count).
+            let mut with_unknown = entries.clone();
+            with_unknown.push((1000, 7.0, 1.0));
+            assert_eq!(
+                fold_in(
+                    &items,
+                    &yty,
+                    w,
+                    &with_unknown,
+                    params.regularization,
+                    scaling
+                ),
+                x
+            );
             let scale = exact.row(u).iter().fold(1e-3f32, |a, v| a.max(v.abs()));
             for k in 0..8 {
                 assert!(
@@ -1153,14 +1417,14 @@ mod tests {
             }
         }
         // Unknown items are ignored; a wrong Gramian gives zeros, not a panic.
-        let x = fold_in(&items, &yty, w, &[(1000, 5.0, 1.0)], 0.1);
+        let x = fold_in(&items, &yty, w, &[(1000, 5.0, 1.0)], 0.1, scaling);
         assert!(x.iter().all(|v| v.abs() < 1e-6));
         assert_eq!(
-            fold_in(&items, &yty[1..], w, &[(0, 5.0, 1.0)], 0.1),
+            fold_in(&items, &yty[1..], w, &[(0, 5.0, 1.0)], 0.1, scaling),
             vec![0.0; 8]
         );
         assert_eq!(
-            fold_in(&items, &yty, &w[1..], &[(0, 5.0, 1.0)], 0.1),
+            fold_in(&items, &yty, &w[1..], &[(0, 5.0, 1.0)], 0.1, scaling),
             vec![0.0; 8]
         );
     }
@@ -1216,6 +1480,7 @@ mod tests {
             factors: 8,
             iterations: 4,
             regularization: 0.05,
+            regularization_scaling: RegularizationScaling::None,
             cg_steps: 3,
             seed: 4,
         };
@@ -1235,6 +1500,7 @@ mod tests {
             &mut a,
             MissingWeights::Uniform,
             0.05,
+            RegularizationScaling::None,
             3,
             &pool(2),
         );
@@ -1244,6 +1510,7 @@ mod tests {
             &mut b,
             MissingWeights::Fixed(&ones),
             0.05,
+            RegularizationScaling::None,
             3,
             &pool(3),
         );
@@ -1278,6 +1545,7 @@ mod tests {
                 factors: 4,
                 iterations: 2,
                 regularization: 0.1,
+                regularization_scaling: RegularizationScaling::None,
                 cg_steps: 3,
                 seed: 0,
             };
@@ -1303,6 +1571,7 @@ mod tests {
             factors: 4,
             iterations: 1,
             regularization: 0.1,
+            regularization_scaling: RegularizationScaling::None,
             cg_steps: 3,
             seed: 0,
         };
@@ -1419,6 +1688,7 @@ mod tests {
             factors: 64,
             iterations: 15,
             regularization: 0.01,
+            regularization_scaling: RegularizationScaling::None,
             cg_steps: 3,
             seed: 0,
         };
@@ -1432,6 +1702,7 @@ mod tests {
             &Factors::random(n_users, 64, 0, 0),
             &Factors::random(n_items, 64, 0, 1),
             0.01,
+            RegularizationScaling::None,
             &p,
         );
         println!(

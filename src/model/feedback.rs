@@ -24,7 +24,8 @@
 //! counts as a watch.
 //!
 //! Missing-data weights (He et al. 2016, eALS): with `pop_i` the number of distinct users
-//! with an event on item `i` and `ω = popularity_exponent`,
+//! who watched item `i` (a pair with a non-skip event; swipe-aways are not views) and
+//! `ω = popularity_exponent`,
 //!
 //! ```text
 //! w_i = pop_i^ω / mean_j(pop_j^ω)
@@ -176,7 +177,7 @@ pub struct Feedback {
     pub item_ids: Vec<i64>,
     /// One entry per distinct (user, item) pair.
     pub data: Interactions,
-    /// Per item: number of distinct users with an event on it.
+    /// Per item: number of distinct users who watched it (a non-skip event).
     pub popularity: Vec<f32>,
     /// Pairs that were only skipped (preference 0).
     pub skipped_pairs: usize,

@@ -6,13 +6,18 @@
 //! item, [`Interactions::missing_weight`]):
 //!
 //! ```text
-//! L = Σ_{observed} c_ui (p_ui − x_u·y_i)² + Σ_{unobserved} w_i (x_u·y_i)² + λ(Σ|x_u|² + Σ|y_i|²)
+//! L = Σ_{observed} c_ui (p_ui − x_u·y_i)² + Σ_{unobserved} w_i (x_u·y_i)²
+//!   + Σ_u λ_u |x_u|² + Σ_i λ_i |y_i|²
 //! ```
 //!
-//! with `w_i = pop_i^ω / mean_j(pop_j^ω)` (`pop_i`: distinct users with an observed pair
+//! with `λ_r = λ · s_r` ([`RegularizationScaling::row_lambda`]: `s_r = 1` unscaled,
+//! `s_r = n_r` the row's number of observed pairs with `count`, `√n_r` with `sqrt`),
+//! and `w_i = pop_i^ω / mean_j(pop_j^ω)` (`pop_i`: distinct users with an observed pair
 //! on item `i`; `ω = 0` gives `w_i = 1`, the uniform model of Hu, Koren, Volinsky 2008).
 
-use super::als::{check_finite, check_inputs, AlsParams, FitReport, ModelError};
+use super::als::{
+    check_finite, check_inputs, AlsParams, FitReport, ModelError, RegularizationScaling,
+};
 use super::factors::{dot_f64, Factors};
 use super::interactions::{CsrView, Interactions};
 use super::linalg::cholesky_solve;
@@ -27,17 +32,18 @@ pub fn fit_reference(
     let mut users = Factors::random(data.n_users, params.factors, params.seed, 0);
     let mut items = Factors::random(data.n_items, params.factors, params.seed, 1);
     let reg = params.regularization;
+    let scaling = params.regularization_scaling;
     let mut loss_history = vec![];
     for _ in 0..params.iterations {
-        users = user_step(data, &items, reg);
-        items = item_step(data, &users, reg);
+        users = user_step(data, &items, reg, scaling);
+        items = item_step(data, &users, reg, scaling);
         check_finite(&users, &items)?;
-        loss_history.push(loss_dense(data, &users, &items, reg));
+        loss_history.push(loss_dense(data, &users, &items, reg, scaling));
     }
     let loss = loss_history
         .last()
         .copied()
-        .unwrap_or_else(|| loss_dense(data, &users, &items, reg));
+        .unwrap_or_else(|| loss_dense(data, &users, &items, reg, scaling));
     Ok((
         users,
         items,
@@ -51,16 +57,30 @@ pub fn fit_reference(
 
 /// Every user's exact least-squares vector with the items fixed: the missing weight of
 /// the pair (u, j) is item j's.
-pub fn user_step(data: &Interactions, items: &Factors, regularization: f32) -> Factors {
+pub fn user_step(
+    data: &Interactions,
+    items: &Factors,
+    regularization: f32,
+    scaling: RegularizationScaling,
+) -> Factors {
     let w = &data.missing_weight;
-    exact_step(data.by_user(), items, regularization, |_, j| w[j] as f64)
+    exact_step(data.by_user(), items, regularization, scaling, |_, j| {
+        w[j] as f64
+    })
 }
 
 /// Every item's exact least-squares vector with the users fixed: the missing weight of
 /// the pair (i, u) is item i's.
-pub fn item_step(data: &Interactions, users: &Factors, regularization: f32) -> Factors {
+pub fn item_step(
+    data: &Interactions,
+    users: &Factors,
+    regularization: f32,
+    scaling: RegularizationScaling,
+) -> Factors {
     let w = &data.missing_weight;
-    exact_step(data.by_item(), users, regularization, |i, _| w[i] as f64)
+    exact_step(data.by_item(), users, regularization, scaling, |i, _| {
+        w[i] as f64
+    })
 }
 
 /// For each row `u` of `rows`, with `Y = fixed` and `m(u, j)` the missing-data weight of
@@ -69,16 +89,20 @@ pub fn item_step(data: &Interactions, users: &Factors, regularization: f32) -> F
 /// ```text
 /// A_u = Σ_{all j} m(u, j) y_j y_jᵀ           (every pair, as if unobserved)
 ///     + Σ_{i∈u} (c_ui − m(u, i)) y_i y_iᵀ    (observed pairs have weight c_ui instead)
-///     + λ I
+///     + λ_u I                                 (λ_u = λ · s_u, the row's own penalty)
 /// b_u = Σ_{i∈u} c_ui p_ui y_i                 (unobserved pairs have p = 0)
 /// x_u = A_u⁻¹ b_u                             (Cholesky, f64)
 /// ```
+///
+/// `λ_u = scaling.row_lambda(λ, n_u)`: `λ` unscaled, `λ · n_u` with `count`, `λ · √n_u` with
+/// `sqrt` (`n_u` the number of observed pairs of the row, at least 1).
 ///
 /// A row whose system cannot be factorised (non-finite input) becomes NaN.
 fn exact_step(
     rows: CsrView<'_>,
     fixed: &Factors,
     regularization: f32,
+    scaling: RegularizationScaling,
     missing: impl Fn(usize, usize) -> f64,
 ) -> Factors {
     let f = fixed.dim;
@@ -96,8 +120,9 @@ fn exact_step(
                 }
             }
         }
+        let lambda = scaling.row_lambda(regularization, cols.len()) as f64;
         for k in 0..f {
-            a_mat[k * f + k] += regularization as f64;
+            a_mat[k * f + k] += lambda;
         }
         let mut b = vec![0.0f64; f];
         for k in 0..cols.len() {
@@ -126,6 +151,7 @@ pub fn loss_dense(
     users: &Factors,
     items: &Factors,
     regularization: f32,
+    scaling: RegularizationScaling,
 ) -> f64 {
     let (nu, ni) = (data.n_users, data.n_items);
     // Dense (c, p), unobserved = (w_i, 0).
@@ -146,8 +172,14 @@ pub fn loss_dense(
             l += c * (p - t) * (p - t);
         }
     }
-    let reg = regularization as f64;
-    l += reg * (dot_f64(&users.data, &users.data) + dot_f64(&items.data, &items.data));
+    for u in 0..nu {
+        let lambda = scaling.row_lambda(regularization, data.user_row(u).0.len()) as f64;
+        l += lambda * dot_f64(users.row(u), users.row(u));
+    }
+    for i in 0..ni {
+        let lambda = scaling.row_lambda(regularization, data.item_row(i).0.len()) as f64;
+        l += lambda * dot_f64(items.row(i), items.row(i));
+    }
     let denom: f64 = cp.iter().map(|&(c, _)| c).sum();
     l / denom
 }
@@ -183,17 +215,20 @@ mod tests {
     #[test]
     fn loss_never_increases() {
         for omega in [0.0, 0.5, 1.5] {
-            loss_never_increases_with(omega);
+            for scaling in [RegularizationScaling::None, RegularizationScaling::Count] {
+                loss_never_increases_with(omega, scaling);
+            }
         }
     }
 
-    fn loss_never_increases_with(omega: f64) {
+    fn loss_never_increases_with(omega: f64, scaling: RegularizationScaling) {
         let data = problem().with_popularity_weights(omega);
         assert_eq!(data.uniform_missing_weight(), omega == 0.0);
         let params = AlsParams {
             factors: 6,
             iterations: 12,
             regularization: 0.05,
+            regularization_scaling: scaling,
             cg_steps: 0,
             seed: 5,
         };
@@ -216,9 +251,22 @@ mod tests {
     #[test]
     fn exact_step_solves_normal_equations() {
         // The gradient of L (rebuilt independently from the dense (c, p), unobserved pairs
-        // weighing w_i) vanishes at every user of a user step and every item of an item step.
-        for omega in [0.0, 0.5, 2.0] {
+        // weighing w_i, and each row's λ from its observed pairs) vanishes at every user of
+        // a user step and every item of an item step.
+        use RegularizationScaling as S;
+        for (omega, scaling) in [0.0, 0.5, 2.0]
+            .into_iter()
+            .flat_map(|o| [S::None, S::Count, S::Sqrt].map(|s| (o, s)))
+        {
             let data = problem().with_popularity_weights(omega);
+            let lambda = |conf: &[f32]| -> f64 {
+                let n = conf.len().max(1) as f64;
+                0.2 * match scaling {
+                    S::None => 1.0,
+                    S::Count => n,
+                    S::Sqrt => n.sqrt(),
+                }
+            };
             let w = |i: usize| data.missing_weight[i] as f64;
             let dense = |u: usize, i: usize| {
                 let (cols, conf, pref) = data.user_row(u);
@@ -229,7 +277,7 @@ mod tests {
             };
             let items = Factors::random(18, 4, 1, 1);
             let reg = 0.2f32;
-            let users = user_step(&data, &items, reg);
+            let users = user_step(&data, &items, reg, scaling);
             for u in 0..25 {
                 let x = users.row(u);
                 let mut grad = vec![0.0f64; 4];
@@ -241,15 +289,16 @@ mod tests {
                         grad[a] += c * (t - p) * y[a] as f64;
                     }
                 }
+                let lambda_u = lambda(data.user_row(u).1);
                 for a in 0..4 {
-                    grad[a] += reg as f64 * x[a] as f64;
+                    grad[a] += lambda_u * x[a] as f64;
                     assert!(
                         grad[a].abs() < 1e-5,
-                        "ω {omega}, user {u}: gradient {grad:?}"
+                        "ω {omega}, {scaling:?}, user {u}: gradient {grad:?}"
                     );
                 }
             }
-            let new_items = item_step(&data, &users, reg);
+            let new_items = item_step(&data, &users, reg, scaling);
             for i in 0..18 {
                 let y = new_items.row(i);
                 let mut grad = vec![0.0f64; 4];
@@ -261,8 +310,9 @@ mod tests {
                         grad[a] += c * (t - p) * x[a] as f64;
                     }
                 }
+                let lambda_i = lambda(data.item_row(i).1);
                 for a in 0..4 {
-                    grad[a] += reg as f64 * y[a] as f64;
+                    grad[a] += lambda_i * y[a] as f64;
                     assert!(
                         grad[a].abs() < 1e-4,
                         "ω {omega}, item {i}: gradient {grad:?}"

@@ -260,6 +260,13 @@ fn wrong_types_in_table_functions() {
         "foryou_refit: option regularization expects a number from 0 to 1000000, got null"
     );
     assert_eq!(
+        error_of(
+            &conn,
+            r#"SELECT foryou_refit('feed', '{"regularization_scaling": "spark"}')"#
+        ),
+        "foryou_refit: option regularization_scaling expects one of none, count, sqrt, got \"spark\""
+    );
+    assert_eq!(
         error_of(&conn, r#"SELECT foryou_refit('feed', '{"seed": 1e400}')"#),
         "foryou_refit: options_json is not valid JSON (number out of range at line 1 column 14)"
     );

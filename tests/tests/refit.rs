@@ -54,7 +54,6 @@ fn checkerboard_users_get_items_of_their_own_block() {
 }
 
 fn check_users(conn: &Connection, pairs: &[(i64, i64)]) {
-    let conn = conn;
     let watched: HashSet<(i64, i64)> = pairs.iter().copied().collect();
     for user in 0..20 {
         let top = ranked(conn, &format!("SELECT * FROM recommend({user}, 5)"));
@@ -541,4 +540,71 @@ fn models_larger_than_one_chunk_round_trip() {
     for (query, expected) in queries.iter().zip(&before) {
         assert_eq!(&ranked(&conn, query), expected, "{query} after reopen");
     }
+}
+
+#[test]
+fn regularization_scaling_is_learned_with_and_deterministic() {
+    // Each scaling is its own model, bit-identical whatever the thread count; `none`
+    // given per refit is the same model as `none` given at CREATE.
+    let (conn, pairs) = fixture(&format!("{CHECKERBOARD}, seed = 3, regularization = 0.1"));
+    let mut models = Vec::new();
+    for scaling in ["none", "count", "sqrt"] {
+        let mut bits = Vec::new();
+        for threads in [1, 2] {
+            let report = refit(
+                &conn,
+                &format!(
+                    r#"SELECT foryou_refit('feed', '{{"regularization_scaling": "{scaling}", "threads": {threads}}}')"#
+                ),
+            );
+            assert!(report["loss"].as_f64().unwrap().is_finite(), "{report}");
+            bits.push((snapshot(&conn).0, snapshot(&conn).1, report["loss"].clone()));
+        }
+        assert_eq!(
+            bits[0], bits[1],
+            "{scaling}: thread count changed the model"
+        );
+        // The model still learns the checkerboard.
+        check_users(&conn, &pairs);
+        models.push(bits.swap_remove(0));
+    }
+    assert_ne!(models[0].0, models[1].0, "count scaling is ignored");
+    assert_ne!(models[1].0, models[2].0, "sqrt is the same as count");
+    let (created, _) = fixture(&format!(
+        "{CHECKERBOARD}, seed = 3, regularization = 0.1, regularization_scaling = none"
+    ));
+    refit(&created, "SELECT foryou_refit('feed')");
+    assert_eq!(snapshot(&created).0, models[0].0);
+    assert_eq!(snapshot(&created).1, models[0].1);
+}
+
+#[test]
+fn an_incremental_refit_keeps_the_scaling_of_its_options() {
+    let (conn, _) = fixture(&format!(
+        "{CHECKERBOARD}, seed = 3, regularization_scaling = count, regularization = 0.02"
+    ));
+    refit(&conn, "SELECT foryou_refit('feed')");
+    conn.execute_batch("INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (100, 1, 9, 10), (100, 2, 9, 10)")
+        .unwrap();
+    let report = refit(
+        &conn,
+        r#"SELECT foryou_refit('feed', '{"mode": "incremental"}')"#,
+    );
+    assert_eq!(report["mode"], "incremental");
+    assert!(report["loss"].as_f64().unwrap().is_finite());
+    let options: String = conn
+        .query_row(
+            "SELECT value FROM feed_model WHERE key = 'options'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        options.contains(r#""regularization_scaling":"count""#)
+            && options.contains(r#""regularization":0.02"#),
+        "{options}"
+    );
+    // The new user is ranked by the model: their block first.
+    let top = ranked(&conn, "SELECT * FROM recommend(100, 3)");
+    assert!(top.iter().all(|(item, _, _)| block(*item) == 0), "{top:?}");
 }

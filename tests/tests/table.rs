@@ -430,6 +430,10 @@ fn create_options_are_validated_with_exact_messages() {
         ("factors = many", "foryou: option factors expects an integer from 1 to 1024, got 'many'".to_string()),
         ("iterations = 0", "foryou: option iterations expects an integer from 1 to 1000, got '0'".to_string()),
         ("regularization = -1", "foryou: option regularization expects a number from 0 to 1000000, got '-1'".to_string()),
+        (
+            "regularization_scaling = spark",
+            "foryou: option regularization_scaling expects one of none, count, sqrt, got 'spark'".to_string(),
+        ),
         ("alpha = 0", "foryou: option alpha expects a number > 0, got '0'".to_string()),
         ("alpha = nan", "foryou: option alpha expects a number > 0, got 'nan'".to_string()),
         ("alpha = inf", "foryou: option alpha expects a number > 0, got 'inf'".to_string()),
@@ -476,6 +480,8 @@ fn create_options_accept_case_quotes_and_booleans() {
     assert_eq!(get("factors"), Value::Integer(3));
     assert_eq!(get("alpha"), Value::Real(2.5));
     assert_eq!(get("exclude_watched"), Value::Integer(0));
+    // Not given: the default, stored like every option.
+    assert_eq!(get("regularization_scaling"), Value::Text("count".into()));
     // (the config column has NUMERIC affinity: 0.0 may come back as the integer 0)
     assert!(
         matches!(get("regularization"), Value::Real(r) if r == 0.0)

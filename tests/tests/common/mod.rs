@@ -176,6 +176,7 @@ pub const DOCUMENTED_OPTIONS: &[&str] = &[
     "factors",
     "iterations",
     "regularization",
+    "regularization_scaling",
     "alpha",
     "confidence",
     "skip_ratio",
