@@ -863,7 +863,7 @@ def markdown(results):
              ", ".join(f"{n} {v:.0%}" for n, v in busy["other_load_by_section"].items()))
     s = results["settings"]
     L.append(f"- settings: {s['factors']} factors, {s['iterations']} iterations, {s['threads']} threads, "
-             f"regularization {s['regularization']}, foryou `confidence = ratio, alpha = {s['alpha']}` = implicit "
+             f"regularization {s['regularization']} (unscaled on both sides: foryou `regularization_scaling = none`), foryou `confidence = ratio, alpha = {s['alpha']}` = implicit "
              f"`alpha = {s['alpha']}` on the summed watch ratio; implicit CG solver, OpenBLAS 1 thread")
     L.append("")
     L.append("## Targets (issue 5)")

@@ -11,5 +11,7 @@ ALPHA = 2.0
 SEED = 0
 K = 10
 
+# regularization_scaling = none: implicit's λ is one value for every user and item.
 FORYOU_CREATE = (f"factors = {FACTORS}, iterations = {ITERATIONS}, threads = {THREADS}, "
-                 f"confidence = ratio, alpha = {ALPHA:g}, regularization = {REGULARIZATION:g}, seed = {SEED}")
+                 f"confidence = ratio, alpha = {ALPHA:g}, regularization = {REGULARIZATION:g}, "
+                 f"regularization_scaling = none, seed = {SEED}")
