@@ -101,7 +101,7 @@ use rayon::prelude::*;
 use super::factors::{axpy, dot, dot_f64, Factors};
 use super::interactions::{CsrView, Interactions};
 use super::kernels;
-use super::linalg::{add_outer_lower, cholesky_solve};
+use super::linalg::cholesky_solve;
 
 /// ALS hyper-parameters.
 #[derive(Clone, Debug)]
@@ -863,21 +863,28 @@ pub fn fold_in(
         a[k * dim + k] += lambda as f64;
     }
     let mut b = vec![0.0f64; dim];
-    let mut y64 = vec![0.0f64; dim];
+    // The rows y_i (in f64) and weights c_i − w_i of the rank-one updates, applied at
+    // once by the refit's Gramian kernel (upper triangle), then mirrored to the lower
+    // triangle that cholesky_solve reads.
+    let mut ys: Vec<f64> = Vec::with_capacity(entries.len() * dim);
+    let mut ws: Vec<f64> = Vec::with_capacity(entries.len());
     for &(item, c, p) in entries {
         if item as usize >= items.rows {
             continue;
         }
-        for (yk, &v) in y64.iter_mut().zip(items.row(item as usize)) {
-            *yk = v as f64;
-        }
+        let y = items.row(item as usize);
         let (c, p) = (c as f64, p as f64);
-        let missing = weights[item as usize] as f64;
-        for (bi, &yi) in b.iter_mut().zip(&y64) {
-            *bi += c * p * yi;
+        for (bi, &yi) in b.iter_mut().zip(y) {
+            *bi += c * p * yi as f64;
         }
-        // Lower triangle is all cholesky_solve reads.
-        add_outer_lower(&mut a, c - missing, &y64);
+        ys.extend(y.iter().map(|&v| v as f64));
+        ws.push(c - weights[item as usize] as f64);
+    }
+    kernels::syr_upper_f64(&mut a, &ys, &ws);
+    for i in 0..dim {
+        for j in 0..i {
+            a[i * dim + j] = a[j * dim + i];
+        }
     }
     if let Some(x) = cholesky_solve(&mut a.clone(), &b) {
         return x.into_iter().map(|v| v as f32).collect();

@@ -289,6 +289,34 @@ pub fn dot_at(level: Level, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// `out[i] = dot(query, row i of data)` for rows of `query.len()` floats, as many as both
+/// `data` and `out` hold: [`dot`] row after row (the same bits), with the level chosen
+/// once and the per-row kernel inlined into the loop (a catalogue scan calls this).
+#[inline]
+pub fn dot_rows(query: &[f32], data: &[f32], out: &mut [f32]) {
+    dot_rows_at(level(), query, data, out)
+}
+
+/// [`dot_rows`] at a given level (must be supported; lower levels are always fine).
+pub fn dot_rows_at(level: Level, query: &[f32], data: &[f32], out: &mut [f32]) {
+    if query.is_empty() {
+        return;
+    }
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: features detected (see `dot_at`).
+        Level::Avx512 => unsafe { x86::dot_rows_avx512(query, data, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: features detected (see `dot_at`).
+        Level::Avx2 => unsafe { x86::dot_rows_avx2(query, data, out) },
+        _ => {
+            for (row, o) in data.chunks_exact(query.len()).zip(out.iter_mut()) {
+                *o = dot_scalar(query, row);
+            }
+        }
+    }
+}
+
 /// `y += a·x` element-wise (one FMA per element), over the common length.
 #[inline]
 pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
@@ -549,6 +577,17 @@ mod x86 {
     }
 
     /// # Safety
+    /// AVX-512F present; `query` not empty.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dot_rows_avx512(query: &[f32], data: &[f32], out: &mut [f32]) {
+        let n = query.len();
+        for (row, o) in data.chunks_exact(n).zip(out.iter_mut()) {
+            // SAFETY: `row` and `query` both hold n values.
+            *o = unsafe { dot_ptr_avx512(query.as_ptr(), row.as_ptr(), n) };
+        }
+    }
+
+    /// # Safety
     /// AVX-512F present; `a.len() == b.len()`.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
@@ -785,6 +824,17 @@ mod x86 {
     }
 
     /// # Safety
+    /// AVX2 and FMA present; `query` not empty.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_rows_avx2(query: &[f32], data: &[f32], out: &mut [f32]) {
+        let n = query.len();
+        for (row, o) in data.chunks_exact(n).zip(out.iter_mut()) {
+            // SAFETY: `row` and `query` both hold n values.
+            *o = unsafe { dot_ptr_avx2(query.as_ptr(), row.as_ptr(), n) };
+        }
+    }
+
+    /// # Safety
     /// AVX2 and FMA present; `a.len() == b.len()`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
@@ -997,6 +1047,22 @@ mod tests {
                     let mut y = y_start.clone();
                     axpy_at(l, &mut y, coef, &a);
                     assert_eq!(bits(&y), bits(&y_want), "axpy {l:?} n {n}");
+                    if n > 0 {
+                        // Rows of `y_start` (3 of n values, plus a partial row that is
+                        // not scored) against `a`: each is dot(a, row).
+                        let data: Vec<f32> =
+                            [&y_start[..], &y_start[..], &b[..], &a[..n / 2]].concat();
+                        let mut out = [f32::NAN; 3];
+                        dot_rows_at(l, &a, &data, &mut out);
+                        let rows = [&y_start, &y_start, &b];
+                        for (o, row) in out.iter().zip(rows) {
+                            assert_eq!(
+                                o.to_bits(),
+                                dot_at(Level::Scalar, &a, row).to_bits(),
+                                "dot_rows {l:?} n {n}"
+                            );
+                        }
+                    }
                 }
             }
         }

@@ -1,58 +1,6 @@
 //! Small dense linear algebra in f64 (no BLAS): Cholesky factorisation and solve of a
 //! symmetric positive-definite system, used by fold-in and the reference solver.
 
-/// `A += scale · y yᵀ` on the lower triangle of `A` (`n × n`, row-major, `n = y.len()`):
-/// `A_ij += (scale · y_i) · y_j` for `j <= i`, each element one multiply and one add.
-///
-/// Element-wise with no reduction, so the result is the same bits whatever the vector
-/// width; the loop is compiled for AVX-512F and AVX2 as well (chosen at run time), where
-/// it runs 4 to 8 f64 lanes at a time instead of SSE2's 2. Rust never fuses the
-/// multiply and add (no FMA contraction), so every variant rounds identically.
-pub fn add_outer_lower(a: &mut [f64], scale: f64, y: &[f64]) {
-    let n = y.len();
-    if a.len() != n * n {
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked just above), the only
-            // requirement of this target_feature function.
-            unsafe { add_outer_lower_avx512(a, scale, y) };
-            return;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { add_outer_lower_avx2(a, scale, y) };
-            return;
-        }
-    }
-    add_outer_lower_loop(a, scale, y)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn add_outer_lower_avx512(a: &mut [f64], scale: f64, y: &[f64]) {
-    add_outer_lower_loop(a, scale, y)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn add_outer_lower_avx2(a: &mut [f64], scale: f64, y: &[f64]) {
-    add_outer_lower_loop(a, scale, y)
-}
-
-#[inline(always)]
-fn add_outer_lower_loop(a: &mut [f64], scale: f64, y: &[f64]) {
-    let n = y.len();
-    for (i, &yi) in y.iter().enumerate() {
-        let wi = scale * yi;
-        for (aij, &yj) in a[i * n..i * n + i + 1].iter_mut().zip(&y[..=i]) {
-            *aij += wi * yj;
-        }
-    }
-}
-
 /// Solve `A x = b` for symmetric positive-definite `A` (`n × n`, row-major; only the
 /// lower triangle is read). `A` is overwritten by its Cholesky factor `L` (`A = L Lᵀ`).
 ///

@@ -7,7 +7,8 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use super::factors::{dot, Factors};
-use super::scan::{dot_rows, dot_rows_half, HalfFactors};
+use super::kernels::dot_rows;
+use super::scan::{dot_rows_half, HalfFactors};
 
 /// A candidate; `Ord` says "greater = worse", so a max-heap keeps the worst on top.
 #[derive(Clone, Copy, Debug)]
@@ -458,15 +459,15 @@ mod tests {
             .filter(|i| i % 11 == 3 || (*i as usize).is_multiple_of(BLOCK))
             .collect();
         let mut full: Vec<(u32, f32)> = (0..f.rows)
-            .map(|i| (i as u32, crate::model::scan::tests_dot(&q, f.row(i))))
+            .map(|i| (i as u32, crate::model::kernels::dot(&q, f.row(i))))
             .filter(|p| exclude.binary_search(&p.0).is_err())
             .collect();
         full.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.0.cmp(&b.0)));
         for k in [1, 10, 100, 5000] {
             let want: Vec<(u32, f32)> = full.iter().copied().take(k).collect();
             assert_eq!(top_k_dot(&q, &f, k, &exclude), want, "k {k}");
-            let mut scores = Vec::new();
-            crate::model::scan::dot_all(&q, &f, &mut scores);
+            let mut scores = vec![0.0; f.rows];
+            dot_rows(&q, &f.data, &mut scores);
             assert_eq!(top_k_slice(&scores, k, &exclude), want, "k {k}");
         }
         // Cosine across blocks equals the brute force too.
@@ -477,7 +478,7 @@ mod tests {
             .map(|i| {
                 (
                     i as u32,
-                    crate::model::scan::tests_dot(f.row(of), f.row(i)) / (n[of] * n[i]),
+                    crate::model::kernels::dot(f.row(of), f.row(i)) / (n[of] * n[i]),
                 )
             })
             .collect();
