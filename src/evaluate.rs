@@ -41,7 +41,7 @@ pub fn foryou_evaluate(ctx: &Context<'_>, state: &Arc<ConnectionState>) -> Resul
     }
     let mut acc = Accumulator::default();
     for (user, items) in &relevant {
-        let ranked: Vec<i64> = recommend_for(&conn, state, &resolved, *user, k)?
+        let ranked: Vec<i64> = recommend_for(&conn, &resolved, *user, k)?
             .into_iter()
             .map(|(item, _)| item)
             .collect();

@@ -29,7 +29,7 @@ impl TableFunction for Recommend {
     ) -> Result<Vec<(i64, f32)>> {
         let (user_id, k, model) = sql_args::id_k_model(Self::NAME, "user_id", args)?;
         let resolved = state.resolve(conn, Self::NAME, model)?;
-        recommend_for(conn, state, &resolved, user_id, k)
+        recommend_for(conn, &resolved, user_id, k)
     }
 }
 
@@ -40,7 +40,6 @@ impl TableFunction for Recommend {
 /// only a user to fold in (again) has their whole events read.
 pub fn recommend_for(
     conn: &Connection,
-    state: &ConnectionState,
     resolved: &Resolved,
     user_id: i64,
     k: usize,
@@ -50,6 +49,7 @@ pub fn recommend_for(
         options,
         model,
         at,
+        ..
     } = resolved;
     let seen = shadow.user_items(conn, user_id)?;
     let mut watched: Vec<i64> = Vec::new();
@@ -76,7 +76,7 @@ pub fn recommend_for(
             }
             ranked
         }
-        None => popular_items(&state.live_popularity(conn, shadow, options)?, k, &watched),
+        None => popular_items(&resolved.live_popularity(conn)?, k, &watched),
     })
 }
 

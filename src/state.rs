@@ -3,12 +3,13 @@
 //! refit by any connection or process is picked up.
 //!
 //! Serving calls (`recommend`, `similar_items`) also keep what they resolved last (which
-//! table a model argument names, its options, its decoded model) together with the
-//! database state it was read at, [`DbState`]; while that state is unchanged a call asks
-//! the database nothing but the user's own events.
+//! table a model argument names, its options, its decoded model, and the live popularity
+//! once a call before the first refit needed it) together with the database state it
+//! was read at, [`DbState`]; while that state is unchanged a call asks the database
+//! nothing but the user's own events.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rusqlite::{Connection, Result};
 
@@ -35,12 +36,6 @@ fn db_state(conn: &Connection, schema: &str) -> Result<DbState> {
     ))
 }
 
-/// Live popularity of one table and the database state it was computed at.
-struct Popularity {
-    at: DbState,
-    ranked: Arc<Vec<(i64, f32)>>,
-}
-
 /// A model as a serving call needs it.
 pub struct Resolved {
     pub shadow: Shadow,
@@ -49,6 +44,28 @@ pub struct Resolved {
     pub model: Option<Arc<Serving>>,
     /// The database state this was resolved at; None inside a transaction.
     pub at: Option<DbState>,
+    /// Live popularity (before the first refit), computed at the first call that needs
+    /// it and kept as long as this resolution is.
+    popularity: OnceLock<Arc<Vec<(i64, f32)>>>,
+}
+
+impl Resolved {
+    /// Items by live popularity, best first (ties: smaller id first), as of the
+    /// database state this was resolved at.
+    pub fn live_popularity(&self, conn: &Connection) -> Result<Arc<Vec<(i64, f32)>>> {
+        if let Some(ranked) = self.popularity.get() {
+            return Ok(ranked.clone());
+        }
+        let mut ranked = self.shadow.live_popularity(
+            conn,
+            self.options.skip_ratio,
+            self.options.skip_seconds,
+        )?;
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let ranked = Arc::new(ranked);
+        let _ = self.popularity.set(ranked.clone());
+        Ok(ranked)
+    }
 }
 
 struct CachedResolved {
@@ -59,53 +76,11 @@ struct CachedResolved {
 #[derive(Default)]
 pub struct ConnectionState {
     models: Mutex<HashMap<String, Arc<Serving>>>,
-    popularity: Mutex<HashMap<String, Popularity>>,
     /// Keyed by the model argument as given ("" when omitted).
     resolved: Mutex<HashMap<String, CachedResolved>>,
 }
 
 impl ConnectionState {
-    /// Items by live popularity, best first (ties: smaller id first). Outside explicit
-    /// transactions the ranking is cached until the database changes; inside one it is
-    /// recomputed every call, since a ROLLBACK undoes changes without any counter
-    /// going back.
-    pub fn live_popularity(
-        &self,
-        conn: &Connection,
-        shadow: &Shadow,
-        options: &Options,
-    ) -> Result<Arc<Vec<(i64, f32)>>> {
-        let compute = || -> Result<Arc<Vec<(i64, f32)>>> {
-            let mut ranked =
-                shadow.live_popularity(conn, options.skip_ratio, options.skip_seconds)?;
-            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            Ok(Arc::new(ranked))
-        };
-        if !conn.is_autocommit() {
-            return compute();
-        }
-        let key = format!("{}.{}", shadow.schema, shadow.table);
-        let at = db_state(conn, &shadow.schema)?;
-        let mut cache = self
-            .popularity
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(cached) = cache.get(&key) {
-            if cached.at == at {
-                return Ok(cached.ranked.clone());
-            }
-        }
-        let ranked = compute()?;
-        cache.insert(
-            key,
-            Popularity {
-                at,
-                ranked: ranked.clone(),
-            },
-        );
-        Ok(ranked)
-    }
-
     /// The model a serving call names (`name` as in [`resolve_model`]), its options and
     /// its decoded factors. Outside explicit transactions the answer is kept until the
     /// database changes, so repeated calls cost two PRAGMA reads instead of a schema
@@ -125,6 +100,7 @@ impl ConnectionState {
                 options,
                 model,
                 at,
+                popularity: OnceLock::new(),
             }))
         };
         if !conn.is_autocommit() {

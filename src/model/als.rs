@@ -285,8 +285,7 @@ pub fn fit(
     pool: &rayon::ThreadPool,
 ) -> Result<(Factors, Factors, FitReport), ModelError> {
     check_inputs(data, params)?;
-    let users = Factors::random(data.n_users, params.factors, params.seed, 0);
-    let items = Factors::random(data.n_items, params.factors, params.seed, 1);
+    let (users, items) = cold_start(data, params);
     fit_warm(data, params, pool, users, items)
 }
 
@@ -298,9 +297,16 @@ pub fn fit_traced(
     pool: &rayon::ThreadPool,
 ) -> Result<(Factors, Factors, FitReport), ModelError> {
     check_inputs(data, params)?;
-    let users = Factors::random(data.n_users, params.factors, params.seed, 0);
-    let items = Factors::random(data.n_items, params.factors, params.seed, 1);
+    let (users, items) = cold_start(data, params);
     fit_warm_impl(data, params, pool, users, items, true)
+}
+
+/// The seeded initial factors of a cold start.
+fn cold_start(data: &Interactions, params: &AlsParams) -> (Factors, Factors) {
+    (
+        Factors::random(data.n_users, params.factors, params.seed, 0),
+        Factors::random(data.n_items, params.factors, params.seed, 1),
+    )
 }
 
 /// Warm start from given factors (shapes must match `data` and `params.factors`, else
