@@ -155,14 +155,6 @@ pub fn top_k_dot(query: &[f32], items: &Factors, k: usize, exclude: &[u32]) -> V
     top.into_sorted()
 }
 
-/// Top-k of `scores` (index = position), best first, with the ordering rules of this
-/// module; positions in the sorted slice `exclude` are left out.
-pub fn top_k_slice(scores: &[f32], k: usize, exclude: &[u32]) -> Vec<(u32, f32)> {
-    let mut top = TopK::new(k);
-    top.offer_all(scores, 0, exclude);
-    top.into_sorted()
-}
-
 /// [`top_k_dot`] reading half-precision copies of the items first: the same result
 /// (same items, same f32 scores, same order), about half the bytes read.
 ///
@@ -466,9 +458,6 @@ mod tests {
         for k in [1, 10, 100, 5000] {
             let want: Vec<(u32, f32)> = full.iter().copied().take(k).collect();
             assert_eq!(top_k_dot(&q, &f, k, &exclude), want, "k {k}");
-            let mut scores = vec![0.0; f.rows];
-            dot_rows(&q, &f.data, &mut scores);
-            assert_eq!(top_k_slice(&scores, k, &exclude), want, "k {k}");
         }
         // Cosine across blocks equals the brute force too.
         let n = norms(&f);
