@@ -841,6 +841,14 @@ def targets(results):
     return out
 
 
+def targets_table(results):
+    """The issue-5 targets as Markdown table lines (results.md and bench/README.md)."""
+    L = ["| target | value | limit | holds | detail |", "|---|---|---|---|---|"]
+    for t in results["targets"]:
+        L.append(f"| {t['target']} | {fmt(t['value'])} | {t['limit']} | {'yes' if t['holds'] else '**no**'} | {t['detail']} |")
+    return L
+
+
 def markdown(results):
     L = []
     m, v = results["machine"], results["versions"]
@@ -868,10 +876,7 @@ def markdown(results):
     L.append("")
     L.append("## Targets (issue 5)")
     L.append("")
-    L.append("| target | value | limit | holds | detail |")
-    L.append("|---|---|---|---|---|")
-    for t in results["targets"]:
-        L.append(f"| {t['target']} | {fmt(t['value'])} | {t['limit']} | {'yes' if t['holds'] else '**no**'} | {t['detail']} |")
+    L.extend(targets_table(results))
     L.append("")
     L.append("## Per dataset")
     L.append("")
@@ -982,10 +987,7 @@ def summary(results):
                  "); ratios (foryou and its anchor measured alternately) are more trustworthy than absolute "
                  "times, p99s least of all.")
     L.append("")
-    L.append("| target | value | limit | holds | detail |")
-    L.append("|---|---|---|---|---|")
-    for t in results["targets"]:
-        L.append(f"| {t['target']} | {fmt(t['value'])} | {t['limit']} | {'yes' if t['holds'] else '**no**'} | {t['detail']} |")
+    L.extend(targets_table(results))
     L.append("")
     md = markdown(results)
     for title in ("## Per dataset", "## Serving", "## Fold-in", "## Refit sweep"):
