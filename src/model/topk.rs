@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 
 use super::factors::{dot, Factors};
 use super::kernels::dot_rows;
-use super::scan::{dot_rows_half, HalfFactors};
+use super::scan::{dot_rows_half, int8_candidates, HalfFactors, Int8Factors, Int8Query};
 
 /// A candidate; `Ord` says "greater = worse", so a max-heap keeps the worst on top.
 #[derive(Clone, Copy, Debug)]
@@ -155,92 +155,112 @@ pub fn top_k_dot(query: &[f32], items: &Factors, k: usize, exclude: &[u32]) -> V
     top.into_sorted()
 }
 
-/// [`top_k_dot`] reading half-precision copies of the items first: the same result
-/// (same items, same f32 scores, same order), about half the bytes read.
+/// A cheaper copy of the item factors that [`top_k_dot_bounded`] reads first.
+pub enum FirstPass<'a> {
+    /// 8-bit rows (the bound of [`Int8Query`]); used where [`scan::vnni`] holds.
+    Int8(&'a Int8Factors),
+    /// Half-precision rows and the items' L2 `norms`.
+    Half(&'a HalfFactors, &'a [f32]),
+}
+
+/// [`top_k_dot`] reading a quantised copy of the items first: the same result (same
+/// items, same f32 scores, same order) from a quarter (8-bit) or half (f16) of the bytes.
 ///
-/// Why the result is the same: rounding an item to f16 moves each element by at most
-/// 2⁻¹¹ of itself (normal range) or 2⁻²⁵ (subnormal), so the approximate score `a_i` is
-/// within `B_i = 2·((2⁻¹¹ + 2(f+2)·2⁻²⁴)·|q|·|y_i| + 2⁻²⁴·|q|₁)` of the f32 kernel's
-/// score `s_i` (2⁻¹¹: the f16 rounding; 2(f+2)·2⁻²⁴: the two f32 summations; 2⁻²⁴·|q|₁:
-/// elements in f16's subnormal range; the factor 2: the rounding of the norms and of
-/// the bound itself). Let `T` be the
-/// k-th largest `a_i − B_i` over eligible items: k items have `s ≥ T`, so every item of
-/// the f32 top-k (ties included) has `s_i ≥ T`, hence `a_i + B_i ≥ T`. Exactly those
-/// candidates are rescored with the f32 kernel, so the top-k of the candidates is the
-/// f32 top-k. `norms` are the items' L2 norms.
-pub fn top_k_dot_half(
+/// Why the result is the same: every row gets an approximate score `a_i` and a bound
+/// `B_i` with `|a_i − s_i| ≤ B_i`, `s_i` the f32 kernel's score. For half precision,
+/// rounding an item to f16 moves each element by at most 2⁻¹¹ of itself (normal range)
+/// or 2⁻²⁵ (subnormal), so `B_i = 2·((2⁻¹¹ + 2(f+2)·2⁻²⁴)·|q|·|y_i| + 2⁻²⁴·|q|₁)`
+/// (2⁻¹¹: the f16 rounding; 2(f+2)·2⁻²⁴: the two f32 summations; 2⁻²⁴·|q|₁: elements in
+/// f16's subnormal range; the factor 2: the rounding of the norms and of the bound
+/// itself); for 8 bits, see [`Int8Query`]. Let `T` be the k-th largest `a_i − B_i` over
+/// eligible items: k items have `s ≥ T`, so every item of the f32 top-k (ties included)
+/// has `s_i ≥ T`, hence `a_i + B_i ≥ T`. Exactly those candidates are rescored with the
+/// f32 kernel, so the top-k of the candidates is the f32 top-k.
+pub fn top_k_dot_bounded(
     query: &[f32],
     items: &Factors,
-    half: &HalfFactors,
-    norms: &[f32],
+    first: &FirstPass,
     k: usize,
     exclude: &[u32],
 ) -> Vec<(u32, f32)> {
-    match two_pass(query, items, half, norms, k, exclude) {
+    match two_pass(query, items, first, k, exclude) {
         Some(ranked) => ranked,
         None => top_k_dot(query, items, k, exclude),
     }
 }
 
-/// The scan of [`top_k_dot_half`]. None when the inputs do not allow the bound (shapes,
-/// non-finite values).
+/// The first pass over rows `from..to` (`from` a multiple of [`BLOCK`]): appends
+/// `(row, a, B)` for the rows with `a + B ≥ bar`.
+type Candidates<'a> = Box<dyn Fn(usize, usize, f32, &mut Vec<(u32, f32, f32)>) + Sync + 'a>;
+
+/// The scan of [`top_k_dot_bounded`]. None when the inputs do not allow the bound
+/// (shapes, non-finite values, a zero query for 8 bits).
 fn two_pass(
     query: &[f32],
     items: &Factors,
-    half: &HalfFactors,
-    norms: &[f32],
+    first: &FirstPass,
     k: usize,
     exclude: &[u32],
 ) -> Option<Vec<(u32, f32)>> {
     let dim = items.dim;
     let rows = items.rows.min(u32::MAX as usize);
-    if query.len() != dim
-        || dim == 0
-        || half.dim != dim
-        || half.rows != items.rows
-        || norms.len() != items.rows
-        || !query.iter().all(|v| v.is_finite())
-    {
+    if query.len() != dim || dim == 0 || !query.iter().all(|v| v.is_finite()) {
         return None;
     }
     if k == 0 || rows == 0 {
         return Some(vec![]);
     }
-    let q_norm = query.iter().map(|v| v * v).sum::<f32>().sqrt();
-    let q_abs = query.iter().map(|v| v.abs()).sum::<f32>();
-    let relative = 2f32.powi(-11) + 2.0 * (dim as f32 + 2.0) * 2f32.powi(-24);
-    let absolute = 2f32.powi(-24) * q_abs;
-    let bound = |i: usize| 2.0 * (relative * q_norm * norms[i] + absolute);
-    // One pass over the half-precision rows. An item is a candidate when its upper
-    // bound reaches the k-th best lower bound seen so far; that bar only rises, so the
-    // final T is at least the bar each item was tested against and every item with
-    // a_i + B_i >= T is among the candidates (most items cost one comparison, and no
-    // score array is kept). Large catalogues are scanned by two threads, each over
-    // half the rows; their lower-bound heaps and candidates are merged, which does not
-    // change the result.
+    let candidates_of: Candidates = match *first {
+        FirstPass::Int8(int8) => {
+            if int8.dim != dim || int8.rows != items.rows {
+                return None;
+            }
+            let q = Int8Query::new(query, int8)?;
+            Box::new(move |from, to, bar, out| int8_candidates(&q, int8, from, to, bar, out))
+        }
+        FirstPass::Half(half, norms) => {
+            if half.dim != dim || half.rows != items.rows || norms.len() != items.rows {
+                return None;
+            }
+            let q_norm = query.iter().map(|v| v * v).sum::<f32>().sqrt();
+            let q_abs = query.iter().map(|v| v.abs()).sum::<f32>();
+            let relative = 2f32.powi(-11) + 2.0 * (dim as f32 + 2.0) * 2f32.powi(-24);
+            let absolute = 2f32.powi(-24) * q_abs;
+            Box::new(move |from, to, bar, out| {
+                let mut block = [0.0f32; BLOCK];
+                let n = to - from;
+                dot_rows_half(query, &half.data[from * dim..to * dim], &mut block[..n]);
+                for (j, &a) in block[..n].iter().enumerate() {
+                    let b = 2.0 * (relative * q_norm * norms[from + j] + absolute);
+                    // A score that is not finite passes, and is caught below.
+                    if a + b >= bar || !a.is_finite() || !b.is_finite() {
+                        out.push(((from + j) as u32, a, b));
+                    }
+                }
+            })
+        }
+    };
+    // One pass over the cheap rows. An item is a candidate when its upper bound reaches
+    // the k-th best lower bound seen so far; that bar only rises, so the final T is at
+    // least the bar each item was tested against and every item with a_i + B_i >= T is
+    // among the candidates (most items cost one comparison, and no score array is
+    // kept). The first pass tests a block against the bar at the block's start (lower,
+    // so more candidates, never fewer). Large catalogues are scanned by two threads,
+    // each over half the rows; their lower-bound heaps and candidates are merged, which
+    // does not change the result.
     let scan = |from: usize, to: usize| -> Option<(TopK, Vec<(u32, f32)>)> {
         let mut lower = TopK::new(k);
         let mut bar = f32::NEG_INFINITY;
         let mut candidates: Vec<(u32, f32)> = Vec::new();
-        let mut block = [0.0f32; BLOCK];
-        let mut finite = true;
+        let mut passed = Vec::with_capacity(BLOCK);
         for first in (from..to).step_by(BLOCK) {
-            let n = (to - first).min(BLOCK);
-            dot_rows_half(
-                query,
-                &half.data[first * dim..(first + n) * dim],
-                &mut block[..n],
-            );
-            for (j, &raw) in block[..n].iter().enumerate() {
-                let i = first + j;
-                let a = raw;
-                finite &= a.is_finite();
-                let b = bound(i);
-                if a + b < bar {
-                    continue;
+            passed.clear();
+            candidates_of(first, (first + BLOCK).min(to), bar, &mut passed);
+            for &(index, a, b) in &passed {
+                if !(a.is_finite() && b.is_finite()) {
+                    return None;
                 }
-                let index = i as u32;
-                if exclude.binary_search(&index).is_ok() {
+                if a + b < bar || exclude.binary_search(&index).is_ok() {
                     continue;
                 }
                 candidates.push((index, a + b));
@@ -248,7 +268,7 @@ fn two_pass(
                 bar = lower.worst().unwrap_or(f32::NEG_INFINITY);
             }
         }
-        finite.then_some((lower, candidates))
+        Some((lower, candidates))
     };
     let (lower, candidates) = if rows >= PARALLEL_ROWS {
         let middle = (rows / 2).next_multiple_of(BLOCK);
@@ -476,11 +496,21 @@ mod tests {
         assert_eq!(top_k_cosine(&f, &n, of, 20), cos);
     }
 
+    /// Both first passes over `f`: the 8-bit one (its VNNI kernel where the CPU has one,
+    /// else the portable loop) and the half-precision one.
+    fn first_passes(f: &Factors) -> (Int8Factors, HalfFactors, Vec<f32>) {
+        (
+            Int8Factors::from_f32(f).unwrap(),
+            HalfFactors::from_f32(f).unwrap(),
+            norms(f),
+        )
+    }
+
     #[test]
-    fn half_precision_first_pass_gives_the_f32_result() {
+    fn quantised_first_passes_give_the_f32_result() {
         // Near-ties on purpose: many items are small perturbations of a few vectors, so
-        // f16 rounding alone would reorder them; the rescoring must not.
-        for (seed, dim) in [(1u64, 64usize), (2, 17), (3, 8)] {
+        // f16 or 8-bit rounding alone would reorder them; the rescoring must not.
+        for (seed, dim) in [(1u64, 64usize), (2, 17), (3, 8), (4, 3)] {
             let base = Factors::random(7, dim, seed, 0);
             let noise = Factors::random(3000, dim, seed, 1);
             let mut f = Factors::zeros(3000, dim);
@@ -490,46 +520,54 @@ mod tests {
                 }
             }
             f.row_mut(5).fill(0.0); // a zero vector (bound 0)
-            let half = HalfFactors::from_f32(&f).unwrap();
-            let n = norms(&f);
+            let (int8, half, n) = first_passes(&f);
             let q: Vec<f32> = Factors::random(1, dim, seed, 2)
                 .data
                 .iter()
                 .map(|v| v * 10.0 - 0.05)
                 .collect();
             let exclude: Vec<u32> = (0..3000).step_by(13).collect();
-            for k in [1, 10, 50, 3000] {
+            for first in [FirstPass::Int8(&int8), FirstPass::Half(&half, &n)] {
+                for k in [1, 10, 50, 3000] {
+                    assert_eq!(
+                        top_k_dot_bounded(&q, &f, &first, k, &exclude),
+                        top_k_dot(&q, &f, k, &exclude),
+                        "dim {dim} k {k}"
+                    );
+                }
+                assert!(top_k_dot_bounded(&q, &f, &first, 0, &[]).is_empty());
+                // Queries the bound cannot handle fall back to the f32 scan (NaN scores:
+                // compare the items).
+                let ids = |r: Vec<(u32, f32)>| r.into_iter().map(|p| p.0).collect::<Vec<_>>();
+                let mut bad = q.clone();
+                bad[0] = f32::NAN;
                 assert_eq!(
-                    top_k_dot_half(&q, &f, &half, &n, k, &exclude),
-                    top_k_dot(&q, &f, k, &exclude),
-                    "dim {dim} k {k}"
+                    ids(top_k_dot_bounded(&bad, &f, &first, 3, &[])),
+                    ids(top_k_dot(&bad, &f, 3, &[]))
                 );
+                for odd in [vec![0.0; dim], vec![1e30; dim]] {
+                    assert_eq!(
+                        top_k_dot_bounded(&odd, &f, &first, 4, &exclude),
+                        top_k_dot(&odd, &f, 4, &exclude)
+                    );
+                }
             }
-            assert!(top_k_dot_half(&q, &f, &half, &n, 0, &[]).is_empty());
-            // A query the bound cannot handle falls back to the f32 scan (NaN scores:
-            // compare the items).
-            let mut bad = q.clone();
-            bad[0] = f32::NAN;
-            let ids = |r: Vec<(u32, f32)>| r.into_iter().map(|p| p.0).collect::<Vec<_>>();
-            assert_eq!(
-                ids(top_k_dot_half(&bad, &f, &half, &n, 3, &[])),
-                ids(top_k_dot(&bad, &f, 3, &[]))
-            );
         }
     }
 
     #[test]
     fn two_worker_scan_gives_the_same_result() {
         let f = Factors::random(PARALLEL_ROWS + 3 * BLOCK + 5, 4, 11, 0);
-        let half = HalfFactors::from_f32(&f).unwrap();
-        let n = norms(&f);
+        let (int8, half, n) = first_passes(&f);
         let q = [0.3f32, -0.2, 0.9, 0.1];
         let exclude: Vec<u32> = (0..f.rows as u32).step_by(3).collect();
-        for k in [1, 10, 100] {
-            assert_eq!(
-                top_k_dot_half(&q, &f, &half, &n, k, &exclude),
-                top_k_dot(&q, &f, k, &exclude)
-            );
+        for first in [FirstPass::Int8(&int8), FirstPass::Half(&half, &n)] {
+            for k in [1, 10, 100] {
+                assert_eq!(
+                    top_k_dot_bounded(&q, &f, &first, k, &exclude),
+                    top_k_dot(&q, &f, k, &exclude)
+                );
+            }
         }
     }
 
