@@ -336,13 +336,9 @@ impl Serving {
         let exclude = self.item_indices(exclude);
         let ranked = match vector {
             Some(v) => match &self.scan {
-                Scan::Int8(int8) => topk::top_k_dot_bounded(
-                    v,
-                    &self.items,
-                    &FirstPass::Int8(int8),
-                    k,
-                    &exclude,
-                ),
+                Scan::Int8(int8) => {
+                    topk::top_k_dot_bounded(v, &self.items, &FirstPass::Int8(int8), k, &exclude)
+                }
                 Scan::Half(half) => topk::top_k_dot_bounded(
                     v,
                     &self.items,
@@ -419,15 +415,15 @@ impl Serving {
     /// empty when the item has no factors.
     pub fn similar_items(&self, item_id: i64, k: usize) -> Vec<(i64, f32)> {
         match self.item_index.get(&item_id) {
-            // Always the f32 scan: a half-precision pass cannot bound the cosine of
-            // items whose factors are tiny (f16 subnormals), so they would all be
-            // rescored.
-            Some(&i) => self.with_ids(topk::top_k_cosine(
-                &self.items,
-                &self.item_norms,
-                i as usize,
-                k,
-            )),
+            // With VNNI the 8-bit pass; otherwise the f32 scan (a half-precision pass
+            // cannot bound the cosine of items whose factors are tiny, f16 subnormals,
+            // so they would all be rescored).
+            Some(&i) => self.with_ids(match &self.scan {
+                Scan::Int8(int8) => {
+                    topk::top_k_cosine_bounded(&self.items, &self.item_norms, int8, i as usize, k)
+                }
+                _ => topk::top_k_cosine(&self.items, &self.item_norms, i as usize, k),
+            }),
             None => Vec::new(),
         }
     }

@@ -12,7 +12,7 @@
 //! The result of a first pass only selects candidates (within its bound), so its
 //! summation order is free. The f32 scan is [`kernels::dot_rows`].
 
-use super::factors::Factors;
+use super::factors::{dot, Factors};
 use super::kernels::{self, Level};
 
 /// Item factors rounded to IEEE half precision (bit patterns), scanned first to read
@@ -162,9 +162,18 @@ pub struct Int8Factors {
     scale: Vec<f32>,
     /// Per row: an upper bound of the L1 norm of the f32 row (padded with 0).
     l1: Vec<f32>,
+    /// Per row: 1 / the row's L2 norm as [`crate::model::topk::norms`] computes it, 0
+    /// for a zero row (padded with 0); for cosine scores.
+    inv_norm: Vec<f32>,
+    /// Whether every nonzero row norm is at least [`NORM_FLOOR`] (cosine scans need it).
+    norms_ok: bool,
     max_scale: f32,
     max_l1: f32,
 }
+
+/// Smallest norm a cosine scan's bound handles (smaller nonzero norms make the f32
+/// cosine itself lose precision; the f32 scan is used then).
+const NORM_FLOOR: f32 = 1e-15;
 
 /// Slack kept in every rounding argument below: `|y/s − round(y/s)| ≤ 1/2 + 2⁻¹⁷`
 /// (f32 division is within 2⁻²⁴ relative of `y/s`, and `|y/s| ≤ 127·(1 + 2⁻²³)`).
@@ -181,8 +190,15 @@ impl Int8Factors {
         let mut data = vec![128u8; blocks * groups * 64];
         let mut scale = vec![0.0f32; blocks * INT8_BLOCK];
         let mut l1 = vec![0.0f32; blocks * INT8_BLOCK];
+        let mut inv_norm = vec![0.0f32; blocks * INT8_BLOCK];
+        let mut norms_ok = true;
         for i in 0..f.rows {
             let row = f.row(i);
+            let norm = dot(row, row).sqrt();
+            if norm > 0.0 {
+                inv_norm[i] = 1.0 / norm;
+                norms_ok &= norm >= NORM_FLOOR && inv_norm[i].is_finite();
+            }
             let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             let s = max / 127.0;
             scale[i] = s;
@@ -203,6 +219,8 @@ impl Int8Factors {
             dim: f.dim,
             groups,
             data,
+            inv_norm,
+            norms_ok,
             max_scale: scale.iter().fold(0.0, |m, &v| m.max(v)),
             max_l1: l1.iter().fold(0.0, |m, &v| m.max(v)),
             scale,
@@ -232,6 +250,8 @@ pub struct Int8Query {
     t: f32,
     c_scale: f32,
     c_l1: f32,
+    /// For cosine scores: 1 / the query's norm.
+    cosine: Option<f32>,
 }
 
 impl Int8Query {
@@ -274,7 +294,23 @@ impl Int8Query {
             t,
             c_scale,
             c_l1,
+            cosine: None,
         })
+    }
+
+    /// A query for cosine scores `fl(x·y / fl(|x|·|y|))` (0 for a zero row) where
+    /// `norm` is `|x|`: the approximate cosine is `a' = a·w` with `w = (1/|x|)·(1/|y|)`,
+    /// and its bound `B' = 1.001·B·w + 4·10⁻⁶·(1 + |a'|)` (the relative roundings of
+    /// the norms, their product, the division and `w`, a few 2⁻²⁴ each, are taken on
+    /// a cosine whose magnitude is below `|a'| + B·w`, itself near 1). None where
+    /// [`Int8Query::new`] is None or a norm is below [`NORM_FLOOR`].
+    pub fn cosine(query: &[f32], norm: f32, items: &Int8Factors) -> Option<Self> {
+        if !(items.norms_ok && norm >= NORM_FLOOR && (1.0 / norm).is_finite()) {
+            return None;
+        }
+        let mut q = Int8Query::new(query, items)?;
+        q.cosine = Some(1.0 / norm);
+        Some(q)
     }
 }
 
@@ -290,7 +326,9 @@ pub fn int8_candidates(
     bar: f32,
     out: &mut Vec<(u32, f32, f32)>,
 ) {
-    assert!(from.is_multiple_of(INT8_BLOCK) && to <= items.rows && query.words.len() == items.groups);
+    assert!(
+        from.is_multiple_of(INT8_BLOCK) && to <= items.rows && query.words.len() == items.groups
+    );
     #[cfg(target_arch = "x86_64")]
     if vnni() {
         // SAFETY: `vnni` confirmed AVX-512F, AVX-512BW and AVX-512 VNNI.
@@ -334,8 +372,13 @@ fn int8_candidates_loop(
             }
         }
         let s = items.scale[i];
-        let a = (query.t * s) * (sum - query.offset) as f32;
-        let bound = query.c_scale * s + query.c_l1 * items.l1[i];
+        let mut a = (query.t * s) * (sum - query.offset) as f32;
+        let mut bound = query.c_scale * s + query.c_l1 * items.l1[i];
+        if let Some(inv) = query.cosine {
+            let w = inv * items.inv_norm[i];
+            a *= w;
+            bound = 1.001 * (bound * w) + 4e-6 * (1.0 + a.abs());
+        }
         if a + bound >= bar {
             out.push((i as u32, a, bound));
         }
@@ -379,11 +422,25 @@ unsafe fn int8_candidates_vnni(
         // SAFETY: scale and l1 hold blocks * 16 values, first + 16 <= that.
         let s = _mm512_loadu_ps(items.scale.as_ptr().add(first));
         let l1 = _mm512_loadu_ps(items.l1.as_ptr().add(first));
-        let a = _mm512_mul_ps(
+        let mut a = _mm512_mul_ps(
             _mm512_mul_ps(t, s),
             _mm512_cvtepi32_ps(_mm512_sub_epi32(sum, offset)),
         );
-        let b = _mm512_fmadd_ps(c_scale, s, _mm512_mul_ps(c_l1, l1));
+        let mut b = _mm512_fmadd_ps(c_scale, s, _mm512_mul_ps(c_l1, l1));
+        if let Some(inv) = query.cosine {
+            // SAFETY: inv_norm holds blocks * 16 values, first + 16 <= that.
+            let w = _mm512_mul_ps(
+                _mm512_set1_ps(inv),
+                _mm512_loadu_ps(items.inv_norm.as_ptr().add(first)),
+            );
+            a = _mm512_mul_ps(a, w);
+            let slack = _mm512_set1_ps(4e-6);
+            b = _mm512_fmadd_ps(
+                _mm512_set1_ps(1.001),
+                _mm512_mul_ps(b, w),
+                _mm512_fmadd_ps(slack, _mm512_abs_ps(a), slack),
+            );
+        }
         let mut mask = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_add_ps(a, b), bar_v);
         if mask == 0 {
             continue;
@@ -468,9 +525,11 @@ mod tests {
         // derivation shows here before it can change a ranking.
         for dim in [1, 3, 4, 16, 17, 64, 70] {
             let mut items = Factors::random(53, dim, 9, 0);
-            items.data.iter_mut().enumerate().for_each(|(i, v)| {
-                *v = (*v * 300.0 - 100.0) * if i % 7 == 0 { 1e-6 } else { 1.0 }
-            });
+            items
+                .data
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, v)| *v = (*v * 300.0 - 100.0) * if i % 7 == 0 { 1e-6 } else { 1.0 });
             items.row_mut(4).fill(0.0);
             let int8 = Int8Factors::from_f32(&items).unwrap();
             let q: Vec<f32> = Factors::random(1, dim, 10, 1)

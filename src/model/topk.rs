@@ -183,34 +183,70 @@ pub fn top_k_dot_bounded(
     k: usize,
     exclude: &[u32],
 ) -> Vec<(u32, f32)> {
-    match two_pass(query, items, first, k, exclude) {
+    let exact = |i: usize| {
+        let mut s = [0.0f32];
+        dot_rows(query, items.row(i), &mut s);
+        s[0]
+    };
+    match first_pass(query, items, first).and_then(|c| two_pass(items.rows, k, exclude, c, &exact))
+    {
         Some(ranked) => ranked,
         None => top_k_dot(query, items, k, exclude),
     }
+}
+
+/// [`top_k_cosine`] reading the 8-bit copy of the items first (bound: [`Int8Query::cosine`]):
+/// the same result.
+pub fn top_k_cosine_bounded(
+    items: &Factors,
+    norms: &[f32],
+    int8: &Int8Factors,
+    of: usize,
+    k: usize,
+) -> Vec<(u32, f32)> {
+    if of >= items.rows
+        || norms.len() != items.rows
+        || int8.rows != items.rows
+        || int8.dim != items.dim
+    {
+        return top_k_cosine(items, norms, of, k);
+    }
+    let query = items.row(of);
+    let nq = norms[of];
+    let exact = |i: usize| {
+        let mut s = [0.0f32];
+        dot_rows(query, items.row(i), &mut s);
+        let d = nq * norms[i];
+        if d > 0.0 {
+            s[0] / d
+        } else {
+            0.0
+        }
+    };
+    let ranked = Int8Query::cosine(query, nq, int8).and_then(|q| {
+        let candidates: Candidates =
+            Box::new(move |from, to, bar, out| int8_candidates(&q, int8, from, to, bar, out));
+        two_pass(items.rows, k, &[of as u32], candidates, &exact)
+    });
+    ranked.unwrap_or_else(|| top_k_cosine(items, norms, of, k))
 }
 
 /// The first pass over rows `from..to` (`from` a multiple of [`BLOCK`]): appends
 /// `(row, a, B)` for the rows with `a + B ≥ bar`.
 type Candidates<'a> = Box<dyn Fn(usize, usize, f32, &mut Vec<(u32, f32, f32)>) + Sync + 'a>;
 
-/// The scan of [`top_k_dot_bounded`]. None when the inputs do not allow the bound
+/// The first pass of [`top_k_dot_bounded`]. None when the inputs do not allow the bound
 /// (shapes, non-finite values, a zero query for 8 bits).
-fn two_pass(
-    query: &[f32],
+fn first_pass<'a>(
+    query: &'a [f32],
     items: &Factors,
-    first: &FirstPass,
-    k: usize,
-    exclude: &[u32],
-) -> Option<Vec<(u32, f32)>> {
+    first: &FirstPass<'a>,
+) -> Option<Candidates<'a>> {
     let dim = items.dim;
-    let rows = items.rows.min(u32::MAX as usize);
     if query.len() != dim || dim == 0 || !query.iter().all(|v| v.is_finite()) {
         return None;
     }
-    if k == 0 || rows == 0 {
-        return Some(vec![]);
-    }
-    let candidates_of: Candidates = match *first {
+    Some(match *first {
         FirstPass::Int8(int8) => {
             if int8.dim != dim || int8.rows != items.rows {
                 return None;
@@ -239,7 +275,23 @@ fn two_pass(
                 }
             })
         }
-    };
+    })
+}
+
+/// The two passes of the bounded scans: `candidates_of` over all rows, then `exact`
+/// (the f32 score) for the candidates the final bar does not rule out. None when a
+/// first-pass value is not finite.
+fn two_pass(
+    rows: usize,
+    k: usize,
+    exclude: &[u32],
+    candidates_of: Candidates,
+    exact: &(dyn Fn(usize) -> f32 + Sync),
+) -> Option<Vec<(u32, f32)>> {
+    let rows = rows.min(u32::MAX as usize);
+    if k == 0 || rows == 0 {
+        return Some(vec![]);
+    }
     // One pass over the cheap rows. An item is a candidate when its upper bound reaches
     // the k-th best lower bound seen so far; that bar only rises, so the final T is at
     // least the bar each item was tested against and every item with a_i + B_i >= T is
@@ -294,14 +346,10 @@ fn two_pass(
     let threshold = lower.worst().unwrap_or(f32::NEG_INFINITY);
     // Rescore in f32 every candidate the final T does not rule out.
     let mut top = TopK::new(k);
-    let mut exact = [0.0f32];
     for (index, upper) in candidates {
-        if upper < threshold {
-            continue;
+        if upper >= threshold {
+            top.push(index, exact(index as usize));
         }
-        let i = index as usize;
-        dot_rows(query, items.row(i), &mut exact);
-        top.push(index, exact[0]);
     }
     Some(top.into_sorted())
 }
@@ -552,6 +600,48 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn cosine_first_pass_gives_the_f32_result() {
+        // Near-duplicates (ties and near-ties of the cosine), rows scaled apart by large
+        // factors (same cosine, different dot), zero rows and a tiny row.
+        for (seed, dim) in [(5u64, 64usize), (6, 17), (7, 3)] {
+            let base = Factors::random(9, dim, seed, 0);
+            let noise = Factors::random(2500, dim, seed, 1);
+            let mut f = Factors::zeros(2500, dim);
+            for r in 0..2500 {
+                let scale = [1.0, 1e-3, 40.0][r % 3];
+                for c in 0..dim {
+                    f.row_mut(r)[c] = (base.row(r % 9)[c] - 0.5 + noise.row(r)[c] * 1e-4) * scale;
+                }
+            }
+            f.row_mut(7).fill(0.0);
+            f.row_mut(8).fill(0.0);
+            let int8 = Int8Factors::from_f32(&f).unwrap();
+            let n = norms(&f);
+            for of in [0, 1, 7, 100, 2499] {
+                for k in [1, 10, 60, 2500] {
+                    assert_eq!(
+                        top_k_cosine_bounded(&f, &n, &int8, of, k),
+                        top_k_cosine(&f, &n, of, k),
+                        "dim {dim} of {of} k {k}"
+                    );
+                }
+            }
+            // A row below the norm floor: the f32 scan is used, same answer.
+            f.row_mut(9).fill(1e-20);
+            let int8 = Int8Factors::from_f32(&f).unwrap();
+            let n = norms(&f);
+            assert_eq!(
+                top_k_cosine_bounded(&f, &n, &int8, 9, 5),
+                top_k_cosine(&f, &n, 9, 5)
+            );
+            assert_eq!(
+                top_k_cosine_bounded(&f, &n, &int8, 3, 5),
+                top_k_cosine(&f, &n, 3, 5)
+            );
         }
     }
 
