@@ -16,7 +16,7 @@ use super::factors::{dot, Factors};
 use super::kernels::{self, Level};
 
 /// Item factors rounded to IEEE half precision (bit patterns), scanned first to read
-/// half the bytes of the f32 matrix; see [`crate::model::topk::top_k_dot_half`] for how
+/// half the bytes of the f32 matrix; see [`crate::model::topk::top_k_dot_bounded`] for how
 /// the ranking stays exactly that of the f32 factors.
 #[derive(Clone, Debug)]
 pub struct HalfFactors {
@@ -233,7 +233,7 @@ impl Int8Factors {
 /// the constants of the error bound.
 ///
 /// The bound. With `y = s·q + e_y`, `x = t·x̂ + e_x`, `|e_y| ≤ h·s`, `|e_x| ≤ h·t`
-/// elementwise (`h` = [`HALF_STEP`]):
+/// elementwise (`h` = `HALF_STEP`):
 /// `x·y − t·s·(x̂·q) = (t·x̂)·e_y + e_x·y`, so
 /// `|x·y − t·s·(x̂·q)| ≤ h·s·(|x|₁ + d·h·t) + h·t·|y|₁`. The f32 kernel's score is within
 /// `(d+2)·2⁻²⁴·Σ|x_j·y_j| ≤ (d+2)·2⁻²⁴·|x|₁·127·s` of `x·y`, and the approximate score
@@ -303,7 +303,7 @@ impl Int8Query {
     /// and its bound `B' = 1.001·B·w + 4·10⁻⁶·(1 + |a'|)` (the relative roundings of
     /// the norms, their product, the division and `w`, a few 2⁻²⁴ each, are taken on
     /// a cosine whose magnitude is below `|a'| + B·w`, itself near 1). None where
-    /// [`Int8Query::new`] is None or a norm is below [`NORM_FLOOR`].
+    /// [`Int8Query::new`] is None or a norm is below `NORM_FLOOR`.
     pub fn cosine(query: &[f32], norm: f32, items: &Int8Factors) -> Option<Self> {
         if !(items.norms_ok && norm >= NORM_FLOOR && (1.0 / norm).is_finite()) {
             return None;

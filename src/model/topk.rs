@@ -135,7 +135,7 @@ impl TopK {
 /// the selection, and no buffer grows with the catalogue.
 const BLOCK: usize = 512;
 
-/// Catalogue size from which [`top_k_dot_half`] scans with two workers.
+/// Catalogue size from which [`top_k_dot_bounded`] scans with two workers.
 const PARALLEL_ROWS: usize = 1 << 17;
 
 /// Top-k rows of `items` by dot product with `query`, best first; `exclude` is a sorted
@@ -157,7 +157,7 @@ pub fn top_k_dot(query: &[f32], items: &Factors, k: usize, exclude: &[u32]) -> V
 
 /// A cheaper copy of the item factors that [`top_k_dot_bounded`] reads first.
 pub enum FirstPass<'a> {
-    /// 8-bit rows (the bound of [`Int8Query`]); used where [`scan::vnni`] holds.
+    /// 8-bit rows (the bound of [`Int8Query`]); used where [`crate::model::scan::vnni`] holds.
     Int8(&'a Int8Factors),
     /// Half-precision rows and the items' L2 `norms`.
     Half(&'a HalfFactors, &'a [f32]),
