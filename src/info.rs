@@ -7,11 +7,17 @@ pub fn foryou_version(_: &Context<'_>) -> Result<&'static str> {
     Ok(env!("CARGO_PKG_VERSION"))
 }
 
-/// One `key: value` per line: extension version, SQLite version, SIMD level, CPUs.
+/// One `key: value` per line: extension version, SQLite version, SIMD level, the
+/// catalogue scan's first pass, CPUs, storage format.
 pub fn foryou_debug(_: &Context<'_>) -> Result<String> {
     let simd = crate::model::kernels::level().name();
+    let scan = if crate::model::scan::vnni() {
+        "int8"
+    } else {
+        "f32"
+    };
     Ok(format!(
-        "version: {}\nsqlite: {}\nsimd: {simd}\ncpus: {}\nformat: {}",
+        "version: {}\nsqlite: {}\nsimd: {simd}\nscan: {scan}\ncpus: {}\nformat: {}",
         env!("CARGO_PKG_VERSION"),
         rusqlite::version(),
         std::thread::available_parallelism()

@@ -192,4 +192,14 @@ fn version_and_debug_report_the_build() {
         lines.contains(&format!("sqlite: {sqlite}").as_str()),
         "{debug}"
     );
+    let keys: Vec<&str> = lines.iter().filter_map(|l| l.split(": ").next()).collect();
+    assert_eq!(
+        keys,
+        ["version", "sqlite", "simd", "scan", "cpus", "format"],
+        "{debug}"
+    );
+    assert!(
+        lines.contains(&"scan: int8") || lines.contains(&"scan: f32"),
+        "{debug}"
+    );
 }
