@@ -185,6 +185,12 @@ const SPECS: &[Spec] = &[
         scope: Scope::Training,
     },
     Spec {
+        name: "tune",
+        kind: Kind::Boolean,
+        default: Value::Boolean(false),
+        scope: Scope::Training,
+    },
+    Spec {
         name: "auto_refit",
         kind: Kind::Integer {
             min: 0,
@@ -216,7 +222,10 @@ const SPECS: &[Spec] = &[
 /// JSON) stored before such an option existed has no entry for it and keeps meaning what
 /// it meant: a table created with the unscaled `regularization = 0.05` stays unscaled.
 /// New tables and models store every option, so this matters only for old files.
-const ADDED_LATER: &[(&str, Value)] = &[("regularization_scaling", Value::Text("none"))];
+const ADDED_LATER: &[(&str, Value)] = &[
+    ("regularization_scaling", Value::Text("none")),
+    ("tune", Value::Boolean(false)),
+];
 
 /// The validated options of one model.
 #[derive(Clone, Debug, PartialEq)]
@@ -251,6 +260,9 @@ pub struct Options {
     pub threads: usize,
     /// Sweeps of an incremental refit.
     pub incremental_iterations: usize,
+    /// Whether a full refit chooses `alpha`, `regularization` and its scaling itself,
+    /// from a hold-out split of the events (`model::tune`).
+    pub tune: bool,
     /// Run an incremental refit once this many events arrived since the last refit (0: off).
     pub auto_refit: u64,
     /// Share of `recommend()` slots given to fresh or under-exposed items (0: off).
@@ -277,6 +289,7 @@ impl Default for Options {
             seed: 0,
             threads: 0,
             incremental_iterations: 0,
+            tune: false,
             auto_refit: 0,
             explore: 0.0,
             exclude_watched: false,
@@ -361,6 +374,7 @@ impl Options {
             "seed" => Value::Integer(self.seed as i64),
             "threads" => Value::Integer(self.threads as i64),
             "incremental_iterations" => Value::Integer(self.incremental_iterations as i64),
+            "tune" => Value::Boolean(self.tune),
             "auto_refit" => Value::Integer(self.auto_refit as i64),
             "explore" => Value::Real(self.explore),
             "exclude_watched" => Value::Boolean(self.exclude_watched),
@@ -393,6 +407,7 @@ impl Options {
             ("incremental_iterations", Value::Integer(v)) => {
                 self.incremental_iterations = v as usize
             }
+            ("tune", Value::Boolean(v)) => self.tune = v,
             ("auto_refit", Value::Integer(v)) => self.auto_refit = v as u64,
             ("explore", Value::Real(v)) => self.explore = v,
             ("exclude_watched", Value::Boolean(v)) => self.exclude_watched = v,

@@ -23,7 +23,7 @@ use rusqlite::{Connection, Result};
 use serde_json::json;
 
 use crate::guard::sql_error;
-use crate::model::{als, feedback, AlsParams, Factors, Interactions};
+use crate::model::{als, feedback, tune, AlsParams, Factors, Interactions};
 use crate::options::Options;
 use crate::sql_args;
 use crate::state::resolve_model;
@@ -211,7 +211,18 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
     } else {
         Mode::Full
     };
-    let params = AlsParams {
+    // A tuned model keeps its chosen alpha / regularization through incremental refits
+    // (the stored model's options, not the table's); a full refit chooses again.
+    let mut options = options.clone();
+    if let (true, Some(previous)) = (options.tune, &previous) {
+        let chosen = Options::stored_base()
+            .with_refit_json(&previous.meta.options)
+            .map_err(|e| sql_error(format!("{WHO}: stored model options: {e}")))?;
+        options.alpha = chosen.alpha;
+        options.regularization = chosen.regularization;
+        options.regularization_scaling = chosen.regularization_scaling;
+    }
+    let mut params = AlsParams {
         factors: options.factors,
         iterations: if mode == Mode::Incremental {
             options.incremental_iterations
@@ -224,9 +235,36 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
         seed: options.seed,
     };
     let newest = sink.newest_ts();
-    let (fb, fitted, threads) = workers::with_pool(options.threads, |pool| {
-        let (fb, fitted) = pool.install(|| {
-            let fb = sink.finish(newest);
+    let tune_now = options.tune && previous.is_none();
+    let (fb, fitted, tuned, threads) = workers::with_pool(options.threads, |pool| {
+        let (fb, fitted, tuned) = pool.install(|| {
+            let mut fb = sink.finish(newest);
+            let tuned = if tune_now {
+                tune::choose(
+                    &fb.data,
+                    &fb.user_ids,
+                    &fb.item_ids,
+                    tune::Built {
+                        form: options.confidence,
+                        alpha: options.alpha as f32,
+                        full_watch: feedback_params.watch_confidence(1.0),
+                    },
+                    &params,
+                    pool,
+                )
+            } else {
+                None
+            };
+            if let Some(t) = &tuned {
+                fb.data = tune::with_alpha(
+                    &fb.data,
+                    options.confidence,
+                    options.alpha as f32,
+                    t.chosen.alpha,
+                );
+                params.regularization = t.chosen.regularization;
+                params.regularization_scaling = t.chosen.scaling;
+            }
             let fitted = match &previous {
                 Some(p) => {
                     let users = warm_start(&fb.user_ids, &p.user_ids, &p.users, params.seed, 0);
@@ -235,9 +273,9 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
                 }
                 None => als::fit(&fb.data, &params, pool),
             };
-            (fb, fitted)
+            (fb, fitted, tuned)
         });
-        (fb, fitted, pool.current_num_threads())
+        (fb, fitted, tuned, pool.current_num_threads())
     })
     .map_err(|e| {
         sql_error(format!(
@@ -245,6 +283,11 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
             options.threads
         ))
     })?;
+    if let Some(t) = &tuned {
+        options.alpha = t.chosen.alpha as f64;
+        options.regularization = t.chosen.regularization as f64;
+        options.regularization_scaling = t.chosen.scaling;
+    }
     let (users, items, report) =
         fitted.map_err(|e| sql_error(format!("{WHO}: {e}; the previous model is kept")))?;
 
@@ -263,8 +306,23 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
         "loss": report.loss,
         "threads": threads,
         "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
-    })
-    .to_string();
+    });
+    let mut report = report;
+    if let Some(t) = &tuned {
+        report["tuned"] = json!({
+            "alpha": t.chosen.alpha,
+            "regularization": t.chosen.regularization,
+            "regularization_scaling": t.chosen.scaling.name(),
+            "holdout_users": t.users,
+            "candidates": t.scores.iter().map(|(c, s)| json!({
+                "alpha": c.alpha,
+                "regularization": c.regularization,
+                "regularization_scaling": c.scaling.name(),
+                "ndcg": s.map(|v| (v * 1e4).round() / 1e4),
+            })).collect::<Vec<_>>(),
+        });
+    }
+    let report = report.to_string();
     let (user_ids, users) = users_with_taste(&fb.data, fb.user_ids, users);
     let stored = StoredModel {
         user_ids,

@@ -22,6 +22,7 @@ pub mod linalg;
 pub mod reference;
 pub mod scan;
 pub mod topk;
+pub mod tune;
 
 pub use als::{AlsParams, FitReport, ModelError};
 pub use factors::Factors;

@@ -1,0 +1,346 @@
+//! Choosing `alpha`, `regularization` and its scaling from the data (`tune`).
+//!
+//! The right strength of the prior differs a lot between logs: a dense, fully observed
+//! log wants light regularisation (personal feeds), a swipe-heavy log where a few videos
+//! please everyone wants heavy regularisation (near-popularity feeds); no single setting
+//! serves both (`make eval`). So a tuned refit fits every candidate of a fixed
+//! [`LADDER`] on most of the data and keeps the one that ranks the rest best:
+//!
+//! 1. Hold-out: for every user with at least [`MIN_PAIRS`] pairs, the pairs whose hash
+//!    of (seed, user id, item id) falls in one tenth are held out. Hashing ids, not
+//!    positions, keeps the split the same whatever the order the events came in.
+//! 2. Relevant: held-out pairs watched at least once to the end (summed watch ratio
+//!    ≥ 1, i.e. confidence at least that of one full watch); skips never are.
+//! 3. Score: NDCG@10 over (at most [`MAX_USERS`]) users with a relevant held-out pair,
+//!    ranking every item the user has no training pair with.
+//! 4. The best candidate (ties: the first in ladder order) is returned; the caller fits
+//!    it on all the data.
+//!
+//! Everything is a pure function of the data, the options and the seed: the choice is
+//! deterministic, like the fit.
+
+use std::collections::HashSet;
+
+use super::als::{self, AlsParams, RegularizationScaling};
+use super::evaluate::Accumulator;
+use super::feedback::Confidence;
+use super::interactions::{Entry, Interactions};
+use super::topk::top_k_dot;
+
+/// One setting tried by a tuned refit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Candidate {
+    pub alpha: f32,
+    pub regularization: f32,
+    pub scaling: RegularizationScaling,
+}
+
+const fn candidate(alpha: f32, regularization: f32) -> Candidate {
+    Candidate {
+        alpha,
+        regularization,
+        scaling: RegularizationScaling::Sqrt,
+    }
+}
+
+/// The candidates, lightest prior first (chosen with `make eval`, see the README).
+pub const LADDER: &[Candidate] = &[
+    candidate(1.0, 1.0),
+    candidate(2.0, 3.0),
+    candidate(3.0, 10.0),
+    candidate(10.0, 10.0),
+    candidate(10.0, 30.0),
+];
+
+/// Users with fewer pairs keep them all for training.
+pub const MIN_PAIRS: usize = 5;
+/// Users scored per candidate, at most (those with the smallest hashes).
+pub const MAX_USERS: usize = 2000;
+/// Length of the ranked lists scored.
+const K: usize = 10;
+
+/// What a tuned refit tried and chose.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub chosen: Candidate,
+    /// Each candidate with its hold-out NDCG@10 (None: the fit did not converge).
+    pub scores: Vec<(Candidate, Option<f64>)>,
+    /// Users scored.
+    pub users: usize,
+}
+
+/// SplitMix64 finaliser: a well-mixed 64-bit hash.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn pair_hash(seed: u64, user: i64, item: i64) -> u64 {
+    mix(mix(mix(seed ^ 0x7475_6e65) ^ user as u64) ^ item as u64)
+}
+
+/// The data re-weighted for another `alpha`: watched pairs (p = 1) get the confidence
+/// they would have had with `to` instead of `from` (`ratio`: c = α·R scales by
+/// `to / from`; the others, c = 1 + α·f(R): `c − 1` does); skips keep theirs.
+pub fn with_alpha(data: &Interactions, form: Confidence, from: f32, to: f32) -> Interactions {
+    let mut out = data.clone();
+    if from == to || from <= 0.0 {
+        return out;
+    }
+    let scale = to as f64 / from as f64;
+    let map = |c: &mut f32, p: f32| {
+        if p > 0.0 {
+            *c = match form {
+                Confidence::Ratio => (*c as f64 * scale) as f32,
+                _ => (1.0 + (*c as f64 - 1.0) * scale) as f32,
+            };
+        }
+    };
+    for (c, &p) in out.user_conf.iter_mut().zip(&data.user_pref) {
+        map(c, p);
+    }
+    for (c, &p) in out.item_conf.iter_mut().zip(&data.item_pref) {
+        map(c, p);
+    }
+    out
+}
+
+/// The hold-out split: training data (same users and items, fewer pairs) and, per scored
+/// user, the dense index and the ids of its relevant held-out items.
+pub struct Split {
+    pub train: Interactions,
+    pub relevant: Vec<(u32, HashSet<i64>)>,
+}
+
+/// Splits `data` (see the module doc); `full_watch` is the confidence of one full watch
+/// under the options the data was built with.
+pub fn split(
+    data: &Interactions,
+    user_ids: &[i64],
+    item_ids: &[i64],
+    seed: u64,
+    full_watch: f32,
+) -> Split {
+    let mut entries = Vec::with_capacity(data.nnz());
+    let mut scored: Vec<(u64, u32, HashSet<i64>)> = Vec::new();
+    for (u, &user_id) in user_ids.iter().enumerate().take(data.n_users) {
+        let (items, conf, pref) = data.user_row(u);
+        let held =
+            |j: usize| pair_hash(seed, user_id, item_ids[items[j] as usize]).is_multiple_of(10);
+        let holds = items.len() >= MIN_PAIRS && (0..items.len()).any(|j| !held(j));
+        let mut relevant = HashSet::new();
+        for j in 0..items.len() {
+            if holds && held(j) {
+                if pref[j] > 0.0 && conf[j] >= full_watch {
+                    relevant.insert(item_ids[items[j] as usize]);
+                }
+            } else {
+                entries.push(Entry {
+                    user: u as u32,
+                    item: items[j],
+                    confidence: conf[j],
+                    preference: pref[j],
+                });
+            }
+        }
+        if !relevant.is_empty() {
+            scored.push((mix(seed ^ user_id as u64), u as u32, relevant));
+        }
+    }
+    scored.sort_by_key(|s| (s.0, s.1));
+    scored.truncate(MAX_USERS);
+    scored.sort_by_key(|s| s.1);
+    let mut train = Interactions::from_entries(data.n_users, data.n_items, &entries);
+    train.missing_weight = data.missing_weight.clone();
+    Split {
+        train,
+        relevant: scored.into_iter().map(|(_, u, r)| (u, r)).collect(),
+    }
+}
+
+/// Hold-out NDCG@10 of the model fitted on `train` with `params`.
+fn score(
+    train: &Interactions,
+    relevant: &[(u32, HashSet<i64>)],
+    item_ids: &[i64],
+    params: &AlsParams,
+    pool: &rayon::ThreadPool,
+) -> Option<f64> {
+    let (users, items, _) = als::fit(train, params, pool).ok()?;
+    let mut acc = Accumulator::default();
+    for (u, relevant) in relevant {
+        let (seen, _, _) = train.user_row(*u as usize);
+        let ranked: Vec<i64> = top_k_dot(users.row(*u as usize), &items, K, seen)
+            .into_iter()
+            .map(|(i, _)| item_ids[i as usize])
+            .collect();
+        acc.add(&ranked, relevant, K);
+    }
+    let m = acc.finish(item_ids.len());
+    (m.users > 0).then_some(m.ndcg)
+}
+
+/// How the confidences of the data handed to [`choose`] were built.
+#[derive(Clone, Copy, Debug)]
+pub struct Built {
+    pub form: Confidence,
+    pub alpha: f32,
+    /// The confidence of one full watch (summed watch ratio 1).
+    pub full_watch: f32,
+}
+
+/// Tries every [`LADDER`] candidate on the hold-out split of `data` (`base` gives the
+/// other ALS parameters). None when no user can be scored (too little data: the caller
+/// keeps its own options).
+pub fn choose(
+    data: &Interactions,
+    user_ids: &[i64],
+    item_ids: &[i64],
+    built: Built,
+    base: &AlsParams,
+    pool: &rayon::ThreadPool,
+) -> Option<Outcome> {
+    let Built {
+        form,
+        alpha,
+        full_watch,
+    } = built;
+    let split = split(data, user_ids, item_ids, base.seed, full_watch);
+    if split.relevant.is_empty() {
+        return None;
+    }
+    let mut scores = Vec::with_capacity(LADDER.len());
+    let mut best: Option<(f64, Candidate)> = None;
+    for &c in LADDER {
+        let params = AlsParams {
+            regularization: c.regularization,
+            regularization_scaling: c.scaling,
+            ..base.clone()
+        };
+        let train = with_alpha(&split.train, form, alpha, c.alpha);
+        let s = score(&train, &split.relevant, item_ids, &params, pool);
+        if let Some(v) = s {
+            if best.is_none_or(|(b, _)| v > b) {
+                best = Some((v, c));
+            }
+        }
+        scores.push((c, s));
+    }
+    best.map(|(_, chosen)| Outcome {
+        chosen,
+        scores,
+        users: split.relevant.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toy() -> (Interactions, Vec<i64>, Vec<i64>) {
+        // 40 users in two taste groups over 30 items, every user with 12 pairs.
+        let mut entries = Vec::new();
+        for u in 0..40u32 {
+            for j in 0..12u32 {
+                let item = if u % 2 == 0 { j } else { 15 + j };
+                entries.push(Entry {
+                    user: u,
+                    item: (item + u / 2) % 30,
+                    confidence: 2.0 + (j % 3) as f32,
+                    preference: if j % 5 == 4 { 0.0 } else { 1.0 },
+                });
+            }
+        }
+        let data = Interactions::from_entries(40, 30, &entries);
+        (data, (100..140).collect(), (500..530).collect())
+    }
+
+    #[test]
+    fn split_holds_out_a_tenth_and_never_trains_on_it() {
+        let (data, users, items) = toy();
+        let s = split(&data, &users, &items, 7, 2.0);
+        let held = data.nnz() - s.train.nnz();
+        assert!(
+            held > 0 && held < data.nnz() / 4,
+            "held {held} of {}",
+            data.nnz()
+        );
+        for (u, relevant) in &s.relevant {
+            let (train_items, _, _) = s.train.user_row(*u as usize);
+            for id in relevant {
+                let i = items.iter().position(|x| x == id).unwrap() as u32;
+                assert!(!train_items.contains(&i));
+                // relevant pairs were watched (p = 1) with confidence >= a full watch
+                let (all, conf, pref) = data.user_row(*u as usize);
+                let j = all.iter().position(|&x| x == i).unwrap();
+                assert!(pref[j] > 0.0 && conf[j] >= 2.0);
+            }
+        }
+        // Same seed, same split; another seed, another split.
+        let again = split(&data, &users, &items, 7, 2.0);
+        assert_eq!(again.train, s.train);
+        assert_ne!(split(&data, &users, &items, 8, 2.0).train, s.train);
+    }
+
+    #[test]
+    fn reweighting_follows_the_confidence_form() {
+        let (data, _, _) = toy();
+        let r = with_alpha(&data, Confidence::Ratio, 2.0, 6.0);
+        let l = with_alpha(&data, Confidence::Log, 2.0, 6.0);
+        for k in 0..data.nnz() {
+            let (c, p) = (data.user_conf[k], data.user_pref[k]);
+            if p > 0.0 {
+                assert_eq!(r.user_conf[k], c * 3.0);
+                assert_eq!(l.user_conf[k], 1.0 + (c - 1.0) * 3.0);
+            } else {
+                assert_eq!((r.user_conf[k], l.user_conf[k]), (c, c));
+            }
+        }
+        // the item side is the same pairs
+        let total = |d: &Interactions| {
+            (
+                d.user_conf.iter().sum::<f32>(),
+                d.item_conf.iter().sum::<f32>(),
+            )
+        };
+        let (a, b) = total(&r);
+        assert!((a - b).abs() < 1e-3);
+    }
+
+    #[test]
+    fn choice_is_deterministic_and_scores_every_candidate() {
+        let (data, users, items) = toy();
+        let base = AlsParams {
+            factors: 4,
+            iterations: 3,
+            seed: 3,
+            ..AlsParams::default()
+        };
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let built = Built {
+                form: Confidence::Ratio,
+                alpha: 2.0,
+                full_watch: 2.0,
+            };
+            choose(&data, &users, &items, built, &base, &pool).unwrap()
+        };
+        let (a, b) = (run(1), run(2));
+        assert_eq!(a.chosen, b.chosen);
+        assert_eq!(a.scores.len(), LADDER.len());
+        assert!(a.scores.iter().all(|(_, s)| s.is_some()));
+        assert_eq!(
+            a.scores.iter().map(|s| s.1).collect::<Vec<_>>(),
+            b.scores.iter().map(|s| s.1).collect::<Vec<_>>()
+        );
+        let best = a.scores.iter().filter_map(|s| s.1).fold(f64::MIN, f64::max);
+        assert_eq!(
+            a.scores.iter().find(|s| s.1 == Some(best)).unwrap().0,
+            a.chosen
+        );
+    }
+}
