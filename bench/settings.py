@@ -11,7 +11,8 @@ ALPHA = 2.0
 SEED = 0
 K = 10
 
-# regularization_scaling = none: implicit's λ is one value for every user and item.
+# regularization_scaling = none: implicit's λ is one value for every user and item;
+# tune = false: both engines fit the same hyper-parameters once (no hold-out search).
 FORYOU_CREATE = (f"factors = {FACTORS}, iterations = {ITERATIONS}, threads = {THREADS}, "
                  f"confidence = ratio, alpha = {ALPHA:g}, regularization = {REGULARIZATION:g}, "
-                 f"regularization_scaling = none, seed = {SEED}")
+                 f"regularization_scaling = none, tune = false, seed = {SEED}")

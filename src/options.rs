@@ -187,7 +187,7 @@ const SPECS: &[Spec] = &[
     Spec {
         name: "tune",
         kind: Kind::Boolean,
-        default: Value::Boolean(false),
+        default: Value::Boolean(true),
         scope: Scope::Training,
     },
     Spec {
@@ -439,7 +439,16 @@ impl Options {
             let value = parse_text(spec, unquote(value.trim()))?;
             options.set(spec.name, value);
         }
+        options.explicit_values_win(&seen);
         Ok(options)
+    }
+
+    /// A value given for an option `tune` would choose means "use mine": unless `tune`
+    /// itself is given too, it is turned off.
+    fn explicit_values_win(&mut self, given: &[&str]) {
+        if !given.contains(&"tune") && given.iter().any(|k| TUNED.contains(k)) {
+            self.tune = false;
+        }
     }
 
     /// Reads one stored `(key, value)` pair back from `<table>_config`.
@@ -522,9 +531,14 @@ impl Options {
             })?;
             options.set(spec.name, value);
         }
+        let given: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+        options.explicit_values_win(&given);
         Ok(options)
     }
 }
+
+/// The options a tuned refit chooses itself (`model::tune`).
+pub const TUNED: &[&str] = &["alpha", "regularization", "regularization_scaling"];
 
 fn find_spec(key: &str) -> Result<&'static Spec, String> {
     SPECS
@@ -744,14 +758,51 @@ mod tests {
             .with_refit_json(r#"{"regularization": 0.05, "alpha": 2}"#)
             .unwrap();
         assert_eq!(model.regularization_scaling, RegularizationScaling::None);
-        // Otherwise the base is the defaults.
+        // Otherwise the base is the defaults (tables from before `tune` are not tuned).
         assert_eq!(
             Options {
                 regularization_scaling: RegularizationScaling::Count,
+                tune: true,
                 ..Options::stored_base()
             },
             Options::default()
         );
+    }
+
+    #[test]
+    fn values_given_for_tuned_options_turn_tuning_off() {
+        assert!(Options::default().tune);
+        assert!(
+            Options::from_create_args(&["factors = 8", "skip_ratio = 0.5"])
+                .unwrap()
+                .tune
+        );
+        for given in [
+            "alpha = 5",
+            "regularization = 1",
+            "regularization_scaling = none",
+        ] {
+            assert!(
+                !Options::from_create_args(&[given]).unwrap().tune,
+                "{given}"
+            );
+            // unless tune is asked for too
+            assert!(
+                Options::from_create_args(&[given, "tune = true"])
+                    .unwrap()
+                    .tune
+            );
+        }
+        let base = Options::default();
+        assert!(!base.with_refit_json(r#"{"alpha": 3}"#).unwrap().tune);
+        assert!(
+            base.with_refit_json(r#"{"alpha": 3, "tune": true}"#)
+                .unwrap()
+                .tune
+        );
+        assert!(base.with_refit_json(r#"{"iterations": 3}"#).unwrap().tune);
+        let off = Options::from_create_args(&["tune = false"]).unwrap();
+        assert!(!off.with_refit_json(r#"{"iterations": 3}"#).unwrap().tune);
     }
 
     #[test]

@@ -309,14 +309,16 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
     });
     let mut report = report;
     if let Some(t) = &tuned {
+        // f32 ladder values shown as the decimals they were written as.
+        let short = |v: f32| (v as f64 * 1e6).round() / 1e6;
         report["tuned"] = json!({
-            "alpha": t.chosen.alpha,
-            "regularization": t.chosen.regularization,
+            "alpha": short(t.chosen.alpha),
+            "regularization": short(t.chosen.regularization),
             "regularization_scaling": t.chosen.scaling.name(),
             "holdout_users": t.users,
             "candidates": t.scores.iter().map(|(c, s)| json!({
-                "alpha": c.alpha,
-                "regularization": c.regularization,
+                "alpha": short(c.alpha),
+                "regularization": short(c.regularization),
                 "regularization_scaling": c.scaling.name(),
                 "ndcg": s.map(|v| (v * 1e4).round() / 1e4),
             })).collect::<Vec<_>>(),

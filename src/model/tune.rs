@@ -35,21 +35,22 @@ pub struct Candidate {
     pub scaling: RegularizationScaling,
 }
 
-const fn candidate(alpha: f32, regularization: f32) -> Candidate {
+const fn candidate(alpha: f32, regularization: f32, scaling: RegularizationScaling) -> Candidate {
     Candidate {
         alpha,
         regularization,
-        scaling: RegularizationScaling::Sqrt,
+        scaling,
     }
 }
 
-/// The candidates, lightest prior first (chosen with `make eval`, see the README).
+/// The candidates, lightest prior first: the untuned defaults (λ per observed pair),
+/// then √n-scaled priors from a personal to a near-popularity model (chosen with
+/// `make eval`: each is the best of its dataset's search or next to it; see the README).
 pub const LADDER: &[Candidate] = &[
-    candidate(1.0, 1.0),
-    candidate(2.0, 3.0),
-    candidate(3.0, 10.0),
-    candidate(10.0, 10.0),
-    candidate(10.0, 30.0),
+    candidate(2.0, 0.2, RegularizationScaling::Count),
+    candidate(1.0, 1.0, RegularizationScaling::Sqrt),
+    candidate(10.0, 10.0, RegularizationScaling::Sqrt),
+    candidate(10.0, 30.0, RegularizationScaling::Sqrt),
 ];
 
 /// Users with fewer pairs keep them all for training.
