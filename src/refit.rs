@@ -256,8 +256,10 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
                 None
             };
             if let Some(t) = &tuned {
-                fb.data = tune::with_alpha(
-                    &fb.data,
+                let built = (fb.data.user_conf.clone(), fb.data.item_conf.clone());
+                tune::set_alpha(
+                    &mut fb.data,
+                    (&built.0, &built.1),
                     options.confidence,
                     options.alpha as f32,
                     t.chosen.alpha,

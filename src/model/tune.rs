@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use super::als::{self, AlsParams, RegularizationScaling};
 use super::evaluate::Accumulator;
 use super::feedback::Confidence;
-use super::interactions::{Entry, Interactions};
+use super::interactions::Interactions;
 use super::topk::top_k_dot;
 
 /// One setting tried by a tuned refit.
@@ -81,29 +81,54 @@ fn pair_hash(seed: u64, user: i64, item: i64) -> u64 {
     mix(mix(mix(seed ^ 0x7475_6e65) ^ user as u64) ^ item as u64)
 }
 
-/// The data re-weighted for another `alpha`: watched pairs (p = 1) get the confidence
-/// they would have had with `to` instead of `from` (`ratio`: c = α·R scales by
-/// `to / from`; the others, c = 1 + α·f(R): `c − 1` does); skips keep theirs.
-pub fn with_alpha(data: &Interactions, form: Confidence, from: f32, to: f32) -> Interactions {
-    let mut out = data.clone();
-    if from == to || from <= 0.0 {
-        return out;
-    }
-    let scale = to as f64 / from as f64;
-    let map = |c: &mut f32, p: f32| {
-        if p > 0.0 {
-            *c = match form {
-                Confidence::Ratio => (*c as f64 * scale) as f32,
-                _ => (1.0 + (*c as f64 - 1.0) * scale) as f32,
-            };
+/// Re-weights `data` in place for another `alpha`: watched pairs (p = 1) get the
+/// confidence they would have had with `to` instead of `from` (`ratio`: c = α·R scales by
+/// `to / from`; the others, c = 1 + α·f(R): `c − 1` does); skips keep theirs. `user_conf`
+/// and `item_conf` are the confidences built with `from` (the data's own when None).
+pub fn set_alpha(
+    data: &mut Interactions,
+    built: (&[f32], &[f32]),
+    form: Confidence,
+    from: f32,
+    to: f32,
+) {
+    let scale = if from > 0.0 {
+        to as f64 / from as f64
+    } else {
+        1.0
+    };
+    let map = |c: f32, p: f32| -> f32 {
+        if p <= 0.0 || scale == 1.0 {
+            return c;
+        }
+        match form {
+            Confidence::Ratio => (c as f64 * scale) as f32,
+            _ => (1.0 + (c as f64 - 1.0) * scale) as f32,
         }
     };
-    for (c, &p) in out.user_conf.iter_mut().zip(&data.user_pref) {
-        map(c, p);
+    let (user_conf, item_conf) = built;
+    for ((c, &b), &p) in data
+        .user_conf
+        .iter_mut()
+        .zip(user_conf)
+        .zip(&data.user_pref)
+    {
+        *c = map(b, p);
     }
-    for (c, &p) in out.item_conf.iter_mut().zip(&data.item_pref) {
-        map(c, p);
+    for ((c, &b), &p) in data
+        .item_conf
+        .iter_mut()
+        .zip(item_conf)
+        .zip(&data.item_pref)
+    {
+        *c = map(b, p);
     }
+}
+
+/// [`set_alpha`] on a copy.
+pub fn with_alpha(data: &Interactions, form: Confidence, from: f32, to: f32) -> Interactions {
+    let mut out = data.clone();
+    set_alpha(&mut out, (&data.user_conf, &data.item_conf), form, from, to);
     out
 }
 
@@ -123,7 +148,9 @@ pub fn split(
     seed: u64,
     full_watch: f32,
 ) -> Split {
-    let mut entries = Vec::with_capacity(data.nnz());
+    let mut ptr = Vec::with_capacity(data.n_users + 1);
+    ptr.push(0);
+    let (mut kept_items, mut kept_conf, mut kept_pref) = (Vec::new(), Vec::new(), Vec::new());
     let mut scored: Vec<(u64, u32, HashSet<i64>)> = Vec::new();
     for (u, &user_id) in user_ids.iter().enumerate().take(data.n_users) {
         let (items, conf, pref) = data.user_row(u);
@@ -137,14 +164,12 @@ pub fn split(
                     relevant.insert(item_ids[items[j] as usize]);
                 }
             } else {
-                entries.push(Entry {
-                    user: u as u32,
-                    item: items[j],
-                    confidence: conf[j],
-                    preference: pref[j],
-                });
+                kept_items.push(items[j]);
+                kept_conf.push(conf[j]);
+                kept_pref.push(pref[j]);
             }
         }
+        ptr.push(kept_items.len());
         if !relevant.is_empty() {
             scored.push((mix(seed ^ user_id as u64), u as u32, relevant));
         }
@@ -152,7 +177,18 @@ pub fn split(
     scored.sort_by_key(|s| (s.0, s.1));
     scored.truncate(MAX_USERS);
     scored.sort_by_key(|s| s.1);
-    let mut train = Interactions::from_entries(data.n_users, data.n_items, &entries);
+    for _ in user_ids.len().min(data.n_users)..data.n_users {
+        ptr.push(kept_items.len());
+    }
+    // Rows stay sorted by item: they are the data's rows with entries left out.
+    let mut train = Interactions::from_user_rows(
+        data.n_users,
+        data.n_items,
+        ptr,
+        kept_items,
+        kept_conf,
+        kept_pref,
+    );
     train.missing_weight = data.missing_weight.clone();
     Split {
         train,
@@ -213,13 +249,15 @@ pub fn choose(
     }
     let mut scores = Vec::with_capacity(LADDER.len());
     let mut best: Option<(f64, Candidate)> = None;
+    let mut train = split.train;
+    let built = (train.user_conf.clone(), train.item_conf.clone());
     for &c in LADDER {
         let params = AlsParams {
             regularization: c.regularization,
             regularization_scaling: c.scaling,
             ..base.clone()
         };
-        let train = with_alpha(&split.train, form, alpha, c.alpha);
+        set_alpha(&mut train, (&built.0, &built.1), form, alpha, c.alpha);
         let s = score(&train, &split.relevant, item_ids, &params, pool);
         if let Some(v) = s {
             if best.is_none_or(|(b, _)| v > b) {
@@ -238,6 +276,7 @@ pub fn choose(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::interactions::Entry;
 
     fn toy() -> (Interactions, Vec<i64>, Vec<i64>) {
         // 40 users in two taste groups over 30 items, every user with 12 pairs.
