@@ -12,7 +12,8 @@
 //! 2. Relevant: held-out pairs watched at least once to the end (summed watch ratio
 //!    ≥ 1, i.e. confidence at least that of one full watch); skips never are.
 //! 3. Score: NDCG@10 over (at most [`MAX_USERS`]) users with a relevant held-out pair,
-//!    ranking every item the user has no training pair with.
+//!    ranking every item the user has no training pair with. With fewer than
+//!    [`MIN_USERS`] such users there is nothing to choose by: no tuning.
 //! 4. The best candidate (ties: the first in ladder order) is returned; the caller fits
 //!    it on all the data.
 //!
@@ -57,6 +58,8 @@ pub const LADDER: &[Candidate] = &[
 pub const MIN_PAIRS: usize = 5;
 /// Users scored per candidate, at most (those with the smallest hashes).
 pub const MAX_USERS: usize = 2000;
+/// Fewer scorable users than this and the choice would be noise: no tuning.
+pub const MIN_USERS: usize = 50;
 /// Length of the ranked lists scored.
 const K: usize = 10;
 
@@ -228,8 +231,8 @@ pub struct Built {
 }
 
 /// Tries every [`LADDER`] candidate on the hold-out split of `data` (`base` gives the
-/// other ALS parameters). None when no user can be scored (too little data: the caller
-/// keeps its own options).
+/// other ALS parameters). None when fewer than [`MIN_USERS`] users can be scored (too
+/// little data to choose by: the caller keeps its own options).
 pub fn choose(
     data: &Interactions,
     user_ids: &[i64],
@@ -244,7 +247,7 @@ pub fn choose(
         full_watch,
     } = built;
     let split = split(data, user_ids, item_ids, base.seed, full_watch);
-    if split.relevant.is_empty() {
+    if split.relevant.len() < MIN_USERS {
         return None;
     }
     let mut scores = Vec::with_capacity(LADDER.len());
@@ -279,9 +282,9 @@ mod tests {
     use crate::model::interactions::Entry;
 
     fn toy() -> (Interactions, Vec<i64>, Vec<i64>) {
-        // 40 users in two taste groups over 30 items, every user with 12 pairs.
+        // 400 users in two taste groups over 30 items, every user with 12 pairs.
         let mut entries = Vec::new();
-        for u in 0..40u32 {
+        for u in 0..400u32 {
             for j in 0..12u32 {
                 let item = if u % 2 == 0 { j } else { 15 + j };
                 entries.push(Entry {
@@ -292,8 +295,8 @@ mod tests {
                 });
             }
         }
-        let data = Interactions::from_entries(40, 30, &entries);
-        (data, (100..140).collect(), (500..530).collect())
+        let data = Interactions::from_entries(400, 30, &entries);
+        (data, (100..500).collect(), (500..530).collect())
     }
 
     #[test]
