@@ -858,6 +858,15 @@ def main():
     rows_order = ["popularity", "foryou binary", "foryou watch-time", "foryou watch-time + skips", "implicit ALS"]
     extra_rows = ["foryou shared default", "foryou current defaults", "implicit ALS, positives only",
                   "implicit ALS, skips as negatives", "foryou watch-time, linear/log", "popularity of positives (Python)"]
+    # The skip rule ablated under the shipped defaults (same tuning, nothing searched):
+    # off with `ratio` (a swipe-away gets confidence 0: dropped), and skip-blind (`linear`,
+    # rule off: a swipe-away counts as a watch of confidence 1).
+    ablation = {}
+    if HAS_TUNE:
+        ablation = {"foryou defaults, skip rule off": dict(CURRENT_DEFAULTS, skip_ratio=0.0),
+                    "foryou defaults, skip-blind (linear, swipes as watches)":
+                        dict(CURRENT_DEFAULTS, confidence="linear", skip_ratio=0.0)}
+        extra_rows += list(ablation)
     for key, ds in datasets.items():
         rows = {}
         rows["popularity"] = {"cfg": {}, "metrics": summarize(ds.popularity())}
@@ -872,6 +881,9 @@ def main():
                                          "metrics": summarize(ds.test("foryou", shared_best["cfg"]))}
         rows["foryou current defaults"] = {"cfg": CURRENT_DEFAULTS, "validation_ndcg@10": ds.validate("foryou", CURRENT_DEFAULTS),
                                            "metrics": summarize(ds.test("foryou", CURRENT_DEFAULTS))}
+        for row, cfg in ablation.items():
+            rows[row] = {"cfg": cfg, "validation_ndcg@10": ds.validate("foryou", cfg),
+                         "metrics": summarize(ds.test("foryou", cfg))}
         results["datasets"][key] = {
             "name": ds.name, "info": ds.info, "rows": rows, "cross_check": ds.checks,
             "validation_grid": sorted(ds.validation.values(), key=lambda v: -v["mean"]),
@@ -900,6 +912,9 @@ def main():
     blind = max(["foryou binary", "foryou watch-time, linear/log"],
                 key=lambda r: results["datasets"]["signed"]["rows"][r]["validation_ndcg@10"])
     targets["skip-aware beats skip-blind on signed by more than the seed spread"] = beats("signed", "foryou watch-time + skips", blind)
+    if ablation:
+        targets["skip-aware beats skip-blind on signed by more than the seed spread, shipped defaults (ablation)"] = beats(
+            "signed", "foryou current defaults", "foryou defaults, skip-blind (linear, swipes as watches)")
     for key in datasets:
         rows = results["datasets"][key]["rows"]
         best_fy = max(["foryou binary", "foryou watch-time", "foryou watch-time + skips"],

@@ -286,8 +286,11 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
         ))
     })?;
     if let Some(t) = &tuned {
-        options.alpha = t.chosen.alpha as f64;
-        options.regularization = t.chosen.regularization as f64;
+        // The ladder's f32 values as the decimals they were written as (0.2, not
+        // 0.20000000298...): what the model's options say, and what fold-in reads back.
+        let decimal = |v: f32| v.to_string().parse::<f64>().unwrap_or(v as f64);
+        options.alpha = decimal(t.chosen.alpha);
+        options.regularization = decimal(t.chosen.regularization);
         options.regularization_scaling = t.chosen.scaling;
     }
     let (users, items, report) =
@@ -311,8 +314,7 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
     });
     let mut report = report;
     if let Some(t) = &tuned {
-        // f32 ladder values shown as the decimals they were written as.
-        let short = |v: f32| (v as f64 * 1e6).round() / 1e6;
+        let short = |v: f32| v.to_string().parse::<f64>().unwrap_or(v as f64);
         report["tuned"] = json!({
             "alpha": short(t.chosen.alpha),
             "regularization": short(t.chosen.regularization),

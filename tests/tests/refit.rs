@@ -608,3 +608,107 @@ fn an_incremental_refit_keeps_the_scaling_of_its_options() {
     let top = ranked(&conn, "SELECT * FROM recommend(100, 3)");
     assert!(top.iter().all(|(item, _, _)| block(*item) == 0), "{top:?}");
 }
+
+/// 300 users in 4 taste groups over 120 videos, 14 events each (full watches of their
+/// group's videos, a few swipes elsewhere): enough held-out full watches to tune on.
+fn tastes(options: &str) -> Connection {
+    let conn = memory();
+    conn.execute_batch(&format!(
+        "CREATE VIRTUAL TABLE feed USING foryou({options});
+         WITH RECURSIVE n(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM n WHERE x < 4199)
+         INSERT INTO feed(user_id, item_id, watch_time, duration, ts)
+         SELECT x / 14,
+                CASE WHEN x % 14 < 11 THEN ((x / 14) % 4) * 30 + (x * 7 + x / 14) % 30
+                     ELSE (((x / 14) % 4 + 1 + x % 3) % 4) * 30 + (x * 11) % 30 END,
+                CASE WHEN x % 14 < 11 THEN 20 + x % 3 ELSE 1 END, 20, x
+         FROM n;"
+    ))
+    .unwrap();
+    conn
+}
+
+fn model_option(conn: &Connection, key: &str) -> serde_json::Value {
+    let options: serde_json::Value = serde_json::from_str(&text(
+        conn,
+        "SELECT value FROM feed_model WHERE key = 'options'",
+    ))
+    .unwrap();
+    options[key].clone()
+}
+
+#[test]
+fn tuning_picks_the_best_rung_and_incremental_refits_keep_it() {
+    let conn = tastes("factors = 8, iterations = 5");
+    let report = refit(&conn, "SELECT foryou_refit('feed')");
+    let tuned = &report["tuned"];
+    let candidates = tuned["candidates"].as_array().expect("a tuned report");
+    assert_eq!(candidates.len(), 4, "{tuned}");
+    assert!(tuned["holdout_users"].as_i64().unwrap() >= 50, "{tuned}");
+    let best = candidates
+        .iter()
+        .max_by(|a, b| {
+            let (x, y) = (a["ndcg"].as_f64().unwrap(), b["ndcg"].as_f64().unwrap());
+            // the first of equals wins: later ones must be strictly better
+            x.partial_cmp(&y).unwrap().then(std::cmp::Ordering::Greater)
+        })
+        .unwrap();
+    for key in ["alpha", "regularization", "regularization_scaling"] {
+        assert_eq!(tuned[key], best[key], "{key}: {tuned}");
+        // The model stores the chosen values: fold-in uses them.
+        assert_eq!(model_option(&conn, key), best[key], "{key}");
+    }
+    // The table's own values are unchanged.
+    assert_eq!(
+        text(
+            &conn,
+            "SELECT CAST(value AS TEXT) FROM feed_config WHERE key = 'alpha'"
+        ),
+        "2"
+    );
+    let incremental = refit(
+        &conn,
+        r#"SELECT foryou_refit('feed', '{"mode": "incremental"}')"#,
+    );
+    assert!(incremental.get("tuned").is_none());
+    for key in ["alpha", "regularization", "regularization_scaling"] {
+        assert_eq!(
+            model_option(&conn, key),
+            best[key],
+            "{key} after an incremental refit"
+        );
+    }
+    // Deterministic, whatever the thread count.
+    let blobs = |threads: i64| {
+        let c = tastes(&format!("factors = 8, iterations = 5, threads = {threads}"));
+        let r = refit(&c, "SELECT foryou_refit('feed')");
+        (
+            r["tuned"]["candidates"].clone(),
+            factor_blobs(&c, "feed", "items"),
+        )
+    };
+    assert_eq!(blobs(1), blobs(2));
+}
+
+#[test]
+fn values_given_for_tuned_options_are_used_as_given() {
+    for (create, call) in [
+        ("factors = 8, iterations = 3, alpha = 3", "{}"),
+        (
+            "factors = 8, iterations = 3, regularization_scaling = none",
+            "{}",
+        ),
+        ("factors = 8, iterations = 3, tune = false", "{}"),
+        ("factors = 8, iterations = 3", r#"{"regularization": 0.5}"#),
+        ("factors = 8, iterations = 3", r#"{"tune": false}"#),
+    ] {
+        let conn = tastes(create);
+        let report = refit(&conn, &format!("SELECT foryou_refit('feed', '{call}')"));
+        assert!(report.get("tuned").is_none(), "{create} / {call}: {report}");
+    }
+    let conn = tastes("factors = 8, iterations = 3, alpha = 3");
+    refit(&conn, "SELECT foryou_refit('feed')");
+    assert_eq!(model_option(&conn, "alpha"), 3.0);
+    // Asked for explicitly, it tunes despite the given alpha.
+    let report = refit(&conn, r#"SELECT foryou_refit('feed', '{"tune": true}')"#);
+    assert!(report["tuned"]["candidates"].is_array(), "{report}");
+}
