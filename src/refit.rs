@@ -7,6 +7,11 @@
 //! start from the seed; `incremental_iterations` sweeps). An incremental refit with no
 //! stored model runs a full one.
 //!
+//! With `tune` (the default), a full refit first chooses `alpha`, `regularization` and
+//! its scaling on a hold-out split of the same events (`model::tune`), then fits the
+//! chosen setting on all of them and stores it with the model; incremental refits keep
+//! the stored model's choice.
+//!
 //! Events are streamed from SQL on the calling thread (with one helper thread mapping
 //! ids as they come, see `read_events`) into a compact [`feedback::EventSink`] (16
 //! bytes per event, no column buffers); aggregation and the
