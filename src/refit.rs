@@ -251,7 +251,7 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
                     &fb.item_ids,
                     tune::Built {
                         form: options.confidence,
-                        alpha: options.alpha as f32,
+                        alpha: options.alpha,
                         full_watch: feedback_params.watch_confidence(1.0),
                     },
                     &params,
@@ -261,15 +261,13 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
                 None
             };
             if let Some(t) = &tuned {
-                let built = (fb.data.user_conf.clone(), fb.data.item_conf.clone());
                 tune::set_alpha(
                     &mut fb.data,
-                    (&built.0, &built.1),
                     options.confidence,
-                    options.alpha as f32,
+                    options.alpha,
                     t.chosen.alpha,
                 );
-                params.regularization = t.chosen.regularization;
+                params.regularization = t.chosen.regularization as f32;
                 params.regularization_scaling = t.chosen.scaling;
             }
             let fitted = match &previous {
@@ -291,18 +289,15 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
         ))
     })?;
     if let Some(t) = &tuned {
-        // The ladder's f32 values as the decimals they were written as (0.2, not
-        // 0.20000000298...): what the model's options say, and what fold-in reads back.
-        let decimal = |v: f32| v.to_string().parse::<f64>().unwrap_or(v as f64);
-        options.alpha = decimal(t.chosen.alpha);
-        options.regularization = decimal(t.chosen.regularization);
+        options.alpha = t.chosen.alpha;
+        options.regularization = t.chosen.regularization;
         options.regularization_scaling = t.chosen.scaling;
     }
     let (users, items, report) =
         fitted.map_err(|e| sql_error(format!("{WHO}: {e}; the previous model is kept")))?;
 
     let version = shadow.model_meta(conn)?.map_or(0, |m| m.version) + 1;
-    let report = json!({
+    let mut report = json!({
         "model": shadow.table,
         "mode": if mode == Mode::Incremental { "incremental" } else { "full" },
         "version": version,
@@ -317,17 +312,15 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
         "threads": threads,
         "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
     });
-    let mut report = report;
     if let Some(t) = &tuned {
-        let short = |v: f32| v.to_string().parse::<f64>().unwrap_or(v as f64);
         report["tuned"] = json!({
-            "alpha": short(t.chosen.alpha),
-            "regularization": short(t.chosen.regularization),
+            "alpha": t.chosen.alpha,
+            "regularization": t.chosen.regularization,
             "regularization_scaling": t.chosen.scaling.name(),
             "holdout_users": t.users,
             "candidates": t.scores.iter().map(|(c, s)| json!({
-                "alpha": short(c.alpha),
-                "regularization": short(c.regularization),
+                "alpha": c.alpha,
+                "regularization": c.regularization,
                 "regularization_scaling": c.scaling.name(),
                 "ndcg": s.map(|v| (v * 1e4).round() / 1e4),
             })).collect::<Vec<_>>(),

@@ -330,23 +330,23 @@ impl Serving {
             .map(|f| f.vector.clone())
     }
 
+    /// The quantised copy the catalogue scans read first, if any.
+    fn first_pass(&self) -> Option<FirstPass<'_>> {
+        match &self.scan {
+            Scan::Int8(int8) => Some(FirstPass::Int8(int8)),
+            Scan::Half(half) => Some(FirstPass::Half(half, &self.item_norms)),
+            Scan::Rows => None,
+        }
+    }
+
     /// Top-k items by dot product with `vector`, or by popularity as of the refit
     /// without one; `exclude` holds item ids to leave out.
     pub fn rank(&self, vector: Option<&[f32]>, k: usize, exclude: &[i64]) -> Vec<(i64, f32)> {
         let exclude = self.item_indices(exclude);
         let ranked = match vector {
-            Some(v) => match &self.scan {
-                Scan::Int8(int8) => {
-                    topk::top_k_dot_bounded(v, &self.items, &FirstPass::Int8(int8), k, &exclude)
-                }
-                Scan::Half(half) => topk::top_k_dot_bounded(
-                    v,
-                    &self.items,
-                    &FirstPass::Half(half, &self.item_norms),
-                    k,
-                    &exclude,
-                ),
-                Scan::Rows => topk::top_k_dot(v, &self.items, k, &exclude),
+            Some(v) => match self.first_pass() {
+                Some(first) => topk::top_k_dot_bounded(v, &self.items, &first, k, &exclude),
+                None => topk::top_k_dot(v, &self.items, k, &exclude),
             },
             None => topk::top_k_scores(
                 self.popularity

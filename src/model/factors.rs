@@ -13,9 +13,9 @@ pub const INIT_SCALE: f32 = 0.01;
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// SplitMix64 finaliser (Steele, Lea, Flood 2014): a bijective 64-bit mixer.
+/// SplitMix64 finaliser (Steele, Lea, Flood 2014): a bijective, well-mixed 64-bit hash,
+/// fixed (stable across Rust versions).
 #[inline]
-/// SplitMix64 finaliser: a fixed, well-mixed 64-bit hash (stable across Rust versions).
 pub fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

@@ -216,24 +216,34 @@ pub fn top_k_cosine_bounded(
     let exact = |i: usize| {
         let mut s = [0.0f32];
         dot_rows(query, items.row(i), &mut s);
-        let d = nq * norms[i];
-        if d > 0.0 {
-            s[0] / d
-        } else {
-            0.0
-        }
+        cosine(s[0], nq, norms[i])
     };
-    let ranked = Int8Query::cosine(query, nq, int8).and_then(|q| {
-        let candidates: Candidates =
-            Box::new(move |from, to, bar, out| int8_candidates(&q, int8, from, to, bar, out));
-        two_pass(items.rows, k, &[of as u32], candidates, &exact)
-    });
+    let ranked = Int8Query::cosine(query, nq, int8)
+        .and_then(|q| two_pass(items.rows, k, &[of as u32], int8_pass(q, int8), &exact));
     ranked.unwrap_or_else(|| top_k_cosine(items, norms, of, k))
 }
 
 /// The first pass over rows `from..to` (`from` a multiple of [`BLOCK`]): appends
 /// `(row, a, B)` for the rows with `a + B ≥ bar`.
 type Candidates<'a> = Box<dyn Fn(usize, usize, f32, &mut Vec<(u32, f32, f32)>) + Sync + 'a>;
+
+/// The 8-bit first pass of `query` over `int8`.
+fn int8_pass(query: Int8Query, int8: &Int8Factors) -> Candidates<'_> {
+    Box::new(move |from, to, bar, out| int8_candidates(&query, int8, from, to, bar, out))
+}
+
+/// The cosine of two vectors from their dot product and norms, as every cosine scan
+/// computes it (a zero norm on either side gives 0): the bounded scan rescores with
+/// exactly the full scan's arithmetic.
+#[inline]
+fn cosine(dot: f32, norm_a: f32, norm_b: f32) -> f32 {
+    let d = norm_a * norm_b;
+    if d > 0.0 {
+        dot / d
+    } else {
+        0.0
+    }
+}
 
 /// The first pass of [`top_k_dot_bounded`]. None when the inputs do not allow the bound
 /// (shapes, non-finite values, a zero query for 8 bits).
@@ -251,8 +261,7 @@ fn first_pass<'a>(
             if int8.dim != dim || int8.rows != items.rows {
                 return None;
             }
-            let q = Int8Query::new(query, int8)?;
-            Box::new(move |from, to, bar, out| int8_candidates(&q, int8, from, to, bar, out))
+            int8_pass(Int8Query::new(query, int8)?, int8)
         }
         FirstPass::Half(half, norms) => {
             if half.dim != dim || half.rows != items.rows || norms.len() != items.rows {
@@ -376,8 +385,7 @@ pub fn top_k_cosine(items: &Factors, norms: &[f32], of: usize, k: usize) -> Vec<
         let n = block.len() / items.dim;
         dot_rows(items.row(of), block, &mut scores[..n]);
         for (s, &norm) in scores[..n].iter_mut().zip(&norms[b * BLOCK..]) {
-            let d = nq * norm;
-            *s = if d > 0.0 { *s / d } else { 0.0 };
+            *s = cosine(*s, nq, norm);
         }
         top.offer_all(&scores[..n], b * BLOCK, &exclude);
     }

@@ -24,6 +24,7 @@ use std::collections::HashSet;
 
 use super::als::{self, AlsParams, RegularizationScaling};
 use super::evaluate::Accumulator;
+use super::factors::mix64;
 use super::feedback::Confidence;
 use super::interactions::Interactions;
 use super::topk::top_k_dot;
@@ -31,12 +32,12 @@ use super::topk::top_k_dot;
 /// One setting tried by a tuned refit.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Candidate {
-    pub alpha: f32,
-    pub regularization: f32,
+    pub alpha: f64,
+    pub regularization: f64,
     pub scaling: RegularizationScaling,
 }
 
-const fn candidate(alpha: f32, regularization: f32, scaling: RegularizationScaling) -> Candidate {
+const fn candidate(alpha: f64, regularization: f64, scaling: RegularizationScaling) -> Candidate {
     Candidate {
         alpha,
         regularization,
@@ -73,66 +74,32 @@ pub struct Outcome {
     pub users: usize,
 }
 
-/// SplitMix64 finaliser: a well-mixed 64-bit hash.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 fn pair_hash(seed: u64, user: i64, item: i64) -> u64 {
-    mix(mix(mix(seed ^ 0x7475_6e65) ^ user as u64) ^ item as u64)
+    mix64(mix64(mix64(seed ^ 0x7475_6e65) ^ user as u64) ^ item as u64)
 }
 
-/// Re-weights `data` in place for another `alpha`: watched pairs (p = 1) get the
-/// confidence they would have had with `to` instead of `from` (`ratio`: c = α·R scales by
-/// `to / from`; the others, c = 1 + α·f(R): `c − 1` does); skips keep theirs. `user_conf`
-/// and `item_conf` are the confidences built with `from` (the data's own when None).
-pub fn set_alpha(
-    data: &mut Interactions,
-    built: (&[f32], &[f32]),
-    form: Confidence,
-    from: f32,
-    to: f32,
-) {
-    let scale = if from > 0.0 {
-        to as f64 / from as f64
-    } else {
-        1.0
-    };
-    let map = |c: f32, p: f32| -> f32 {
-        if p <= 0.0 || scale == 1.0 {
-            return c;
-        }
-        match form {
-            Confidence::Ratio => (c as f64 * scale) as f32,
-            _ => (1.0 + (c as f64 - 1.0) * scale) as f32,
+/// Re-weights `data` in place from `alpha = from` to `alpha = to`: watched pairs (p = 1)
+/// get the confidence they would have had with `to` (`ratio`: c = α·R scales by
+/// `to / from`; the others, c = 1 + α·f(R): `c − 1` does); skips keep theirs.
+pub fn set_alpha(data: &mut Interactions, form: Confidence, from: f64, to: f64) {
+    if from <= 0.0 || from == to {
+        return;
+    }
+    let scale = to / from;
+    let map = |c: &mut f32, p: f32| {
+        if p > 0.0 {
+            *c = match form {
+                Confidence::Ratio => (*c as f64 * scale) as f32,
+                _ => (1.0 + (*c as f64 - 1.0) * scale) as f32,
+            };
         }
     };
-    let (user_conf, item_conf) = built;
-    for ((c, &b), &p) in data
-        .user_conf
-        .iter_mut()
-        .zip(user_conf)
-        .zip(&data.user_pref)
-    {
-        *c = map(b, p);
+    for (c, &p) in data.user_conf.iter_mut().zip(&data.user_pref) {
+        map(c, p);
     }
-    for ((c, &b), &p) in data
-        .item_conf
-        .iter_mut()
-        .zip(item_conf)
-        .zip(&data.item_pref)
-    {
-        *c = map(b, p);
+    for (c, &p) in data.item_conf.iter_mut().zip(&data.item_pref) {
+        map(c, p);
     }
-}
-
-/// [`set_alpha`] on a copy.
-pub fn with_alpha(data: &Interactions, form: Confidence, from: f32, to: f32) -> Interactions {
-    let mut out = data.clone();
-    set_alpha(&mut out, (&data.user_conf, &data.item_conf), form, from, to);
-    out
 }
 
 /// The hold-out split: training data (same users and items, fewer pairs) and, per scored
@@ -155,7 +122,8 @@ pub fn split(
     ptr.push(0);
     let (mut kept_items, mut kept_conf, mut kept_pref) = (Vec::new(), Vec::new(), Vec::new());
     let mut scored: Vec<(u64, u32, HashSet<i64>)> = Vec::new();
-    for (u, &user_id) in user_ids.iter().enumerate().take(data.n_users) {
+    debug_assert_eq!(user_ids.len(), data.n_users);
+    for (u, &user_id) in user_ids.iter().enumerate() {
         let (items, conf, pref) = data.user_row(u);
         let held =
             |j: usize| pair_hash(seed, user_id, item_ids[items[j] as usize]).is_multiple_of(10);
@@ -174,15 +142,12 @@ pub fn split(
         }
         ptr.push(kept_items.len());
         if !relevant.is_empty() {
-            scored.push((mix(seed ^ user_id as u64), u as u32, relevant));
+            scored.push((mix64(seed ^ user_id as u64), u as u32, relevant));
         }
     }
     scored.sort_by_key(|s| (s.0, s.1));
     scored.truncate(MAX_USERS);
     scored.sort_by_key(|s| s.1);
-    for _ in user_ids.len().min(data.n_users)..data.n_users {
-        ptr.push(kept_items.len());
-    }
     // Rows stay sorted by item: they are the data's rows with entries left out.
     let mut train = Interactions::from_user_rows(
         data.n_users,
@@ -225,7 +190,7 @@ fn score(
 #[derive(Clone, Copy, Debug)]
 pub struct Built {
     pub form: Confidence,
-    pub alpha: f32,
+    pub alpha: f64,
     /// The confidence of one full watch (summed watch ratio 1).
     pub full_watch: f32,
 }
@@ -253,14 +218,17 @@ pub fn choose(
     let mut scores = Vec::with_capacity(LADDER.len());
     let mut best: Option<(f64, Candidate)> = None;
     let mut train = split.train;
+    // Each rung re-weights the confidences as built, not the previous rung's.
     let built = (train.user_conf.clone(), train.item_conf.clone());
     for &c in LADDER {
         let params = AlsParams {
-            regularization: c.regularization,
+            regularization: c.regularization as f32,
             regularization_scaling: c.scaling,
             ..base.clone()
         };
-        set_alpha(&mut train, (&built.0, &built.1), form, alpha, c.alpha);
+        train.user_conf.copy_from_slice(&built.0);
+        train.item_conf.copy_from_slice(&built.1);
+        set_alpha(&mut train, form, alpha, c.alpha);
         let s = score(&train, &split.relevant, item_ids, &params, pool);
         if let Some(v) = s {
             if best.is_none_or(|(b, _)| v > b) {
@@ -329,8 +297,12 @@ mod tests {
     #[test]
     fn reweighting_follows_the_confidence_form() {
         let (data, _, _) = toy();
-        let r = with_alpha(&data, Confidence::Ratio, 2.0, 6.0);
-        let l = with_alpha(&data, Confidence::Log, 2.0, 6.0);
+        let reweighted = |form| {
+            let mut d = data.clone();
+            set_alpha(&mut d, form, 2.0, 6.0);
+            d
+        };
+        let (r, l) = (reweighted(Confidence::Ratio), reweighted(Confidence::Log));
         for k in 0..data.nnz() {
             let (c, p) = (data.user_conf[k], data.user_pref[k]);
             if p > 0.0 {
