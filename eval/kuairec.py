@@ -127,32 +127,37 @@ def ranking_metrics(ranked, relevant, k, catalogue):
     Users with no relevant item are skipped. Sums run in ascending user order, as the
     extension's BTreeMap does."""
     sums = {"precision": 0.0, "recall": 0.0, "ndcg": 0.0, "map": 0.0}
-    users = 0
+    per_user = per_user_metrics(ranked, relevant, k)
     recommended = set()
+    for user, metrics in per_user.items():
+        recommended.update(list(ranked.get(user, []))[:k])
+        for key in sums:
+            sums[key] += metrics[key]
+    n = max(len(per_user), 1)
+    out = {key: value / n for key, value in sums.items()}
+    out["users"] = len(per_user)
+    out["k"] = k
+    out["coverage"] = len(recommended) / catalogue if catalogue else 0.0
+    return out
+
+
+def per_user_metrics(ranked, relevant, k):
+    """user -> {precision, recall, ndcg, map} at k, in ascending user order, for the users
+    with a relevant item (the terms ranking_metrics averages)."""
+    out = {}
     for user in sorted(relevant):
         rel = relevant[user]
         if not rel or k == 0:
             continue
-        lst = list(ranked.get(user, []))[:k]
-        recommended.update(lst)
         hits, dcg, ap = 0, 0.0, 0.0
-        for at, item in enumerate(lst):
+        for at, item in enumerate(list(ranked.get(user, []))[:k]):
             if item in rel:
                 hits += 1
                 dcg += 1.0 / math.log2(at + 2)
                 ap += hits / (at + 1)
         ideal = min(k, len(rel))
         idcg = sum(1.0 / math.log2(at + 2) for at in range(ideal))
-        users += 1
-        sums["precision"] += hits / k
-        sums["recall"] += hits / len(rel)
-        sums["ndcg"] += dcg / idcg
-        sums["map"] += ap / ideal
-    n = max(users, 1)
-    out = {key: value / n for key, value in sums.items()}
-    out["users"] = users
-    out["k"] = k
-    out["coverage"] = len(recommended) / catalogue if catalogue else 0.0
+        out[user] = {"precision": hits / k, "recall": hits / len(rel), "ndcg": dcg / idcg, "map": ap / ideal}
     return out
 
 
@@ -554,6 +559,59 @@ def summarize(per_seed):
     return out
 
 
+def skip_rule_at_fixed_settings(ds):
+    """The skip rule ablated at each rung of the tune ladder, nothing chosen. The ladder is
+    read from the report of a tuned refit with the shipped defaults (so it is the built
+    extension's own). At each rung three models differ only in how a swipe-away is fed:
+    skip-aware (the shipped rule: p = 0, c = 1 + skip_weight), rule off (`ratio`: its
+    confidence is alpha·0 = 0, so it is dropped) and skip-blind (`linear`, rule off: a
+    watch of confidence 1)."""
+    seed = SEEDS[0]
+    table, _ = ds.foryou.register(ds.final[seed])
+    report = ds.foryou.refit(table, dict(CURRENT_DEFAULTS, tune=True), seed)
+    out = []
+    for rung in report.get("tuned", {}).get("candidates", []):
+        setting = {key: rung[key] for key in ("alpha", "regularization", "regularization_scaling")}
+        aware = dict(CURRENT_DEFAULTS, tune=False, **setting)
+        variants = {"skip-aware": aware, "rule off": dict(aware, skip_ratio=0.0),
+                    "skip-blind": dict(aware, confidence="linear", skip_ratio=0.0)}
+        entry = {"rung": setting, "holdout_ndcg_seed0": rung["ndcg"], "cfgs": variants}
+        for name, cfg in variants.items():
+            entry[name] = summarize(ds.test("foryou", cfg))["ndcg@10"]
+        d = np.array(entry["skip-aware"]["per_seed"]) - np.array(entry["skip-blind"]["per_seed"])
+        entry["aware_minus_blind"] = {"mean": float(d.mean()), "sd": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+                                      "wins": int((d > 0).sum()), "seeds": len(d)}
+        spread = entry["skip-aware"]["sd"] + entry["skip-blind"]["sd"]
+        entry["holds"] = bool(entry["skip-aware"]["mean"] - entry["skip-blind"]["mean"] > spread)
+        out.append(entry)
+    log(f"{ds.name}: skip rule at {len(out)} fixed settings: skip-aware beats skip-blind beyond the spread at "
+        f"{sum(e['holds'] for e in out)}")
+    return out
+
+
+def user_bootstrap(ds, a_cfg, b_cfg, resamples=2000):
+    """What the test users alone can tell apart: per-user NDCG@10 of A and B (first seed,
+    same split), the mean difference and a 95% percentile interval from resampling the
+    users with replacement (fixed generator). The seed spread measures how much a model
+    moves with its initialisation; this measures how much the figure would move with
+    another sample of users, which on the signed log is much larger."""
+    seed = SEEDS[0]
+    split = ds.final[seed]
+    table, _ = ds.foryou.register(split)
+    users = sorted(u for u in split.relevant if split.relevant[u])
+    ndcg = []
+    for cfg in (a_cfg, b_cfg):
+        ds.foryou.refit(table, cfg, seed)
+        per_user = per_user_metrics(ds.foryou.recommend_lists(table, users, K_NDCG), split.relevant, K_NDCG)
+        ndcg.append(np.array([per_user[u]["ndcg"] for u in users]))
+    d = ndcg[0] - ndcg[1]
+    rng = np.random.default_rng(0)
+    means = d[rng.integers(0, len(d), (resamples, len(d)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"seed": seed, "users": len(d), "mean": float(d.mean()), "ci95": [float(lo), float(hi)],
+            "a_better": int((d > 0).sum()), "b_better": int((d < 0).sum()), "resamples": resamples}
+
+
 def climb(ds, engine, cfg, params, label):
     """Hill climb from cfg over LADDERS[param] for each of params (see LADDERS)."""
     best, score = dict(cfg), ds.validate(engine, cfg)
@@ -905,16 +963,28 @@ def main():
         return {"a": a, "b": b, "a_ndcg": fa["mean"], "b_ndcg": fb["mean"], "margin": margin,
                 "spread": spread, "holds": bool(margin > spread), "paired": paired(key, a, b)}
 
+    def with_users(key, t):
+        """Adds the test-user interval of A − B where both rows are foryou models."""
+        rows = results["datasets"][key]["rows"]
+        if not t["a"].startswith("foryou") or not t["b"].startswith("foryou"):
+            return t
+        t["users"] = user_bootstrap(datasets[key], rows[t["a"]]["cfg"], rows[t["b"]]["cfg"])
+        return t
+
     targets = {}
-    targets["watch-time beats binary on KuaiRec by more than the seed spread"] = beats("kuairec", "foryou watch-time", "foryou binary")
+    targets["watch-time beats binary on KuaiRec by more than the seed spread"] = with_users(
+        "kuairec", beats("kuairec", "foryou watch-time", "foryou binary"))
     # Skip-blind: forms where a swipe-away (ratio 0) still counts as a watch (binary,
     # linear, log); confidence=ratio gives it no weight, which is not skip-blind.
     blind = max(["foryou binary", "foryou watch-time, linear/log"],
                 key=lambda r: results["datasets"]["signed"]["rows"][r]["validation_ndcg@10"])
-    targets["skip-aware beats skip-blind on signed by more than the seed spread"] = beats("signed", "foryou watch-time + skips", blind)
+    targets["skip-aware beats skip-blind on signed by more than the seed spread"] = with_users(
+        "signed", beats("signed", "foryou watch-time + skips", blind))
     if ablation:
-        targets["skip-aware beats skip-blind on signed by more than the seed spread, shipped defaults (ablation)"] = beats(
-            "signed", "foryou current defaults", "foryou defaults, skip-blind (linear, swipes as watches)")
+        targets["skip-aware beats skip-blind on signed by more than the seed spread, shipped defaults (ablation)"] = with_users(
+            "signed", beats("signed", "foryou current defaults", "foryou defaults, skip-blind (linear, swipes as watches)"))
+    for key, ds in datasets.items():
+        results["datasets"][key]["skip_rule_at_fixed_settings"] = skip_rule_at_fixed_settings(ds) if HAS_TUNE else []
     for key in datasets:
         rows = results["datasets"][key]["rows"]
         best_fy = max(["foryou binary", "foryou watch-time", "foryou watch-time + skips"],
@@ -1040,13 +1110,37 @@ def render(results, rows_order, extra_rows):
                  "overlap). \"≥\": mean(A) ≥ mean(B). Paired: per-seed difference A − B (same split and seed), mean ± sd, "
                  "and the number of seeds where A wins.")
     lines.append("")
-    lines.append("| target | A | B | A − B | spread | paired A − B | holds |")
-    lines.append("|---|---|---|---|---|---|---|")
+    lines.append("Test users: per-user NDCG@10 difference A − B on the first seed's models, mean and 95% interval from "
+                 "resampling the test users (2,000 resamples, fixed generator): how far the figure could move with "
+                 "another sample of users, which the seed spread does not measure (foryou rows only).")
+    lines.append("")
+    lines.append("| target | A | B | A − B | spread | paired A − B | test users: A − B [95%] | holds |")
+    lines.append("|---|---|---|---|---|---|---|---|")
     for name, t in results["targets"].items():
         pr = t["paired"]
+        u = t.get("users")
+        users = f"{u['mean']:+.4f} [{u['ci95'][0]:+.4f}, {u['ci95'][1]:+.4f}]" if u else ""
         lines.append(f"| {name} | {t['a']} {t['a_ndcg']:.4f} | {t['b']} {t['b_ndcg']:.4f} | {t['margin']:+.4f} | "
                      f"{t['spread']:.4f} | {pr['mean']:+.4f} ± {pr['sd']:.4f} ({pr['wins']}/{pr['seeds']}) | "
-                     f"{'yes' if t['holds'] else 'NO'} |")
+                     f"{users} | {'yes' if t['holds'] else 'NO'} |")
+    lines.append("")
+    lines.append("## The skip rule at fixed settings (test NDCG@10)")
+    lines.append("")
+    lines.append("Each rung of the `tune` ladder (as the built extension reports it), nothing chosen: the shipped "
+                 "defaults with `tune = false` at that rung, and three ways of feeding a swipe-away: skip-aware (the "
+                 "shipped rule: preference 0, confidence 1 + skip_weight), rule off (`ratio`: confidence alpha·0, "
+                 "dropped) and skip-blind (`linear`, rule off: a watch of confidence 1). Holds: skip-aware − "
+                 "skip-blind > the sum of their sds.")
+    lines.append("")
+    lines.append("| dataset | rung | hold-out NDCG (seed 0) | skip-aware | rule off | skip-blind | paired aware − blind | holds |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for key, ds in results["datasets"].items():
+        for e in ds.get("skip_rule_at_fixed_settings", []):
+            r, pr = e["rung"], e["aware_minus_blind"]
+            lines.append(f"| {ds['name']} | alpha={r['alpha']:g}, regularization={r['regularization']:g} "
+                         f"({r['regularization_scaling']}) | {e['holdout_ndcg_seed0']} | {fmt(e['skip-aware'])} | "
+                         f"{fmt(e['rule off'])} | {fmt(e['skip-blind'])} | {pr['mean']:+.4f} ± {pr['sd']:.4f} "
+                         f"({pr['wins']}/{pr['seeds']}) | {'yes' if e['holds'] else 'NO'} |")
     lines.append("")
     sd = results["shared_default"]
     lines.append("## Shared default candidates (validation NDCG@10, relative to each dataset's best foryou validation score)")
