@@ -245,7 +245,7 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
         let (fb, fitted, tuned) = pool.install(|| {
             let mut fb = sink.finish(newest);
             let tuned = if tune_now {
-                tune::choose(
+                Some(tune::choose(
                     &fb.data,
                     &fb.user_ids,
                     &fb.item_ids,
@@ -256,11 +256,11 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
                     },
                     &params,
                     pool,
-                )
+                ))
             } else {
                 None
             };
-            if let Some(t) = &tuned {
+            if let Some(Ok(t)) = &tuned {
                 tune::set_alpha(
                     &mut fb.data,
                     options.confidence,
@@ -288,7 +288,7 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
             options.threads
         ))
     })?;
-    if let Some(t) = &tuned {
+    if let Some(Ok(t)) = &tuned {
         options.alpha = t.chosen.alpha;
         options.regularization = t.chosen.regularization;
         options.regularization_scaling = t.chosen.scaling;
@@ -312,7 +312,12 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
         "threads": threads,
         "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
     });
-    if let Some(t) = &tuned {
+    if let Some(Err(skipped)) = &tuned {
+        report["tune_skipped"] = json!(format!(
+            "{skipped}: alpha, regularization and regularization_scaling kept as set"
+        ));
+    }
+    if let Some(Ok(t)) = &tuned {
         report["tuned"] = json!({
             "alpha": t.chosen.alpha,
             "regularization": t.chosen.regularization,

@@ -195,9 +195,30 @@ pub struct Built {
     pub full_watch: f32,
 }
 
+/// Why a tuned refit kept the options it was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skipped {
+    /// Fewer than [`MIN_USERS`] users have a held-out full watch.
+    TooFewUsers { users: usize },
+    /// No candidate's fit converged.
+    NoCandidateConverged,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skipped::TooFewUsers { users } => write!(
+                f,
+                "{users} users with a held-out full watch, fewer than the {MIN_USERS} tuning needs"
+            ),
+            Skipped::NoCandidateConverged => write!(f, "no candidate's fit converged"),
+        }
+    }
+}
+
 /// Tries every [`LADDER`] candidate on the hold-out split of `data` (`base` gives the
-/// other ALS parameters). None when fewer than [`MIN_USERS`] users can be scored (too
-/// little data to choose by: the caller keeps its own options).
+/// other ALS parameters). Err when there is nothing to choose by (too little data, or no
+/// fit converged): the caller keeps its own options.
 pub fn choose(
     data: &Interactions,
     user_ids: &[i64],
@@ -205,7 +226,7 @@ pub fn choose(
     built: Built,
     base: &AlsParams,
     pool: &rayon::ThreadPool,
-) -> Option<Outcome> {
+) -> Result<Outcome, Skipped> {
     let Built {
         form,
         alpha,
@@ -213,7 +234,9 @@ pub fn choose(
     } = built;
     let split = split(data, user_ids, item_ids, base.seed, full_watch);
     if split.relevant.len() < MIN_USERS {
-        return None;
+        return Err(Skipped::TooFewUsers {
+            users: split.relevant.len(),
+        });
     }
     let mut scores = Vec::with_capacity(LADDER.len());
     let mut best: Option<(f64, Candidate)> = None;
@@ -242,6 +265,7 @@ pub fn choose(
         scores,
         users: split.relevant.len(),
     })
+    .ok_or(Skipped::NoCandidateConverged)
 }
 
 #[cfg(test)]

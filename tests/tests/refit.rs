@@ -690,6 +690,34 @@ fn tuning_picks_the_best_rung_and_incremental_refits_keep_it() {
 }
 
 #[test]
+fn a_table_too_small_to_tune_on_says_so_and_keeps_its_values() {
+    // 20 users, each with full watches: far fewer than the 50 scorable users tuning needs.
+    let conn = memory();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE feed USING foryou(factors = 4, iterations = 3);
+         WITH RECURSIVE n(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM n WHERE x < 399)
+         INSERT INTO feed(user_id, item_id, watch_time, duration, ts)
+         SELECT x / 20, x % 37, 20, 20, x FROM n;",
+    )
+    .unwrap();
+    let report = refit(&conn, "SELECT foryou_refit('feed')");
+    assert!(report.get("tuned").is_none(), "{report}");
+    let why = report["tune_skipped"].as_str().expect("a reason");
+    let (users, rest) = why.split_once(' ').unwrap();
+    let users: usize = users.parse().unwrap();
+    assert!((1..=20).contains(&users), "{why}");
+    assert!(
+        rest.starts_with("users with a held-out full watch, fewer than the 50 tuning needs"),
+        "{why}"
+    );
+    assert_eq!(model_option(&conn, "alpha"), 2.0);
+    assert_eq!(model_option(&conn, "regularization_scaling"), "count");
+    // Not asked to tune: nothing to say.
+    let report = refit(&conn, r#"SELECT foryou_refit('feed', '{"tune": false}')"#);
+    assert!(report.get("tune_skipped").is_none(), "{report}");
+}
+
+#[test]
 fn values_given_for_tuned_options_are_used_as_given() {
     for (create, call) in [
         ("factors = 8, iterations = 3, alpha = 3", "{}"),
