@@ -38,3 +38,28 @@ pub fn open(path: &std::path::Path) -> Connection {
     load(&conn).expect("load the foryou extension (run `make loadable` first)");
     conn
 }
+
+/// A file of the shared real-data folder (`../shared/data` beside the repository, or
+/// `$FORYOU_DATA`). None, with a note on stderr, when it is absent outside CI; under CI
+/// (`CI` set) its absence is a failure, so a test that needs it cannot pass by skipping.
+pub fn shared_data(relative: &str) -> Option<PathBuf> {
+    let root = match std::env::var_os("FORYOU_DATA") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
+    };
+    let path = root.join(relative);
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{} is missing (set FORYOU_DATA to the shared data folder)",
+            path.display()
+        );
+    }
+    eprintln!(
+        "skipped: {} is missing (set FORYOU_DATA to the shared data folder)",
+        path.display()
+    );
+    None
+}
