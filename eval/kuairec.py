@@ -575,7 +575,8 @@ def skip_rule_at_fixed_settings(ds):
         aware = dict(CURRENT_DEFAULTS, tune=False, **setting)
         variants = {"skip-aware": aware, "rule off": dict(aware, skip_ratio=0.0),
                     "skip-blind": dict(aware, confidence="linear", skip_ratio=0.0)}
-        entry = {"rung": setting, "holdout_ndcg_seed0": rung["ndcg"], "cfgs": variants}
+        entry = {"rung": setting, "holdout_ndcg_seed0": rung["ndcg"], "holdout_sweeps": rung.get("sweeps"),
+                 "cfgs": variants}
         for name, cfg in variants.items():
             entry[name] = summarize(ds.test("foryou", cfg))["ndcg@10"]
         d = np.array(entry["skip-aware"]["per_seed"]) - np.array(entry["skip-blind"]["per_seed"])
@@ -1132,13 +1133,14 @@ def render(results, rows_order, extra_rows):
                  "dropped) and skip-blind (`linear`, rule off: a watch of confidence 1). Holds: skip-aware − "
                  "skip-blind > the sum of their sds.")
     lines.append("")
-    lines.append("| dataset | rung | hold-out NDCG (seed 0) | skip-aware | rule off | skip-blind | paired aware − blind | holds |")
+    lines.append("| dataset | rung | tune's hold-out NDCG, seed 0 (sweeps) | skip-aware | rule off | skip-blind | paired aware − blind | holds |")
     lines.append("|---|---|---|---|---|---|---|---|")
     for key, ds in results["datasets"].items():
         for e in ds.get("skip_rule_at_fixed_settings", []):
             r, pr = e["rung"], e["aware_minus_blind"]
             lines.append(f"| {ds['name']} | alpha={r['alpha']:g}, regularization={r['regularization']:g} "
-                         f"({r['regularization_scaling']}) | {e['holdout_ndcg_seed0']} | {fmt(e['skip-aware'])} | "
+                         f"({r['regularization_scaling']}) | {e['holdout_ndcg_seed0']}"
+                         f"{'' if e.get('holdout_sweeps') is None else ' (' + str(e['holdout_sweeps']) + ')'} | {fmt(e['skip-aware'])} | "
                          f"{fmt(e['rule off'])} | {fmt(e['skip-blind'])} | {pr['mean']:+.4f} ± {pr['sd']:.4f} "
                          f"({pr['wins']}/{pr['seeds']}) | {'yes' if e['holds'] else 'NO'} |")
     lines.append("")

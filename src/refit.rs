@@ -323,11 +323,12 @@ pub fn run(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) ->
             "regularization": t.chosen.regularization,
             "regularization_scaling": t.chosen.scaling.name(),
             "holdout_users": t.users,
-            "candidates": t.scores.iter().map(|(c, s)| json!({
-                "alpha": c.alpha,
-                "regularization": c.regularization,
-                "regularization_scaling": c.scaling.name(),
-                "ndcg": s.map(|v| (v * 1e4).round() / 1e4),
+            "candidates": t.scores.iter().map(|s| json!({
+                "alpha": s.candidate.alpha,
+                "regularization": s.candidate.regularization,
+                "regularization_scaling": s.candidate.scaling.name(),
+                "ndcg": s.ndcg.map(|v| (v * 1e4).round() / 1e4),
+                "sweeps": s.sweeps,
             })).collect::<Vec<_>>(),
         });
     }

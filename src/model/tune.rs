@@ -14,8 +14,13 @@
 //! 3. Score: NDCG@10 over (at most [`MAX_USERS`]) users with a relevant held-out pair,
 //!    ranking every item the user has no training pair with. With fewer than
 //!    [`MIN_USERS`] such users there is nothing to choose by: no tuning.
-//! 4. The best candidate (ties: the first in ladder order) is returned; the caller fits
-//!    it on all the data.
+//! 4. Successive halving (Jamieson & Talwalkar 2016), so the ladder costs less than
+//!    four full fits: every candidate is fitted for a third of the sweeps and scored; the
+//!    best [`SURVIVORS`] continue from where they stopped for the remaining sweeps (the
+//!    sweeps only carry the factors over, so that equals fitting them from scratch, bit
+//!    for bit) and are scored again.
+//! 5. The best survivor (ties: the first in ladder order) is returned; the caller fits it
+//!    on all the data.
 //!
 //! Everything is a pure function of the data, the options and the seed: the choice is
 //! deterministic, like the fit.
@@ -25,6 +30,7 @@ use std::collections::HashSet;
 use super::als::{self, AlsParams, RegularizationScaling};
 use super::evaluate::Accumulator;
 use super::factors::mix64;
+use super::factors::Factors;
 use super::feedback::Confidence;
 use super::interactions::Interactions;
 use super::topk::top_k_dot;
@@ -63,15 +69,26 @@ pub const MAX_USERS: usize = 2000;
 pub const MIN_USERS: usize = 50;
 /// Length of the ranked lists scored.
 const K: usize = 10;
+/// Candidates fitted to the end (the others stop after the first stage).
+pub const SURVIVORS: usize = 2;
 
 /// What a tuned refit tried and chose.
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub chosen: Candidate,
-    /// Each candidate with its hold-out NDCG@10 (None: the fit did not converge).
-    pub scores: Vec<(Candidate, Option<f64>)>,
+    /// Each candidate, in ladder order, with its last hold-out NDCG@10 (None: the fit
+    /// did not converge) and the sweeps it had then.
+    pub scores: Vec<Scored>,
     /// Users scored.
     pub users: usize,
+}
+
+/// One candidate's last score.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scored {
+    pub candidate: Candidate,
+    pub ndcg: Option<f64>,
+    pub sweeps: usize,
 }
 
 fn pair_hash(seed: u64, user: i64, item: i64) -> u64 {
@@ -164,19 +181,18 @@ pub fn split(
     }
 }
 
-/// Hold-out NDCG@10 of the model fitted on `train` with `params`.
+/// Hold-out NDCG@10 of the factors fitted on `train`.
 fn score(
     train: &Interactions,
     relevant: &[(u32, HashSet<i64>)],
     item_ids: &[i64],
-    params: &AlsParams,
-    pool: &rayon::ThreadPool,
+    users: &Factors,
+    items: &Factors,
 ) -> Option<f64> {
-    let (users, items, _) = als::fit(train, params, pool).ok()?;
     let mut acc = Accumulator::default();
     for (u, relevant) in relevant {
         let (seen, _, _) = train.user_row(*u as usize);
-        let ranked: Vec<i64> = top_k_dot(users.row(*u as usize), &items, K, seen)
+        let ranked: Vec<i64> = top_k_dot(users.row(*u as usize), items, K, seen)
             .into_iter()
             .map(|(i, _)| item_ids[i as usize])
             .collect();
@@ -238,27 +254,71 @@ pub fn choose(
             users: split.relevant.len(),
         });
     }
-    let mut scores = Vec::with_capacity(LADDER.len());
-    let mut best: Option<(f64, Candidate)> = None;
     let mut train = split.train;
-    // Each rung re-weights the confidences as built, not the previous rung's.
+    // Each candidate re-weights the confidences as built, not the previous candidate's.
     let built = (train.user_conf.clone(), train.item_conf.clone());
-    for &c in LADDER {
+    let mut fit = |c: Candidate, sweeps: usize, start: Option<(Factors, Factors)>| {
+        train.user_conf.copy_from_slice(&built.0);
+        train.item_conf.copy_from_slice(&built.1);
+        set_alpha(&mut train, form, alpha, c.alpha);
         let params = AlsParams {
+            iterations: sweeps,
             regularization: c.regularization as f32,
             regularization_scaling: c.scaling,
             ..base.clone()
         };
-        train.user_conf.copy_from_slice(&built.0);
-        train.item_conf.copy_from_slice(&built.1);
-        set_alpha(&mut train, form, alpha, c.alpha);
-        let s = score(&train, &split.relevant, item_ids, &params, pool);
+        let fitted = match start {
+            Some((users, items)) => als::fit_warm(&train, &params, pool, users, items),
+            None => als::fit(&train, &params, pool),
+        };
+        fitted.ok().and_then(|(users, items, _)| {
+            score(&train, &split.relevant, item_ids, &users, &items).map(|s| (s, users, items))
+        })
+    };
+
+    // Stage 1: every candidate, a third of the sweeps; the best SURVIVORS keep their
+    // factors (ties: ladder order, as the sort is stable).
+    let total = base.iterations;
+    let first = (total / 3).max(1).min(total);
+    let mut scores = Vec::with_capacity(LADDER.len());
+    let mut kept: Vec<(f64, usize, Factors, Factors)> = Vec::with_capacity(SURVIVORS + 1);
+    for (n, &c) in LADDER.iter().enumerate() {
+        let fitted = fit(c, first, None);
+        scores.push(Scored {
+            candidate: c,
+            ndcg: fitted.as_ref().map(|f| f.0),
+            sweeps: first,
+        });
+        if let Some((s, users, items)) = fitted {
+            kept.push((s, n, users, items));
+            kept.sort_by(|a, b| b.0.total_cmp(&a.0));
+            kept.truncate(SURVIVORS);
+        }
+    }
+    // Stage 2: the survivors go on to the full number of sweeps.
+    kept.sort_by_key(|k| k.1);
+    let finals: Vec<(Option<f64>, usize)> = if first < total {
+        kept.into_iter()
+            .map(|(_, n, users, items)| {
+                let s = fit(LADDER[n], total - first, Some((users, items))).map(|f| f.0);
+                scores[n] = Scored {
+                    candidate: LADDER[n],
+                    ndcg: s,
+                    sweeps: total,
+                };
+                (s, n)
+            })
+            .collect()
+    } else {
+        kept.into_iter().map(|(s, n, _, _)| (Some(s), n)).collect()
+    };
+    let mut best: Option<(f64, Candidate)> = None;
+    for (s, n) in finals {
         if let Some(v) = s {
             if best.is_none_or(|(b, _)| v > b) {
-                best = Some((v, c));
+                best = Some((v, LADDER[n]));
             }
         }
-        scores.push((c, s));
     }
     best.map(|(_, chosen)| Outcome {
         chosen,
@@ -348,38 +408,77 @@ mod tests {
     }
 
     #[test]
-    fn choice_is_deterministic_and_scores_every_candidate() {
+    fn choice_is_deterministic_and_halves_the_ladder() {
         let (data, users, items) = toy();
-        let base = AlsParams {
-            factors: 4,
-            iterations: 3,
-            seed: 3,
-            ..AlsParams::default()
+        let built = Built {
+            form: Confidence::Ratio,
+            alpha: 2.0,
+            full_watch: 2.0,
         };
-        let run = |threads| {
+        let run = |iterations, threads| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            let built = Built {
-                form: Confidence::Ratio,
-                alpha: 2.0,
-                full_watch: 2.0,
+            let base = AlsParams {
+                factors: 4,
+                iterations,
+                seed: 3,
+                ..AlsParams::default()
             };
             choose(&data, &users, &items, built, &base, &pool).unwrap()
         };
-        let (a, b) = (run(1), run(2));
+        // 6 sweeps: a first stage of 2 for every candidate, 4 more for the survivors.
+        let (a, b) = (run(6, 1), run(6, 2));
         assert_eq!(a.chosen, b.chosen);
+        assert_eq!(a.scores, b.scores);
         assert_eq!(a.scores.len(), LADDER.len());
-        assert!(a.scores.iter().all(|(_, s)| s.is_some()));
-        assert_eq!(
-            a.scores.iter().map(|s| s.1).collect::<Vec<_>>(),
-            b.scores.iter().map(|s| s.1).collect::<Vec<_>>()
-        );
-        let best = a.scores.iter().filter_map(|s| s.1).fold(f64::MIN, f64::max);
-        assert_eq!(
-            a.scores.iter().find(|s| s.1 == Some(best)).unwrap().0,
-            a.chosen
-        );
+        assert!(a.scores.iter().all(|s| s.ndcg.is_some()));
+        let survivors: Vec<&Scored> = a.scores.iter().filter(|s| s.sweeps == 6).collect();
+        assert_eq!(survivors.len(), SURVIVORS);
+        assert!(a.scores.iter().all(|s| s.sweeps == 6 || s.sweeps == 2));
+
+        // Scores of fits from scratch, as a check: the first stage is every candidate's
+        // 2-sweep fit; the survivors are its best two and the others keep its scores;
+        // a survivor's score is that of a 6-sweep fit, bit for bit.
+        let split = split(&data, &users, &items, 3, 2.0);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let scratch = |c: Candidate, iterations| {
+            let mut train = split.train.clone();
+            set_alpha(&mut train, Confidence::Ratio, 2.0, c.alpha);
+            let params = AlsParams {
+                factors: 4,
+                iterations,
+                seed: 3,
+                regularization: c.regularization as f32,
+                regularization_scaling: c.scaling,
+                ..AlsParams::default()
+            };
+            let (u, i, _) = als::fit(&train, &params, &pool).unwrap();
+            score(&train, &split.relevant, &items, &u, &i).unwrap()
+        };
+        let stage1: Vec<f64> = LADDER.iter().map(|&c| scratch(c, 2)).collect();
+        let mut order: Vec<usize> = (0..LADDER.len()).collect();
+        order.sort_by(|&x, &y| stage1[y].total_cmp(&stage1[x]));
+        for (n, s) in a.scores.iter().enumerate() {
+            if order[..SURVIVORS].contains(&n) {
+                assert_eq!(s.sweeps, 6, "{n}");
+                assert_eq!(s.ndcg, Some(scratch(s.candidate, 6)), "{n}");
+            } else {
+                assert_eq!(s.sweeps, 2, "{n}");
+                assert_eq!(s.ndcg, Some(stage1[n]), "{n}");
+            }
+        }
+
+        // The chosen one is the best survivor.
+        let best = survivors
+            .iter()
+            .map(|s| s.ndcg.unwrap())
+            .fold(f64::MIN, f64::max);
+        let first_best = survivors.iter().find(|s| s.ndcg == Some(best)).unwrap();
+        assert_eq!(first_best.candidate, a.chosen);
     }
 }

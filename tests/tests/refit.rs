@@ -644,7 +644,17 @@ fn tuning_picks_the_best_rung_and_incremental_refits_keep_it() {
     let candidates = tuned["candidates"].as_array().expect("a tuned report");
     assert_eq!(candidates.len(), 4, "{tuned}");
     assert!(tuned["holdout_users"].as_i64().unwrap() >= 50, "{tuned}");
-    let best = candidates
+    // Successive halving: two candidates get all 5 sweeps, the others a third (1).
+    let finished: Vec<&serde_json::Value> =
+        candidates.iter().filter(|c| c["sweeps"] == 5).collect();
+    assert_eq!(finished.len(), 2, "{tuned}");
+    assert!(
+        candidates
+            .iter()
+            .all(|c| c["sweeps"] == 5 || c["sweeps"] == 1),
+        "{tuned}"
+    );
+    let best = finished
         .iter()
         .max_by(|a, b| {
             let (x, y) = (a["ndcg"].as_f64().unwrap(), b["ndcg"].as_f64().unwrap());
