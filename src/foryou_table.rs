@@ -49,6 +49,8 @@ pub struct FeedTable {
     /// Non-owning handle on the connection that opened the table (never closed by us).
     conn: Connection,
     shadow: Shadow,
+    /// `foryou: <table>`, the prefix of its row errors (made once: rows are many).
+    who: String,
     options: Options,
     /// Events inserted through this connection since the last `auto_refit` check.
     inserted_since_check: u64,
@@ -86,6 +88,7 @@ impl FeedTable {
         let table = FeedTable {
             base: sqlite3_vtab::default(),
             conn,
+            who: format!("foryou: {}", shadow.table),
             shadow,
             options,
             inserted_since_check: 0,
@@ -95,12 +98,12 @@ impl FeedTable {
 
     /// Validates one row of INSERT/UPDATE values (columns in [`Column`] order).
     fn event_from(&self, values: &[ValueRef<'_>]) -> Result<Event> {
-        let who = format!("foryou: {}", self.shadow.table);
+        let who = self.who.as_str();
         let at = |c: Column| values[c as usize];
-        let user_id = sql_args::integer(&who, "user_id", at(Column::UserId))?;
-        let item_id = sql_args::integer(&who, "item_id", at(Column::ItemId))?;
+        let user_id = sql_args::integer(who, "user_id", at(Column::UserId))?;
+        let item_id = sql_args::integer(who, "item_id", at(Column::ItemId))?;
         let watch_time = sql_args::number(
-            &who,
+            who,
             "watch_time",
             "a number of seconds >= 0",
             at(Column::WatchTime),
@@ -111,7 +114,7 @@ impl FeedTable {
             )));
         }
         let duration = sql_args::number(
-            &who,
+            who,
             "duration",
             "a number of seconds > 0",
             at(Column::Duration),
@@ -126,7 +129,7 @@ impl FeedTable {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0),
-            value => sql_args::integer(&who, "ts", value)?,
+            value => sql_args::integer(who, "ts", value)?,
         };
         Ok(Event {
             user_id,
@@ -151,8 +154,7 @@ impl FeedTable {
     fn rowid_of(&self, value: ValueRef<'_>) -> Result<Option<i64>> {
         match value {
             ValueRef::Null => Ok(None),
-            value => sql_args::integer(&format!("foryou: {}", self.shadow.table), "rowid", value)
-                .map(Some),
+            value => sql_args::integer(&self.who, "rowid", value).map(Some),
         }
     }
 }
@@ -418,6 +420,7 @@ unsafe extern "C" fn x_rename(vtab: *mut sqlite3_vtab, new_name: *const c_char) 
     let new_name = CStr::from_ptr(new_name).to_string_lossy().into_owned();
     let result = guarded("foryou", || {
         let renamed = table.shadow.rename(&table.conn, &new_name)?;
+        table.who = format!("foryou: {}", renamed.table);
         table.shadow = renamed;
         Ok(())
     });

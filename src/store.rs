@@ -74,6 +74,8 @@ pub struct ModelMeta {
 pub struct Shadow {
     pub schema: String,
     pub table: String,
+    /// The event INSERT, made once: it runs for every inserted row.
+    insert_event_sql: String,
 }
 
 /// `identifier` as a double-quoted SQL identifier.
@@ -83,10 +85,16 @@ pub fn quote(identifier: &str) -> String {
 
 impl Shadow {
     pub fn new(schema: &str, table: &str) -> Self {
-        Shadow {
+        let mut shadow = Shadow {
             schema: schema.to_string(),
             table: table.to_string(),
-        }
+            insert_event_sql: String::new(),
+        };
+        shadow.insert_event_sql = format!(
+            "INSERT INTO {}(id, user_id, item_id, watch_time, duration, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            shadow.name("events")
+        );
+        shadow
     }
 
     /// `"schema"."<table>_<part>"`: the one place shadow names are made.
@@ -199,10 +207,7 @@ impl Shadow {
 
     /// Stores one event; `id` None lets SQLite choose the rowid. Returns the rowid.
     pub fn insert_event(&self, conn: &Connection, id: Option<i64>, e: &Event) -> Result<i64> {
-        let mut stmt = conn.prepare_cached(&format!(
-            "INSERT INTO {}(id, user_id, item_id, watch_time, duration, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            self.name("events")
-        ))?;
+        let mut stmt = conn.prepare_cached(&self.insert_event_sql)?;
         stmt.execute(params![
             id,
             e.user_id,

@@ -379,7 +379,12 @@ fn rename_renames_every_shadow_table_and_the_model_still_serves() {
         error_of(&conn, "SELECT * FROM recommend(3, 5, 'feed')"),
         "recommend: no foryou table named 'feed' in schema 'main' (foryou tables: clips)"
     );
-    // The renamed table keeps working for writes, reads and refits.
+    // The renamed table keeps working for writes, reads and refits, and its row errors
+    // name it by its new name.
+    assert_eq!(
+        error_of(&conn, "INSERT INTO clips VALUES (3, 19, 15, 0, 1)"),
+        "foryou: clips: duration must be a number of seconds > 0, got 0"
+    );
     conn.execute_batch("INSERT INTO clips VALUES (3, 19, 15, 15, 1)")
         .unwrap();
     assert_eq!(
