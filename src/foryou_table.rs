@@ -346,14 +346,14 @@ unsafe impl VTabCursor for EventCursor<'_> {
         guarded("foryou", || {
             let values: Vec<ValueRef<'_>> = args.iter().collect();
             let mut next = values.iter();
-            let who = format!("foryou: {}", self.table.shadow.table);
+            let who = &self.table.who;
             // A non-integer constraint value matches no row, as with a real table.
             let mut read = |bit: c_int| -> Option<Option<i64>> {
                 if idx_num & bit == 0 {
                     return Some(None);
                 }
                 next.next()
-                    .and_then(|v| sql_args::integer(&who, "constraint", *v).ok())
+                    .and_then(|v| sql_args::integer(who, "constraint", *v).ok())
                     .map(Some)
             };
             let (only, user) = (read(BY_ROWID), read(BY_USER));
