@@ -25,11 +25,13 @@ import scipy.sparse as sp
 import threadpoolctl
 from implicit.cpu.als import AlternatingLeastSquares
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kuairec  # noqa: E402  (the metrics of the eval, beside this file)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.environ.get("FORYOU_DATA") or os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
 FOLDER = os.path.join(DATA, "kuairec-sigformer-signed")
 K = 10
-DISCOUNT = 1.0 / np.log2(np.arange(2, K + 2))
 
 
 def read(name):
@@ -52,17 +54,20 @@ def main():
 
     splits = {"valid": relevant("valid"), "test": relevant("test")}
 
-    def ndcg(scores, rel):
-        """Mean NDCG@10 (ties broken by item index) over users with a relevant item."""
-        users = np.where(rel.any(axis=1))[0]
+    relevant_sets = {name: {int(u): set(np.flatnonzero(row).tolist()) for u, row in enumerate(rel) if row.any()}
+                     for name, rel in splits.items()}
+
+    def ndcg(scores, name):
+        """Mean NDCG@10 over users with a relevant item (eval/kuairec.py's metrics, those
+        of foryou_evaluate): every video without a training row ranked, ties by index."""
+        users = sorted(relevant_sets[name])
         s = np.where(seen[users], -np.inf, np.broadcast_to(scores, seen.shape)[users])
         top = np.argsort(-s, axis=1, kind="stable")[:, :K]
-        dcg = (np.take_along_axis(rel[users], top, 1) * DISCOUNT).sum(axis=1)
-        ideal = np.cumsum(DISCOUNT)[np.minimum(rel[users].sum(axis=1), K) - 1]
-        return float((dcg / ideal).mean())
+        ranked = {u: [i for i in row.tolist() if not seen[u, i]] for u, row in zip(users, top)}
+        return kuairec.ranking_metrics(ranked, relevant_sets[name], K, n_items)["ndcg"]
 
     def show(label, scores):
-        print(f"{label:<58} valid {ndcg(scores, splits['valid']):.4f}  test {ndcg(scores, splits['test']):.4f}",
+        print(f"{label:<58} valid {ndcg(scores, 'valid'):.4f}  test {ndcg(scores, 'test'):.4f}",
               flush=True)
 
     watched = np.bincount(ti, weights=tl, minlength=n_items)

@@ -1,6 +1,9 @@
 //! A feed that reacts now: fold-in of fresh events on read, new items, incremental and
 //! automatic refits, and what other connections see.
 
+mod common;
+
+use common::model_option;
 use foryou_tests::{load, memory};
 use rusqlite::{Connection, OptionalExtension};
 
@@ -277,17 +280,7 @@ fn fold_in_equals_an_exact_user_step(omega: f64, scaling: &str, given: &str) {
         refit(&conn, "{}")
     };
     assert!(report["loss"].as_f64().unwrap().is_finite());
-    let stored_options: String = conn
-        .query_row(
-            "SELECT value FROM feed_model WHERE key = 'options'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert!(
-        stored_options.contains(&format!(r#""regularization_scaling":"{scaling}""#)),
-        "{stored_options}"
-    );
+    assert_eq!(model_option(&conn, "regularization_scaling"), scaling);
     let upto: i64 = conn
         .query_row(
             "SELECT value FROM feed_model WHERE key = 'events_upto'",

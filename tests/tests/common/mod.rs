@@ -136,6 +136,16 @@ pub fn refit(conn: &Connection, sql: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{sql} returned invalid JSON {report:?}: {e}"))
 }
 
+/// A training option of the model stored for table `feed` (what its last refit used).
+pub fn model_option(conn: &Connection, key: &str) -> serde_json::Value {
+    let options: serde_json::Value = serde_json::from_str(&text(
+        conn,
+        "SELECT value FROM feed_model WHERE key = 'options'",
+    ))
+    .unwrap();
+    options[key].clone()
+}
+
 /// The checkerboard fixture: 20 users x 20 items. Users 0-9 each watched (fully) 5 of
 /// items 0-9, users 10-19 5 of items 10-19, a different half per user; every item has
 /// 5 viewers. Returns the (user, item) pairs inserted.
