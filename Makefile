@@ -1,15 +1,20 @@
-# foryou: make loadable | test | demo | eval | bench | clean
+# foryou: make loadable | test | demo | eval | bench | reference | clean
 CARGO ?= cargo
+PYTHON ?= python3
+# The extension the docs are rendered with (a path without .so, as .load takes it).
+FORYOU_EXT ?= $(CURDIR)/target/release/libforyou
 EXT := target/release/libforyou.so
 
-.PHONY: loadable test unit integration golden example demo eval eval-quick bench bench-quick clean
+.PHONY: loadable test unit integration golden example demo eval eval-quick bench bench-quick clean \
+	reference docs-check
 
 # The loadable extension: target/release/libforyou.so (load it as ./target/release/libforyou).
 loadable:
 	$(CARGO) build --release -p foryou
 
-# Every test: model unit tests, rusqlite integration tests, sqlite3-shell golden tests, the example.
-test: loadable unit integration golden example
+# Every test: model unit tests, rusqlite integration tests, sqlite3-shell golden tests, the example,
+# and the docs' executed examples.
+test: loadable unit integration golden example docs-check
 
 unit:
 	$(CARGO) test --release -p foryou --lib
@@ -18,7 +23,7 @@ integration: loadable
 	FORYOU_EXT=$(CURDIR)/target/release/libforyou $(CARGO) test --release -p foryou-tests
 
 golden: loadable
-	bash sql/run-golden.sh
+	FORYOU_EXT=$(FORYOU_EXT) bash sql/run-golden.sh
 
 example: loadable
 	FORYOU_EXT=$(CURDIR)/target/release/libforyou $(CARGO) run --release -q -p foryou-tests --example session -- --check
@@ -41,6 +46,24 @@ bench: loadable
 
 bench-quick: loadable
 	QUICK=1 bash bench/run.sh
+
+# docs/reference.md, rendered by running the SQL examples of docs/reference.in.md through the
+# sqlite3 shell, and README.md's figures block, from bench/results.json and eval/results.json.
+reference: loadable
+	FORYOU_EXT=$(FORYOU_EXT) $(PYTHON) scripts/render_reference.py docs/reference.in.md docs/reference.md
+	$(PYTHON) scripts/render_figures.py README.md README.md
+
+# Renders both into a temporary directory and fails if the committed files differ.
+docs-check: loadable
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	FORYOU_EXT=$(FORYOU_EXT) $(PYTHON) scripts/render_reference.py docs/reference.in.md "$$tmp/reference.md" && \
+	$(PYTHON) scripts/render_figures.py README.md "$$tmp/README.md" || \
+	  { echo "docs-check: rendering failed (see above)"; exit 1; }; \
+	ok=1; \
+	diff -u docs/reference.md "$$tmp/reference.md" || ok=0; \
+	diff -u README.md "$$tmp/README.md" || ok=0; \
+	if [ $$ok = 1 ]; then echo "docs-check: docs/reference.md and README.md figures are up to date"; \
+	else echo "docs-check: docs/reference.md or README.md's figures differ from what the code and the results files give: run make reference (and review the diff)"; exit 1; fi
 
 clean:
 	$(CARGO) clean

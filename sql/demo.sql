@@ -37,7 +37,7 @@ ORDER BY rank;
 SELECT rank, item_id, genre, score FROM recommend(1000, 3) JOIN videos USING (item_id) ORDER BY rank;
 
 -- ...until they watch two pets videos: their feed adapts at once, without a refit.
-INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (1000, 2, 45, 30), (1000, 5, 20, 20);
+INSERT INTO feed(user_id, item_id, watch_time, duration, ts) VALUES (1000, 2, 45, 30, 1700007000), (1000, 5, 20, 20, 1700007060);
 SELECT rank, item_id, genre, round(score, 3) AS score FROM recommend(1000, 3) JOIN videos USING (item_id) ORDER BY rank;
 
 -- Videos like video 2, by their learnt embeddings.

@@ -2,10 +2,11 @@
 # Golden tests: runs each sql/golden/*.sql through the system sqlite3 shell with the
 # extension loaded, and compares stdout+stderr with sql/golden/*.expected; then checks
 # that the README's Quick start shows what sql/demo.sql prints.
+# FORYOU_EXT (a path without .so) chooses the extension; default ./target/release/libforyou.
 # Set UPDATE=1 to rewrite the expected files after checking a change by eye.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-ext="$PWD/target/release/libforyou"
+ext="${FORYOU_EXT:-$PWD/target/release/libforyou}"
 passed=0; failed=0
 for script in sql/golden/*.sql; do
   expected="${script%.sql}.expected"
@@ -23,7 +24,7 @@ done
 # The README's Quick start: its output blocks, in order, are what sql/demo.sql prints
 # (the refit report's wall time and thread count normalised).
 normalise() { sed -E 's/"seconds":[0-9.]+/"seconds":S/; s/"threads":[0-9]+/"threads":T/'; }
-readme_out=$(awk '/^## Quick start/{q=1} /^## The demo/{q=0}
+readme_out=$(awk '/^## /{q=0} /^## Quick start/{q=1}
   q && /^```/ { if (inb) { inb=0; next } else { inb=1; lang=substr($0,4); next } }
   q && inb && lang=="" {print}' README.md | normalise)
 demo_out=$(sqlite3 -batch -cmd ".load $ext" :memory: < sql/demo.sql 2>&1 | normalise)
