@@ -1,9 +1,10 @@
 //! foryou: a SQLite extension that turns any database into a short-video ("For You"
 //! feed) recommender. This file holds only the modules and their registration.
 //!
-//! Layers, data flowing one way: SQL objects ([`foryou_table`], [`recommend`],
-//! [`similar_items`], [`refit`], [`info`]) → [`store`] (shadow tables, the only code
-//! that runs SQL) → [`model`] (pure Rust on owned arrays).
+//! Layers, data flowing one way (ARCHITECTURE.md is the map):
+//! [`sql`] (the SQL objects: arguments, errors) → [`engine`] (refit, serving, caches,
+//! options) → [`store`] (shadow tables: the only code that runs SQL) → [`model`] (pure
+//! Rust on owned arrays). [`error`] is the error type of the three upper layers.
 
 use std::ffi::{c_char, c_int};
 use std::sync::Arc;
@@ -11,25 +12,17 @@ use std::sync::Arc;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{ffi, Connection, Result};
 
-pub mod evaluate;
-pub mod foryou_table;
-pub mod guard;
-pub mod info;
-pub mod model;
-pub mod options;
-pub mod recommend;
-pub mod refit;
-pub mod serving;
-pub mod similar_items;
-pub mod sql_args;
-pub mod state;
-pub mod store;
-pub mod table_function;
-pub mod workers;
+mod engine;
+mod error;
+mod model;
+mod sql;
+mod store;
+
+use sql::{evaluate, foryou_table, info, recommend, refit, similar_items};
 
 /// Registers every SQL object on one connection.
 fn register(db: Connection) -> Result<bool> {
-    let state = Arc::new(state::ConnectionState::default());
+    let state = Arc::new(engine::cache::ConnectionState::default());
     foryou_table::register(&db)?;
     db.create_module("recommend", &recommend::MODULE, Some(state.clone()))?;
     db.create_module("similar_items", &similar_items::MODULE, Some(state.clone()))?;

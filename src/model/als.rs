@@ -190,6 +190,7 @@ pub struct FitReport {
     pub loss: f64,
     /// Loss after each iteration with [`fit_traced`]; empty from [`fit`] and [`fit_warm`],
     /// which compute the loss once, at the end (a loss costs about a quarter of a sweep).
+    #[cfg_attr(not(test), expect(dead_code, reason = "filled only by fit_traced, a test's"))]
     pub loss_history: Vec<f64>,
 }
 
@@ -291,6 +292,7 @@ pub fn fit(
 
 /// [`fit`] that also records the loss after every iteration in
 /// [`FitReport::loss_history`] (same factors, bit for bit; slower).
+#[cfg(test)]
 pub fn fit_traced(
     data: &Interactions,
     params: &AlsParams,

@@ -1,5 +1,9 @@
 //! Dense row-major f32 embedding matrices.
 
+/// The largest embedding size a refit fits (the `factors` option's maximum), and so
+/// the largest a stored model may have.
+pub const MAX_FACTORS: usize = 1024;
+
 /// Row-major dense matrix of f32 embeddings: `rows` vectors of `dim` floats.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Factors {

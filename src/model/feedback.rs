@@ -375,6 +375,7 @@ impl<'p> EventSink<'p> {
         self.newest = Some(self.newest.map_or(ts, |n| n.max(ts)));
     }
 
+    #[cfg(test)]
     /// Events pushed so far.
     pub fn len(&self) -> usize {
         self.user.len()

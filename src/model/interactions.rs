@@ -48,6 +48,7 @@ impl<'a> CsrView<'a> {
 }
 
 /// One aggregated (user, item) observation.
+#[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Entry {
     pub user: u32,
@@ -57,10 +58,12 @@ pub struct Entry {
 }
 
 /// One CSR matrix: (ptr, column indices, confidences, preferences).
+#[cfg(test)]
 type Csr = (Vec<usize>, Vec<u32>, Vec<f32>, Vec<f32>);
 
 /// Counting sort by row, then sort each row by column: deterministic for any input
 /// order when (row, column) pairs are unique.
+#[cfg(test)]
 fn build_csr(
     n_rows: usize,
     entries: &[Entry],
@@ -103,6 +106,7 @@ fn build_csr(
 
 /// Why [`Interactions::try_from_entries`] refused its input.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg(test)]
 pub enum InteractionsError {
     /// Entry `index` names a user or item outside `0..n_users` / `0..n_items`.
     OutOfRange { index: usize, user: u32, item: u32 },
@@ -110,6 +114,7 @@ pub enum InteractionsError {
     TooMany,
 }
 
+#[cfg(test)]
 impl std::fmt::Display for InteractionsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -124,9 +129,11 @@ impl std::fmt::Display for InteractionsError {
     }
 }
 
+#[cfg(test)]
 impl std::error::Error for InteractionsError {}
 
 impl Interactions {
+    #[cfg(test)]
     /// Entries in any order; the caller guarantees no duplicate (user, item). Within each
     /// CSR row, entries are sorted by column index (deterministic).
     ///
@@ -139,6 +146,7 @@ impl Interactions {
         }
     }
 
+    #[cfg(test)]
     /// Like [`Self::from_entries`], but returns an error instead of panicking.
     pub fn try_from_entries(
         n_users: usize,
@@ -252,6 +260,7 @@ impl Interactions {
         )
     }
 
+    #[cfg(test)]
     /// (users, confidences, preferences) of item `i`.
     pub fn item_row(&self, i: usize) -> (&[u32], &[f32], &[f32]) {
         let (a, b) = (self.item_ptr[i], self.item_ptr[i + 1]);

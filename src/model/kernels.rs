@@ -99,6 +99,7 @@ pub fn detected() -> Level {
     Level::Scalar
 }
 
+#[cfg(test)]
 /// Every level this CPU can run, lowest first (tests compare them).
 pub fn supported() -> Vec<Level> {
     [Level::Scalar, Level::Avx2, Level::Avx512]
@@ -129,6 +130,7 @@ fn init_level() -> Level {
     l
 }
 
+#[cfg(test)]
 /// Uses `wanted`, or the best supported level below it; returns the level now in use.
 /// Results do not depend on the level, so this changes speed only.
 pub fn set_level(wanted: Level) -> Level {

@@ -28,7 +28,7 @@
 use std::collections::HashSet;
 
 use super::als::{self, AlsParams, RegularizationScaling};
-use super::evaluate::Accumulator;
+use super::metrics::Accumulator;
 use super::factors::mix64;
 use super::factors::Factors;
 use super::feedback::Confidence;

@@ -449,7 +449,7 @@ fn damaged_shadow_tables_give_errors_not_crashes() {
     let damages = [
         ("UPDATE feed_items SET ids = x'00'", Some("foryou: feed_items is damaged: 0 ids for 80 factor values")),
         ("UPDATE feed_users SET factors = substr(factors, 1, 60)", Some("foryou: feed_users is damaged: 20 ids for 15 factor values")),
-        ("UPDATE feed_items SET popularity = x'0000'", Some("foryou: feed_items is damaged: 20 ids for 80 factor values")),
+        ("UPDATE feed_items SET popularity = x'0000'", Some("foryou: feed_items is damaged: 20 ids for 0 popularity values")),
         ("DELETE FROM feed_items", Some("foryou: feed_items is damaged: 0 ids for 0 factor values")),
         ("UPDATE feed_config SET value = 2 WHERE key = 'format_version'", Some("foryou: table feed has storage format version 2; this build of foryou reads version 1")),
         ("UPDATE feed_config SET value = 'abc' WHERE key = 'factors'", Some("foryou: option factors expects an integer from 1 to 1024, got 'abc'")),

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::model_option;
+use common::{checkerboard, error_of, int, message, model_option};
 use foryou_tests::{load, memory};
 use rusqlite::{Connection, OptionalExtension};
 
@@ -715,4 +715,79 @@ fn popularity_counts_watchers_not_swipers_and_skip_only_users_get_it() {
             .collect()
     };
     assert_eq!(got, vec![(2, 2.0), (3, 1.0)]);
+}
+
+/// An automatic refit that meets damaged shadow tables fails the INSERT that ran it,
+/// as an explicit refit of the same table fails, and stores nothing of that statement:
+/// the model must not silently stop updating.
+#[test]
+fn auto_refit_over_damaged_storage_fails_the_insert() {
+    let conn = memory();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE feed USING foryou(factors = 4, iterations = 5, auto_refit = 5)",
+    )
+    .unwrap();
+    checkerboard(&conn, "feed"); // 100 events: the 5th, 10th, ... ran refits
+    let version = int(&conn, "SELECT value FROM feed_model WHERE key = 'version'");
+    assert!(version >= 1);
+    conn.execute_batch("UPDATE feed_items SET ids = x'00'").unwrap();
+    let explicit = error_of(&conn, "SELECT foryou_refit('feed', '{\"mode\": \"incremental\"}')");
+    assert!(explicit.contains("feed_items is damaged"), "{explicit}");
+    let before = int(&conn, "SELECT count(*) FROM feed");
+    // Four inserts stay below the next check; the fifth runs the refit, which fails.
+    let mut insert = conn
+        .prepare("INSERT INTO feed(user_id, item_id, watch_time, duration, ts) VALUES (?1, 3, 9, 10, 1800000000)")
+        .unwrap();
+    for user in 100..104 {
+        insert.execute([user]).unwrap();
+    }
+    let failed = insert.execute([104]).unwrap_err();
+    assert_eq!(
+        message(&failed),
+        "foryou: feed_items is damaged: 0 ids for 80 factor values"
+    );
+    assert_eq!(int(&conn, "SELECT count(*) FROM feed"), before + 4);
+    assert_eq!(
+        int(&conn, "SELECT value FROM feed_model WHERE key = 'version'"),
+        version
+    );
+    // A bulk INSERT that crosses the threshold is undone whole.
+    let bulk = conn
+        .execute_batch(
+            "WITH RECURSIVE n(value) AS (SELECT 200 UNION ALL SELECT value + 1 FROM n WHERE value < 209)
+             INSERT INTO feed(user_id, item_id, watch_time, duration, ts)
+             SELECT value, 4, 9, 10, 1800000000 FROM n",
+        )
+        .unwrap_err();
+    assert!(message(&bulk).contains("feed_items is damaged"), "{bulk}");
+    assert_eq!(int(&conn, "SELECT count(*) FROM feed"), before + 4);
+}
+
+/// A model refitted by hand with another embedding size keeps it through automatic
+/// refits (they are incremental, which keeps the stored size).
+#[test]
+fn auto_refit_keeps_a_hand_chosen_factor_count() {
+    let conn = memory();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE feed USING foryou(factors = 4, iterations = 5, auto_refit = 5, tune = false)",
+    )
+    .unwrap();
+    checkerboard(&conn, "feed");
+    int(&conn, "SELECT length(foryou_refit('feed', '{\"factors\": 6}'))");
+    let version = int(&conn, "SELECT value FROM feed_model WHERE key = 'version'");
+    conn.execute_batch(
+        "WITH RECURSIVE n(value) AS (SELECT 100 UNION ALL SELECT value + 1 FROM n WHERE value < 109)
+         INSERT INTO feed(user_id, item_id, watch_time, duration, ts)
+         SELECT value, 3, 9, 10, 1800000000 FROM n",
+    )
+    .unwrap();
+    // The 5th and the 10th insert each ran one.
+    assert_eq!(
+        int(&conn, "SELECT value FROM feed_model WHERE key = 'version'"),
+        version + 2
+    );
+    assert_eq!(
+        int(&conn, "SELECT json_extract(value, '$.factors') FROM feed_model WHERE key = 'report'"),
+        6
+    );
 }

@@ -14,17 +14,18 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::cache::DbState;
+use super::options::{Options, RegularizationScaling};
 use crate::model::factors::mix64;
 use crate::model::feedback::{self, FeedbackParams};
 use crate::model::scan::{self, HalfFactors, Int8Factors};
 use crate::model::topk::{self, FirstPass};
 use crate::model::{als, Factors};
-use crate::options::{Options, RegularizationScaling};
 use crate::store::{Event, StoredModel};
 
-/// An opaque stamp of the database state a call saw (the caller's; equal stamps mean
-/// nothing in the database changed in between). None: no stamp (inside a transaction).
-pub type Stamp = Option<(i64, i64, u64)>;
+/// The database state a call saw (equal stamps mean nothing in the database changed
+/// in between); None inside a transaction, where no state can be trusted.
+pub type Stamp = Option<DbState>;
 
 /// A folded-in user vector and the events it was computed from.
 #[derive(Debug)]
@@ -128,7 +129,7 @@ impl Serving {
         } else {
             vec![1.0; model.items.rows]
         };
-        let item_gramian = crate::workers::with_pool(1, |pool| {
+        let item_gramian = super::workers::with_pool(1, |pool| {
             als::weighted_gramian(&model.items, &item_weights, pool)
         })
         .unwrap_or_else(|_| vec![0.0; model.items.dim * model.items.dim]);
@@ -445,15 +446,4 @@ fn fingerprint(events: &[(i64, Event)]) -> u64 {
             .hash(&mut hasher);
     }
     hasher.finish()
-}
-
-/// The first k of `ranked` (item id, popularity) pairs, best first, that are not in
-/// `exclude` (sorted ids): the ranking served before the first refit.
-pub fn popular_items(ranked: &[(i64, f32)], k: usize, exclude: &[i64]) -> Vec<(i64, f32)> {
-    ranked
-        .iter()
-        .filter(|(id, _)| exclude.binary_search(id).is_err())
-        .take(k)
-        .copied()
-        .collect()
 }

@@ -3,14 +3,14 @@
 //! expected, as SQLite's column affinity would convert it (CSV imports give text).
 
 use rusqlite::types::ValueRef;
-use rusqlite::Result;
 
-use crate::guard::sql_error;
+use crate::error::{Error, Result};
 
 /// The largest k that `recommend` and `similar_items` accept.
 pub const MAX_K: i64 = 10_000;
 
-fn describe(value: ValueRef<'_>) -> String {
+/// A value as an error message shows it.
+pub fn describe(value: ValueRef<'_>) -> String {
     match value {
         ValueRef::Null => "NULL".to_string(),
         ValueRef::Integer(i) => i.to_string(),
@@ -20,46 +20,55 @@ fn describe(value: ValueRef<'_>) -> String {
     }
 }
 
+/// The largest magnitude below which every integral f64 converts to i64 exactly.
+const EXACT_INTEGER: f64 = 9.0e15;
+
+fn integral(r: f64) -> Option<i64> {
+    // Exact: |r| < 9e15 < 2^63 and r has no fractional part.
+    #[allow(clippy::cast_possible_truncation)]
+    (r.fract() == 0.0 && r.abs() < EXACT_INTEGER).then_some(r as i64)
+}
+
 /// An integer id (user or item): INTEGER, a REAL with an integral value, or integer text.
-pub fn integer(who: &str, name: &str, value: ValueRef<'_>) -> Result<i64> {
+pub fn integer(who: &str, name: &'static str, value: ValueRef<'_>) -> Result<i64> {
     let parsed = match value {
         ValueRef::Integer(i) => Some(i),
-        ValueRef::Real(r) if r.fract() == 0.0 && r.abs() < 9.0e15 => Some(r as i64),
+        ValueRef::Real(r) => integral(r),
         ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|s| {
             let s = s.trim();
-            s.parse::<i64>().ok().or_else(|| {
-                s.parse::<f64>()
-                    .ok()
-                    .filter(|r| r.fract() == 0.0 && r.abs() < 9.0e15)
-                    .map(|r| r as i64)
-            })
+            s.parse::<i64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().and_then(integral))
         }),
-        _ => None,
+        ValueRef::Null | ValueRef::Blob(_) => None,
     };
-    parsed.ok_or_else(|| {
-        sql_error(format!(
-            "{who}: {name} must be an integer, got {}",
-            describe(value)
-        ))
+    parsed.ok_or_else(|| Error::Argument {
+        who: who.to_string(),
+        argument: name,
+        expected: "an integer".to_string(),
+        got: describe(value),
     })
 }
 
 /// A finite number: INTEGER, REAL, or numeric text.
-pub fn number(who: &str, name: &str, expected: &str, value: ValueRef<'_>) -> Result<f64> {
+pub fn number(who: &str, name: &'static str, expected: &str, value: ValueRef<'_>) -> Result<f64> {
+    #[allow(clippy::cast_precision_loss)] // an integer given for seconds
     let parsed = match value {
         ValueRef::Integer(i) => Some(i as f64),
         ValueRef::Real(r) => Some(r),
         ValueRef::Text(t) => std::str::from_utf8(t)
             .ok()
             .and_then(|s| s.trim().parse::<f64>().ok()),
-        _ => None,
+        ValueRef::Null | ValueRef::Blob(_) => None,
     };
     match parsed {
         Some(v) if v.is_finite() => Ok(v),
-        _ => Err(sql_error(format!(
-            "{who}: {name} must be {expected}, got {}",
-            describe(value)
-        ))),
+        _ => Err(Error::Argument {
+            who: who.to_string(),
+            argument: name,
+            expected: expected.to_string(),
+            got: describe(value),
+        }),
     }
 }
 
@@ -67,31 +76,40 @@ pub fn number(who: &str, name: &str, expected: &str, value: ValueRef<'_>) -> Res
 pub fn k(who: &str, value: ValueRef<'_>) -> Result<usize> {
     let k = integer(who, "k", value)?;
     if k < 1 {
-        return Err(sql_error(format!(
-            "{who}: k must be a positive integer, got {k}"
-        )));
+        return Err(Error::Argument {
+            who: who.to_string(),
+            argument: "k",
+            expected: "a positive integer".to_string(),
+            got: k.to_string(),
+        });
     }
     if k > MAX_K {
-        return Err(sql_error(format!(
-            "{who}: k too large, provided {k}, maximum {MAX_K}"
-        )));
+        return Err(Error::TooLarge {
+            who: who.to_string(),
+            argument: "k",
+            got: k,
+            max: MAX_K,
+        });
     }
-    Ok(k as usize)
+    Ok(usize::try_from(k).unwrap_or(1))
 }
 
 /// A model (table) name: TEXT, or NULL for "the only foryou table".
 pub fn model_name<'a>(who: &str, value: ValueRef<'a>) -> Result<Option<&'a str>> {
     match value {
         ValueRef::Null => Ok(None),
-        ValueRef::Text(t) => std::str::from_utf8(t).map(Some).map_err(|_| {
-            sql_error(format!(
-                "{who}: model must be a table name, got invalid UTF-8"
-            ))
+        ValueRef::Text(t) => std::str::from_utf8(t).map(Some).map_err(|_| Error::Argument {
+            who: who.to_string(),
+            argument: "model",
+            expected: "a table name".to_string(),
+            got: "invalid UTF-8".to_string(),
         }),
-        other => Err(sql_error(format!(
-            "{who}: model must be the name of a foryou table, got {}",
-            describe(other)
-        ))),
+        other => Err(Error::Argument {
+            who: who.to_string(),
+            argument: "model",
+            expected: "the name of a foryou table".to_string(),
+            got: describe(other),
+        }),
     }
 }
 
@@ -99,7 +117,7 @@ pub fn model_name<'a>(who: &str, value: ValueRef<'a>) -> Result<Option<&'a str>>
 /// `args[i]` is None when the argument was not given.
 pub fn id_k_model<'a>(
     who: &str,
-    id_name: &str,
+    id_name: &'static str,
     args: &[Option<ValueRef<'a>>],
 ) -> Result<(i64, usize, Option<&'a str>)> {
     let id = integer(who, id_name, args[0].unwrap_or(ValueRef::Null))?;

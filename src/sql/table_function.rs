@@ -14,8 +14,9 @@ use rusqlite::vtab::{
 };
 use rusqlite::{Connection, Result};
 
-use crate::guard::{guarded, sql_error};
-use crate::state::ConnectionState;
+use super::guard::guarded;
+use crate::engine::cache::ConnectionState;
+use crate::error::Error;
 
 /// Result columns before the hidden argument columns.
 const OUTPUT_COLUMNS: c_int = 3;
@@ -34,7 +35,7 @@ pub trait TableFunction: 'static {
         conn: &Connection,
         state: &ConnectionState,
         args: &[Option<ValueRef<'_>>],
-    ) -> Result<Vec<(i64, f32)>>;
+    ) -> crate::error::Result<Vec<(i64, f32)>>;
 }
 
 #[repr(C)]
@@ -155,17 +156,19 @@ unsafe impl<F: TableFunction> VTabCursor for RankedCursor<'_, F> {
                 })
                 .collect();
             if let Some(missing) = args[..F::REQUIRED].iter().position(Option::is_none) {
-                return Err(sql_error(format!(
-                    "{}: missing argument {}; call it as {}({}{})",
-                    F::NAME,
-                    F::ARGUMENTS[missing],
-                    F::NAME,
-                    F::ARGUMENTS[..F::REQUIRED].join(", "),
-                    F::ARGUMENTS[F::REQUIRED..]
-                        .iter()
-                        .map(|a| format!(" [, {a}]"))
-                        .collect::<String>()
-                )));
+                return Err(Error::MissingArgument {
+                    who: F::NAME,
+                    argument: F::ARGUMENTS[missing],
+                    usage: format!(
+                        "{}({}{})",
+                        F::NAME,
+                        F::ARGUMENTS[..F::REQUIRED].join(", "),
+                        F::ARGUMENTS[F::REQUIRED..]
+                            .iter()
+                            .map(|a| format!(" [, {a}]"))
+                            .collect::<String>()
+                    ),
+                });
             }
             self.args = args
                 .iter()
@@ -203,6 +206,7 @@ unsafe impl<F: TableFunction> VTabCursor for RankedCursor<'_, F> {
                         .unwrap_or(&Value::Null),
                 ),
             }
+            .map_err(Error::from)
         })
     }
 

@@ -4,11 +4,13 @@
 
 use rusqlite::types::ValueRef;
 use rusqlite::vtab::Module;
-use rusqlite::{Connection, Result};
+use rusqlite::Connection;
 
-use crate::sql_args;
-use crate::state::ConnectionState;
-use crate::table_function::{FunctionTable, TableFunction};
+use super::args;
+use super::table_function::{FunctionTable, TableFunction};
+use crate::engine::cache::ConnectionState;
+use crate::engine::feed;
+use crate::error::Result;
 
 pub struct SimilarItems;
 
@@ -24,12 +26,9 @@ impl TableFunction for SimilarItems {
         state: &ConnectionState,
         args: &[Option<ValueRef<'_>>],
     ) -> Result<Vec<(i64, f32)>> {
-        let (item_id, k, model) = sql_args::id_k_model(Self::NAME, "item_id", args)?;
+        let (item_id, k, model) = args::id_k_model(Self::NAME, "item_id", args)?;
         let resolved = state.resolve(conn, Self::NAME, model)?;
-        Ok(match &resolved.model {
-            Some(model) => model.similar_items(item_id, k),
-            None => Vec::new(),
-        })
+        Ok(feed::similar_items(&resolved, item_id, k))
     }
 }
 

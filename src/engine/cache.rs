@@ -1,39 +1,46 @@
-//! Per-connection state: the decoded models this connection has served, keyed by
-//! `schema.table`, and checked against the stored model tag on every use so that a
-//! refit by any connection or process is picked up.
+//! Per-connection caches, and which table a function call means.
 //!
-//! Serving calls (`recommend`, `similar_items`) also keep what they resolved last (which
-//! table a model argument names, its options, its decoded model, and the live popularity
-//! once a call before the first refit needed it) together with the database state it
-//! was read at, [`DbState`]; while that state is unchanged a call asks the database
-//! nothing but the user's own events.
+//! - Decoded models, keyed by `schema.table` and checked against the stored model tag
+//!   (`<table>_model.tag`, new at every refit) on every use, so that a refit by any
+//!   connection or process is picked up.
+//! - The last resolution of each model argument (which table it names, its options, its
+//!   decoded model, and the live popularity once a call before the first refit needed
+//!   it), keyed by the argument as given and valid while the [`DbState`] it was read at
+//!   is unchanged; then a serving call asks the database nothing but the user's events.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use rusqlite::{Connection, Result};
+use rusqlite::Connection;
 
-use crate::guard::sql_error;
-use crate::options::Options;
-use crate::serving::Serving;
+use super::options::Options;
+use super::serving::Serving;
+use crate::error::{Error, Result};
 use crate::store::{foryou_tables, quote, Shadow};
 
-/// (`PRAGMA data_version`, `PRAGMA schema_version`, this connection's total changes)
-/// of one schema: a commit by another connection, DDL (CREATE, DROP, RENAME) or any row
+/// `PRAGMA data_version`, `PRAGMA schema_version` and this connection's total changes
+/// for one schema: a commit by another connection, DDL (CREATE, DROP, RENAME) or any row
 /// change by this one changes it. Only meaningful outside explicit transactions (a
 /// ROLLBACK undoes changes without any counter going back).
-pub type DbState = (i64, i64, u64);
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DbState {
+    data_version: i64,
+    schema_version: i64,
+    changes: u64,
+}
 
-fn db_state(conn: &Connection, schema: &str) -> Result<DbState> {
-    let pragma = |name: &str| -> Result<i64> {
-        conn.prepare_cached(&format!("PRAGMA {}.{name}", quote(schema)))?
-            .query_row([], |row| row.get(0))
-    };
-    Ok((
-        pragma("data_version")?,
-        pragma("schema_version")?,
-        conn.total_changes(),
-    ))
+impl DbState {
+    fn read(conn: &Connection, schema: &str) -> rusqlite::Result<DbState> {
+        let pragma = |name: &str| -> rusqlite::Result<i64> {
+            conn.prepare_cached(&format!("PRAGMA {}.{name}", quote(schema)))?
+                .query_row([], |row| row.get(0))
+        };
+        Ok(DbState {
+            data_version: pragma("data_version")?,
+            schema_version: pragma("schema_version")?,
+            changes: conn.total_changes(),
+        })
+    }
 }
 
 /// A model as a serving call needs it.
@@ -51,16 +58,25 @@ pub struct Resolved {
 
 impl Resolved {
     /// Items by live popularity, best first (ties: smaller id first), as of the
-    /// database state this was resolved at.
+    /// database state this was resolved at: the number of distinct users with an event
+    /// on the item that is not a skip (the skip rule of `model::feedback`).
     pub fn live_popularity(&self, conn: &Connection) -> Result<Arc<Vec<(i64, f32)>>> {
         if let Some(ranked) = self.popularity.get() {
             return Ok(ranked.clone());
         }
-        let mut ranked = self.shadow.live_popularity(
-            conn,
-            self.options.skip_ratio,
-            self.options.skip_seconds,
-        )?;
+        let feedback = self.options.feedback();
+        let mut ranked: Vec<(i64, f32)> = Vec::new();
+        let mut last_view: Option<(i64, i64)> = None;
+        self.shadow.for_each_view(conn, |item, user, watch_time, duration| {
+            if feedback.is_skip(watch_time, duration) || last_view == Some((item, user)) {
+                return;
+            }
+            match ranked.last_mut() {
+                Some((id, viewers)) if *id == item => *viewers += 1.0,
+                _ => ranked.push((item, 1.0)),
+            }
+            last_view = Some((item, user));
+        })?;
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let ranked = Arc::new(ranked);
         let _ = self.popularity.set(ranked.clone());
@@ -73,6 +89,7 @@ struct CachedResolved {
     resolved: Arc<Resolved>,
 }
 
+/// What one connection keeps between calls (shared by its serving functions).
 #[derive(Default)]
 pub struct ConnectionState {
     models: Mutex<HashMap<String, Arc<Serving>>>,
@@ -85,15 +102,10 @@ impl ConnectionState {
     /// its decoded factors. Outside explicit transactions the answer is kept until the
     /// database changes, so repeated calls cost two PRAGMA reads instead of a schema
     /// scan, an options read and a model-tag read.
-    pub fn resolve(
-        &self,
-        conn: &Connection,
-        who: &str,
-        name: Option<&str>,
-    ) -> Result<Arc<Resolved>> {
+    pub fn resolve(&self, conn: &Connection, who: &str, name: Option<&str>) -> Result<Arc<Resolved>> {
         let resolve = |at: Option<DbState>| -> Result<Arc<Resolved>> {
             let shadow = resolve_model(conn, who, name)?;
-            let options = shadow.load_options(conn)?;
+            let options = load_options(conn, &shadow)?;
             let model = self.serving(conn, &shadow)?;
             Ok(Arc::new(Resolved {
                 shadow,
@@ -107,14 +119,11 @@ impl ConnectionState {
             return resolve(None);
         }
         let (schema, _) = split_name(name);
-        let at = db_state(conn, &schema)
-            .map_err(|e| sql_error(format!("{who}: cannot read schema '{schema}' ({e})")))?;
+        let at = DbState::read(conn, &schema)
+            .map_err(|e| Error::sqlite_while(format!("{who}: cannot read schema '{schema}'"), e))?;
         let key = name.unwrap_or("");
         {
-            let cache = self
-                .resolved
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let cache = self.resolved.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(cached) = cache.get(key) {
                 if cached.at == at {
                     return Ok(cached.resolved.clone());
@@ -124,7 +133,7 @@ impl ConnectionState {
         let resolved = resolve(Some(at))?;
         self.resolved
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(
                 key.to_string(),
                 CachedResolved {
@@ -139,10 +148,7 @@ impl ConnectionState {
     pub fn serving(&self, conn: &Connection, shadow: &Shadow) -> Result<Option<Arc<Serving>>> {
         let key = format!("{}.{}", shadow.schema, shadow.table);
         let tag = shadow.model_tag(conn)?;
-        let mut models = self
-            .models
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut models = self.models.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(tag) = tag else {
             models.remove(&key);
             return Ok(None);
@@ -161,37 +167,36 @@ impl ConnectionState {
     }
 }
 
+/// The validated options stored with a table.
+pub fn load_options(conn: &Connection, shadow: &Shadow) -> Result<Options> {
+    Ok(Options::from_config(&shadow.read_config(conn)?)?)
+}
+
 /// Finds the `foryou` table a function call means. `name` may be `table` or
 /// `schema.table`; when omitted, the one foryou table of `main` is used.
 pub fn resolve_model(conn: &Connection, who: &str, name: Option<&str>) -> Result<Shadow> {
     let (schema, table) = split_name(name);
-    let tables = foryou_tables(conn, &schema)
-        .map_err(|e| sql_error(format!("{who}: cannot read schema '{schema}' ({e})")))?;
-    let listed = || {
-        if tables.is_empty() {
-            "none".to_string()
-        } else {
-            tables.join(", ")
-        }
-    };
+    let tables = foryou_tables(conn, &schema).map_err(|e| match e {
+        Error::Sqlite(e) => Error::sqlite_while(format!("{who}: cannot read schema '{schema}'"), e),
+        other => other,
+    })?;
     match table {
         Some(table) => match tables.iter().find(|t| t.eq_ignore_ascii_case(&table)) {
             Some(found) => Ok(Shadow::new(&schema, found)),
-            None => Err(sql_error(format!(
-                "{who}: no foryou table named '{table}' in schema '{schema}' (foryou tables: {})",
-                listed()
-            ))),
+            None => Err(Error::NoSuchModel {
+                who: who.to_string(),
+                schema,
+                table,
+                existing: tables,
+            }),
         },
         None => match tables.as_slice() {
             [only] => Ok(Shadow::new(&schema, only)),
-            [] => Err(sql_error(format!(
-                "{who}: no foryou table in this database; create one with CREATE VIRTUAL TABLE feed USING foryou()"
-            ))),
-            _ => Err(sql_error(format!(
-                "{who}: {} foryou tables exist ({}); name one as the model argument",
-                tables.len(),
-                listed()
-            ))),
+            [] => Err(Error::NoModelTable { who: who.to_string() }),
+            _ => Err(Error::AmbiguousModel {
+                who: who.to_string(),
+                existing: tables,
+            }),
         },
     }
 }

@@ -6,30 +6,29 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use rusqlite::{Error, Result};
+use crate::error::Error;
 
-/// Runs `body`, turning a panic into an `Err` that names `what`.
+/// Runs `body`, turning its error into a SQL error and a panic into an
+/// [`Error::Internal`] that names `who`.
 ///
 /// `AssertUnwindSafe` is sound here: after a panic the caller only reports an error;
 /// no state observed half-updated by the panicking body is read again in a way that
-/// could violate memory safety (all our state is plain owned Rust data).
-pub fn guarded<T>(what: &str, body: impl FnOnce() -> Result<T>) -> Result<T> {
+/// could violate memory safety (all our state is plain owned Rust data, and the caches
+/// behind mutexes are recovered from poisoning as they were last left, whole entries).
+pub fn guarded<T>(who: &str, body: impl FnOnce() -> Result<T, Error>) -> rusqlite::Result<T> {
     match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(result) => result,
+        Ok(result) => result.map_err(rusqlite::Error::from),
         Err(payload) => {
             let detail = payload
                 .downcast_ref::<&str>()
-                .map(|s| s.to_string())
+                .map(|s| (*s).to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
-            Err(Error::ModuleError(format!(
-                "{what}: internal error ({detail}); nothing was changed by this call"
-            )))
+            Err(Error::Internal {
+                who: who.to_string(),
+                detail,
+            }
+            .into())
         }
     }
-}
-
-/// A SQL error carrying `message` verbatim (for virtual tables and functions alike).
-pub fn sql_error(message: impl Into<String>) -> Error {
-    Error::ModuleError(message.into())
 }

@@ -16,9 +16,12 @@ use rusqlite::vtab::{
 };
 use rusqlite::{ffi, Connection, Result};
 
-use crate::guard::{guarded, sql_error};
-use crate::options::Options;
-use crate::sql_args;
+use super::args;
+use super::guard::guarded;
+use crate::engine::cache::load_options;
+use crate::engine::options::Options;
+use crate::engine::refit::auto_refit;
+use crate::error::{Error, Result as FyResult};
 use crate::store::{Event, Shadow, PARTS};
 
 /// The declared schema of every `foryou` table.
@@ -56,10 +59,15 @@ pub struct FeedTable {
     inserted_since_check: u64,
 }
 
-fn args_as_str<'a>(args: &'a [&'a [u8]]) -> Result<Vec<&'a str>> {
+fn args_as_str<'a>(args: &'a [&'a [u8]]) -> FyResult<Vec<&'a str>> {
     args.iter()
         .map(|a| {
-            std::str::from_utf8(a).map_err(|_| sql_error("foryou: CREATE arguments must be UTF-8"))
+            std::str::from_utf8(a).map_err(|_| Error::Argument {
+                who: "foryou".to_string(),
+                argument: "CREATE arguments",
+                expected: "UTF-8 text".to_string(),
+                got: format!("{} bytes that are not", a.len()),
+            })
         })
         .collect()
 }
@@ -70,7 +78,7 @@ impl FeedTable {
         schema: &[u8],
         table: &[u8],
         options: Option<Options>,
-    ) -> Result<(Cow<'static, CStr>, Self)> {
+    ) -> FyResult<(Cow<'static, CStr>, Self)> {
         // SAFETY: the handle outlives this table: SQLite disconnects every virtual table
         // before it closes the connection, and `from_handle` does not take ownership.
         let conn = unsafe { Connection::from_handle(db.handle())? };
@@ -80,10 +88,10 @@ impl FeedTable {
         );
         let options = match options {
             Some(options) => {
-                shadow.create(&conn, &options)?;
+                shadow.create(&conn, &options.config_rows())?;
                 options
             }
-            None => shadow.load_options(&conn)?,
+            None => load_options(&conn, &shadow)?,
         };
         let table = FeedTable {
             base: sqlite3_vtab::default(),
@@ -97,39 +105,45 @@ impl FeedTable {
     }
 
     /// Validates one row of INSERT/UPDATE values (columns in [`Column`] order).
-    fn event_from(&self, values: &[ValueRef<'_>]) -> Result<Event> {
+    fn event_from(&self, values: &[ValueRef<'_>]) -> FyResult<Event> {
         let who = self.who.as_str();
         let at = |c: Column| values[c as usize];
-        let user_id = sql_args::integer(who, "user_id", at(Column::UserId))?;
-        let item_id = sql_args::integer(who, "item_id", at(Column::ItemId))?;
-        let watch_time = sql_args::number(
+        let user_id = args::integer(who, "user_id", at(Column::UserId))?;
+        let item_id = args::integer(who, "item_id", at(Column::ItemId))?;
+        let watch_time = args::number(
             who,
             "watch_time",
             "a number of seconds >= 0",
             at(Column::WatchTime),
         )?;
         if watch_time < 0.0 {
-            return Err(sql_error(format!(
-                "{who}: watch_time must be a number of seconds >= 0, got {watch_time}"
-            )));
+            return Err(Error::Argument {
+                who: who.to_string(),
+                argument: "watch_time",
+                expected: "a number of seconds >= 0".to_string(),
+                got: watch_time.to_string(),
+            });
         }
-        let duration = sql_args::number(
+        let duration = args::number(
             who,
             "duration",
             "a number of seconds > 0",
             at(Column::Duration),
         )?;
         if duration <= 0.0 {
-            return Err(sql_error(format!(
-                "{who}: duration must be a number of seconds > 0, got {duration}"
-            )));
+            return Err(Error::Argument {
+                who: who.to_string(),
+                argument: "duration",
+                expected: "a number of seconds > 0".to_string(),
+                got: duration.to_string(),
+            });
         }
         let ts = match at(Column::Ts) {
             ValueRef::Null => SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0),
-            value => sql_args::integer(who, "ts", value)?,
+            value => args::integer(who, "ts", value)?,
         };
         Ok(Event {
             user_id,
@@ -140,21 +154,10 @@ impl FeedTable {
         })
     }
 
-    /// Names the conflict when an explicit rowid is already used by another event.
-    fn rowid_taken(&self, id: i64, error: rusqlite::Error) -> rusqlite::Error {
-        match error.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::ConstraintViolation) => sql_error(format!(
-                "foryou: {}: an event with rowid {id} already exists",
-                self.shadow.table
-            )),
-            _ => error,
-        }
-    }
-
-    fn rowid_of(&self, value: ValueRef<'_>) -> Result<Option<i64>> {
+    fn rowid_of(&self, value: ValueRef<'_>) -> FyResult<Option<i64>> {
         match value {
             ValueRef::Null => Ok(None),
-            value => sql_args::integer(&self.who, "rowid", value).map(Some),
+            value => args::integer(&self.who, "rowid", value).map(Some),
         }
     }
 }
@@ -249,7 +252,7 @@ impl<'vtab> CreateVTab<'vtab> for FeedTable {
         args: &[&[u8]],
     ) -> Result<(Cow<'static, CStr>, Self)> {
         guarded("foryou", || {
-            let options = Options::from_create_args(&args_as_str(args)?).map_err(sql_error)?;
+            let options = Options::from_create_args(&args_as_str(args)?)?;
             Self::open_table(db, schema, table, Some(options))
         })
     }
@@ -277,18 +280,12 @@ impl<'vtab> UpdateVTab<'vtab> for FeedTable {
             let values: Vec<ValueRef<'_>> = args.iter().collect();
             let id = self.rowid_of(values[1])?;
             let event = self.event_from(&values[2..])?;
-            let rowid = self
-                .shadow
-                .insert_event(&self.conn, id, &event)
-                .map_err(|e| match id {
-                    Some(id) => self.rowid_taken(id, e),
-                    None => e,
-                })?;
+            let rowid = self.shadow.insert_event(&self.conn, id, &event)?;
             if self.options.auto_refit > 0 {
                 self.inserted_since_check += 1;
                 if self.inserted_since_check >= self.options.auto_refit {
                     self.inserted_since_check = 0;
-                    crate::refit::auto_refit(&self.conn, &self.shadow, &self.options)?;
+                    auto_refit(&self.conn, &self.shadow, &self.options)?;
                 }
             }
             Ok(rowid)
@@ -302,9 +299,7 @@ impl<'vtab> UpdateVTab<'vtab> for FeedTable {
             let old = self.rowid_of(values[0])?.unwrap_or_default();
             let new = self.rowid_of(values[1])?.unwrap_or(old);
             let event = self.event_from(&values[2..])?;
-            self.shadow
-                .update_event(&self.conn, old, new, &event)
-                .map_err(|e| self.rowid_taken(new, e))?;
+            self.shadow.update_event(&self.conn, old, new, &event)?;
             Ok(())
         })
     }
@@ -353,7 +348,7 @@ unsafe impl VTabCursor for EventCursor<'_> {
                     return Some(None);
                 }
                 next.next()
-                    .and_then(|v| sql_args::integer(who, "constraint", *v).ok())
+                    .and_then(|v| args::integer(who, "constraint", *v).ok())
                     .map(Some)
             };
             let (only, user) = (read(BY_ROWID), read(BY_USER));
@@ -361,7 +356,7 @@ unsafe impl VTabCursor for EventCursor<'_> {
                 (Some(only), Some(user)) => {
                     self.only = only;
                     self.user = user;
-                    self.fetch(None)
+                    Ok(self.fetch(None)?)
                 }
                 _ => {
                     self.rows.clear();
@@ -401,6 +396,7 @@ unsafe impl VTabCursor for EventCursor<'_> {
                 4 => ctx.set_result(&e.ts),
                 _ => ctx.set_result(&rusqlite::types::Null),
             }
+            .map_err(Error::from)
         })
     }
 
@@ -486,8 +482,9 @@ pub fn register(conn: &Connection) -> Result<()> {
     if rc == ffi::SQLITE_OK {
         Ok(())
     } else {
-        Err(sql_error(format!(
-            "foryou: could not register the module (SQLite error {rc})"
-        )))
+        Err(rusqlite::Error::SqliteFailure(
+            ffi::Error::new(rc),
+            Some("foryou: could not register the module".to_string()),
+        ))
     }
 }

@@ -20,9 +20,7 @@ pub fn foryou_debug(_: &Context<'_>) -> Result<String> {
         "version: {}\nsqlite: {}\nsimd: {simd}\nscan: {scan}\ncpus: {}\nformat: {}",
         env!("CARGO_PKG_VERSION"),
         rusqlite::version(),
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         crate::store::FORMAT_VERSION,
     ))
 }

@@ -1,0 +1,108 @@
+//! What the serving functions answer, on a resolved model: a user's feed, an item's
+//! neighbours, and the ranking quality of a hold-out set.
+
+use std::collections::{BTreeMap, HashSet};
+
+use rusqlite::Connection;
+
+use super::cache::Resolved;
+use crate::error::Result;
+use crate::model::metrics::{Accumulator, Metrics};
+
+/// The top-k items of one user: what `recommend(user_id, k, model)` returns.
+///
+/// A user with factors is scored by dot product with every item; a user without
+/// factors (unknown, or newer than the last refit) gets the most popular items. Items
+/// the user already watched are left out unless the model has `exclude_watched = false`.
+///
+/// An up-to-date user (stored vector, no event newer than the refit) costs one read of
+/// the events index, and so does a folded-in user while the database is unchanged;
+/// only a user to fold in (again) has their whole events read.
+pub fn recommend(conn: &Connection, resolved: &Resolved, user_id: i64, k: usize) -> Result<Vec<(i64, f32)>> {
+    let Resolved {
+        shadow,
+        options,
+        model,
+        at,
+        ..
+    } = resolved;
+    let seen = shadow.user_items(conn, user_id)?;
+    let mut watched: Vec<i64> = Vec::new();
+    if options.exclude_watched {
+        watched = seen.iter().map(|&(_, item)| item).collect();
+        watched.dedup(); // events come in item order
+    }
+    let Some(model) = model else {
+        return Ok(popular_items(&resolved.live_popularity(conn)?, k, &watched));
+    };
+    let newest = seen.iter().map(|&(id, _)| id).max();
+    let mut ranked = if let Some(vector) = model.current_vector(user_id, newest) {
+        model.rank(Some(vector), k, &watched)
+    } else if let Some(vector) = model.folded_at(user_id, *at) {
+        model.rank(Some(&vector), k, &watched)
+    } else {
+        let events = shadow.user_events(conn, user_id)?;
+        model.recommend(user_id, &events, k, &watched, *at).1
+    };
+    let slots = explore_slots(k, options.explore);
+    if slots > 0 {
+        let mut fresh = shadow.items_after(conn, model.events_upto())?;
+        fresh.retain(|&id| !model.knows_item(id));
+        model.explore(&mut ranked, slots, &fresh, &watched, user_id, options.seed);
+    }
+    Ok(ranked)
+}
+
+/// `round(k · explore)`, the slots given to exploration (`explore` is in [0, 1]).
+fn explore_slots(k: usize, explore: f64) -> usize {
+    let slots = (k as f64 * explore).round();
+    if slots > 0.0 {
+        // At most k: explore <= 1 and k <= 10,000, so the conversion is exact.
+        (slots as usize).min(k)
+    } else {
+        0
+    }
+}
+
+/// The k items nearest to `item_id`: what `similar_items(item_id, k, model)` returns.
+/// Empty before the first refit and for an item without factors.
+pub fn similar_items(resolved: &Resolved, item_id: i64, k: usize) -> Vec<(i64, f32)> {
+    match &resolved.model {
+        Some(model) => model.similar_items(item_id, k),
+        None => Vec::new(),
+    }
+}
+
+/// Ranking quality on `relevant` (user, item) pairs: every user who has one gets what
+/// [`recommend`] returns, and the metrics at `k` are averaged over those users.
+pub fn evaluate(
+    conn: &Connection,
+    resolved: &Resolved,
+    relevant: &[(i64, i64)],
+    k: usize,
+) -> Result<Metrics> {
+    let mut by_user: BTreeMap<i64, HashSet<i64>> = BTreeMap::new();
+    for &(user, item) in relevant {
+        by_user.entry(user).or_default().insert(item);
+    }
+    let mut acc = Accumulator::default();
+    for (user, items) in &by_user {
+        let ranked: Vec<i64> = recommend(conn, resolved, *user, k)?
+            .into_iter()
+            .map(|(item, _)| item)
+            .collect();
+        acc.add(&ranked, items, k);
+    }
+    Ok(acc.finish(resolved.shadow.catalogue_size(conn)?))
+}
+
+/// The first k of `ranked` (item id, popularity) pairs, best first, that are not in
+/// `exclude` (sorted ids): the ranking served before the first refit.
+fn popular_items(ranked: &[(i64, f32)], k: usize, exclude: &[i64]) -> Vec<(i64, f32)> {
+    ranked
+        .iter()
+        .filter(|(id, _)| exclude.binary_search(id).is_err())
+        .take(k)
+        .copied()
+        .collect()
+}

@@ -1,0 +1,428 @@
+//! The refit pipeline: learns user and item factors from every stored event and
+//! replaces the stored model atomically.
+//!
+//! 1. Events are streamed from SQL on the calling thread (with one helper thread mapping
+//!    ids as they come, see [`read_events`]) into a compact [`feedback::EventSink`] (16
+//!    bytes per event, no column buffers).
+//! 2. On a pool of `threads` workers that never touch SQLite ([`fit`]): aggregation into
+//!    the interaction matrix; with `tune` on a full refit, the choice of `alpha`,
+//!    `regularization` and its scaling on a hold-out split (`model::tune`); the ALS fit,
+//!    from the seed (full) or from the stored model (incremental).
+//! 3. The model and its report are written back on the calling thread inside one
+//!    savepoint ([`crate::store::Shadow::atomically`]).
+//!
+//! An incremental refit keeps the stored model's tuned values; a full refit chooses again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+use serde_json::json;
+
+use super::options::Options;
+use super::workers;
+use crate::error::{Error, Result};
+use crate::model::{als, feedback, tune, AlsParams, Factors, FitReport, Interactions};
+use crate::store::{ModelMeta, Shadow, StoredModel};
+
+const WHO: &str = "foryou_refit";
+
+/// Where the factors of a refit start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// From the seed; `iterations` sweeps.
+    Full,
+    /// From the stored model (new users and items from the seed);
+    /// `incremental_iterations` sweeps. Without a stored model, a full refit.
+    Incremental,
+}
+
+/// Runs one refit of `shadow` and stores the result; returns the JSON report.
+pub fn refit(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) -> Result<String> {
+    let started = Instant::now();
+    let feedback_params = options.feedback();
+    // Size the buffers once (the rowid span bounds the count; capped, so that a few
+    // huge explicit rowids cannot make it reserve a lot: beyond 2^24 events the
+    // buffers grow as they fill).
+    let hint = usize::try_from(shadow.event_id_span(conn)?.min(1 << 24)).unwrap_or(1 << 24);
+    let (sink, event_count, last_id) = read_events(conn, shadow, &feedback_params, hint)?;
+    if sink.is_empty() {
+        return Err(Error::NoEvents {
+            who: WHO,
+            table: shadow.table.clone(),
+        });
+    }
+    let previous = match mode {
+        Mode::Incremental => shadow.read_model(conn)?,
+        Mode::Full => None,
+    };
+    let options = options_for_fit(&shadow.table, options, previous.as_ref())?;
+    let newest = sink.newest_ts();
+    let fitted = fit(sink, &options, previous.as_ref())?;
+    let Fitted {
+        feedback: fb,
+        users,
+        items,
+        fit_report,
+        tuned,
+        threads,
+        options,
+    } = fitted;
+
+    let version = shadow.model_meta(conn)?.map_or(0, |m| m.version) + 1;
+    let report = Report {
+        shadow,
+        mode: if previous.is_some() { Mode::Incremental } else { Mode::Full },
+        version,
+        feedback: &fb,
+        events: event_count,
+        options: &options,
+        fit: &fit_report,
+        tuned: tuned.as_ref(),
+        threads,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+    .to_json();
+    let (user_ids, users) = users_with_taste(&fb.data, fb.user_ids, users);
+    let stored = StoredModel {
+        user_ids,
+        users,
+        item_ids: fb.item_ids,
+        items,
+        popularity: fb.popularity,
+        meta: ModelMeta {
+            version,
+            tag: new_tag(version),
+            events_upto: last_id,
+            report: report.clone(),
+            newest_ts: newest,
+            options: options.training_json(),
+        },
+    };
+    Shadow::atomically(conn, || shadow.write_model(conn, &stored))?;
+    Ok(report)
+}
+
+/// The automatic refit behind the `auto_refit = N` option, run by the INSERT that brings
+/// the count of events newer than the last refit to N: incremental, with the stored
+/// model's embedding size. A model that fails to converge keeps the previous one and
+/// the INSERT succeeds (the next check tries again); every other error, damaged storage
+/// and SQLite's own included, fails the INSERT.
+pub fn auto_refit(conn: &Connection, shadow: &Shadow, options: &Options) -> Result<()> {
+    let meta = shadow.model_meta(conn)?;
+    let upto = meta.as_ref().map_or(0, |m| m.events_upto);
+    if shadow.count_events_after(conn, upto)? < i64::try_from(options.auto_refit).unwrap_or(i64::MAX) {
+        return Ok(());
+    }
+    let mut options = options.clone();
+    if let Some(meta) = &meta {
+        // A model refitted by hand with another `factors` keeps it.
+        options.factors = stored_options(&shadow.table, meta)?.factors;
+    }
+    match refit(conn, shadow, &options, Mode::Incremental) {
+        Ok(_) | Err(Error::Diverged { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The training options a stored model was fitted with.
+fn stored_options(table: &str, meta: &ModelMeta) -> Result<Options> {
+    Options::stored_base()
+        .with_refit_json(&meta.options)
+        .map_err(|e| Error::Damaged {
+            table: table.to_string(),
+            part: "model",
+            detail: format!("its options do not read back ({e})"),
+        })
+}
+
+/// The options to fit with: an incremental refit keeps the stored model's embedding
+/// size (asking for another is an error) and, with `tune`, its chosen values.
+fn options_for_fit(table: &str, options: &Options, previous: Option<&StoredModel>) -> Result<Options> {
+    let mut options = options.clone();
+    let Some(previous) = previous else {
+        return Ok(options);
+    };
+    if previous.items.dim != options.factors {
+        return Err(Error::FactorsMismatch {
+            who: WHO,
+            stored: previous.items.dim,
+            asked: options.factors,
+        });
+    }
+    if options.tune {
+        let chosen = stored_options(table, &previous.meta)?;
+        options.alpha = chosen.alpha;
+        options.regularization = chosen.regularization;
+        options.regularization_scaling = chosen.regularization_scaling;
+    }
+    Ok(options)
+}
+
+/// What the worker pool computed.
+struct Fitted {
+    feedback: feedback::Feedback,
+    users: Factors,
+    items: Factors,
+    fit_report: FitReport,
+    tuned: Option<std::result::Result<tune::Outcome, tune::Skipped>>,
+    threads: usize,
+    /// The options as fitted (with the tuned values, when tuning chose).
+    options: Options,
+}
+
+/// Aggregates the events and fits, on a pool of `options.threads` workers.
+fn fit(sink: feedback::EventSink<'_>, options: &Options, previous: Option<&StoredModel>) -> Result<Fitted> {
+    let feedback_params = options.feedback();
+    #[allow(clippy::cast_possible_truncation)] // validated: 0 <= regularization <= 1e6
+    let mut params = AlsParams {
+        factors: options.factors,
+        iterations: if previous.is_some() {
+            options.incremental_iterations
+        } else {
+            options.iterations
+        },
+        regularization: options.regularization as f32,
+        regularization_scaling: options.regularization_scaling,
+        cg_steps: options.cg_steps,
+        seed: options.seed,
+    };
+    let newest = sink.newest_ts();
+    let tune_now = options.tune && previous.is_none();
+    let (fb, fitted, tuned, threads) = workers::with_pool(options.threads, |pool| {
+        let (fb, fitted, tuned) = pool.install(|| {
+            let mut fb = sink.finish(newest);
+            let tuned = tune_now.then(|| {
+                let built = tune::Built {
+                    form: options.confidence,
+                    alpha: options.alpha,
+                    full_watch: feedback_params.watch_confidence(1.0),
+                };
+                tune::choose(&fb.data, &fb.user_ids, &fb.item_ids, built, &params, pool)
+            });
+            if let Some(Ok(t)) = &tuned {
+                tune::set_alpha(&mut fb.data, options.confidence, options.alpha, t.chosen.alpha);
+                #[allow(clippy::cast_possible_truncation)] // a ladder value
+                {
+                    params.regularization = t.chosen.regularization as f32;
+                }
+                params.regularization_scaling = t.chosen.scaling;
+            }
+            let fitted = match previous {
+                Some(p) => {
+                    let users = warm_start(&fb.user_ids, &p.user_ids, &p.users, params.seed, 0);
+                    let items = warm_start(&fb.item_ids, &p.item_ids, &p.items, params.seed, 1);
+                    als::fit_warm(&fb.data, &params, pool, users, items)
+                }
+                None => als::fit(&fb.data, &params, pool),
+            };
+            (fb, fitted, tuned)
+        });
+        (fb, fitted, tuned, pool.current_num_threads())
+    })
+    .map_err(|e| Error::Threads {
+        who: WHO,
+        threads: options.threads,
+        detail: e.to_string(),
+    })?;
+    let (users, items, fit_report) = fitted.map_err(|source| Error::Diverged { who: WHO, source })?;
+    let mut options = options.clone();
+    if let Some(Ok(t)) = &tuned {
+        options.alpha = t.chosen.alpha;
+        options.regularization = t.chosen.regularization;
+        options.regularization_scaling = t.chosen.scaling;
+    }
+    Ok(Fitted {
+        feedback: fb,
+        users,
+        items,
+        fit_report,
+        tuned,
+        threads,
+        options,
+    })
+}
+
+/// The JSON report of one refit (the fields are documented in the SQL reference).
+struct Report<'a> {
+    shadow: &'a Shadow,
+    mode: Mode,
+    version: i64,
+    feedback: &'a feedback::Feedback,
+    events: usize,
+    options: &'a Options,
+    fit: &'a FitReport,
+    tuned: Option<&'a std::result::Result<tune::Outcome, tune::Skipped>>,
+    threads: usize,
+    seconds: f64,
+}
+
+impl Report<'_> {
+    fn to_json(&self) -> String {
+        let mut report = json!({
+            "model": self.shadow.table,
+            "mode": if self.mode == Mode::Incremental { "incremental" } else { "full" },
+            "version": self.version,
+            "users": self.feedback.user_ids.len(),
+            "items": self.feedback.item_ids.len(),
+            "events": self.events,
+            "pairs": self.feedback.data.nnz(),
+            "skipped_pairs": self.feedback.skipped_pairs,
+            "factors": self.options.factors,
+            "iterations": self.fit.iterations,
+            "loss": self.fit.loss,
+            "threads": self.threads,
+            "seconds": (self.seconds * 1000.0).round() / 1000.0,
+        });
+        match self.tuned {
+            Some(Err(skipped)) => {
+                report["tune_skipped"] = json!(format!(
+                    "{skipped}: alpha, regularization and regularization_scaling kept as set"
+                ));
+            }
+            Some(Ok(t)) => {
+                report["tuned"] = json!({
+                    "alpha": t.chosen.alpha,
+                    "regularization": t.chosen.regularization,
+                    "regularization_scaling": t.chosen.scaling.name(),
+                    "holdout_users": t.users,
+                    "candidates": t.scores.iter().map(|s| json!({
+                        "alpha": s.candidate.alpha,
+                        "regularization": s.candidate.regularization,
+                        "regularization_scaling": s.candidate.scaling.name(),
+                        "ndcg": s.ndcg.map(|v| (v * 1e4).round() / 1e4),
+                        "sweeps": s.sweeps,
+                    })).collect::<Vec<_>>(),
+                });
+            }
+            None => {}
+        }
+        report.to_string()
+    }
+}
+
+/// A tag unique to this refit, the key of per-connection factor caches. It is not part
+/// of the model: the factors themselves depend only on events, options and seed.
+fn new_tag(version: i64) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{version}-{nanos:x}-{:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+
+/// Starting factors for an incremental refit: stored rows where the id is known, the
+/// seeded initialisation elsewhere.
+fn warm_start(
+    ids: &[i64],
+    stored_ids: &[i64],
+    stored: &Factors,
+    seed: u64,
+    stream: u64,
+) -> Factors {
+    let mut start = Factors::random(ids.len(), stored.dim, seed, stream);
+    let known: HashMap<i64, usize> = stored_ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| (id, i))
+        .collect();
+    for (row, id) in ids.iter().enumerate() {
+        if let Some(&old) = known.get(id) {
+            start.row_mut(row).copy_from_slice(stored.row(old));
+        }
+    }
+    start
+}
+
+/// Events per block handed from the SQL reader to the aggregating thread.
+const READ_BLOCK: usize = 1 << 14;
+
+/// One event as read: user id, item id, watch time, duration, ts.
+type RawEvent = (i64, i64, f64, f64, i64);
+
+/// Reads every event into an [`feedback::EventSink`], in rowid order. A pipeline: this
+/// thread steps the SQL statement (it alone touches SQLite) and hands blocks of raw
+/// events to one helper thread that maps ids and pushes them (about a quarter of the
+/// per-event work), so the two overlap. Blocks arrive in order, so the sink sees the
+/// events in rowid order as if pushed here. Returns the sink, the number of events and
+/// the largest rowid.
+fn read_events<'p>(
+    conn: &Connection,
+    shadow: &Shadow,
+    params: &'p feedback::FeedbackParams,
+    hint: usize,
+) -> Result<(feedback::EventSink<'p>, usize, i64)> {
+    use std::sync::mpsc::{channel, sync_channel};
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = sync_channel::<Vec<RawEvent>>(4);
+        let (empty_tx, empty_rx) = channel::<Vec<RawEvent>>();
+        let worker = scope.spawn(move || {
+            let mut sink = feedback::EventSink::new(params, hint);
+            for mut block in full_rx {
+                for &(user, item, watch, duration, ts) in &block {
+                    sink.push(user, item, watch, duration, ts);
+                }
+                block.clear();
+                // The reader may be gone (an error); then the block is just dropped.
+                let _ = empty_tx.send(block);
+            }
+            sink
+        });
+        let mut block = Vec::with_capacity(READ_BLOCK);
+        let read = shadow.stream_events(conn, |user, item, watch, duration, ts| {
+            block.push((user, item, watch, duration, ts));
+            if block.len() == READ_BLOCK {
+                let next = empty_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(READ_BLOCK));
+                // A send fails only if the helper is gone, i.e. panicked: join reports it.
+                let _ = full_tx.send(std::mem::replace(&mut block, next));
+            }
+        });
+        if !block.is_empty() {
+            let _ = full_tx.send(block);
+        }
+        drop(full_tx);
+        let sink = match worker.join() {
+            Ok(sink) => sink,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let (count, last_id) = read?;
+        Ok((sink, count, last_id))
+    })
+}
+
+
+/// The users to store: those with at least one watched (not skipped) pair. A user who
+/// only ever swiped away has no taste to rank by; storing no vector for them lets
+/// serving trust any stored vector without re-reading the user's events (they get
+/// popularity, as a user with no events does).
+fn users_with_taste(data: &Interactions, ids: Vec<i64>, users: Factors) -> (Vec<i64>, Factors) {
+    let by_user = data.by_user();
+    let keep: Vec<bool> = (0..ids.len())
+        .map(|u| u < by_user.n_rows() && by_user.row(u).2.iter().any(|&p| p > 0.0))
+        .collect();
+    if keep.iter().all(|&k| k) {
+        return (ids, users);
+    }
+    let dim = users.dim;
+    let mut kept_ids = Vec::with_capacity(ids.len());
+    let mut data_out = Vec::with_capacity(users.data.len());
+    for (u, id) in ids.into_iter().enumerate() {
+        if keep[u] {
+            kept_ids.push(id);
+            data_out.extend_from_slice(users.row(u));
+        }
+    }
+    let rows = kept_ids.len();
+    let factors =
+        Factors::from_vec(rows, dim, data_out).unwrap_or_else(|| Factors::zeros(rows, dim));
+    (kept_ids, factors)
+}

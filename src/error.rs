@@ -1,0 +1,345 @@
+//! The one error type above the model, and its conversion into a SQL error: the only
+//! place where an error becomes what SQLite reports.
+//!
+//! Every message names the function or table it comes from (`who`), the argument or
+//! option, what was expected and what was given. An error SQLite caused keeps SQLite's
+//! own code (BUSY, FULL, NOMEM, INTERRUPT, READONLY, ...); every other error is
+//! `SQLITE_ERROR` with its message.
+
+use std::fmt;
+
+use rusqlite::ffi;
+
+use crate::model::ModelError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug)]
+pub enum Error {
+    /// SQLite failed; reported with its code and message.
+    Sqlite(rusqlite::Error),
+    /// SQLite failed at a step worth naming: `{context} ({SQLite's message}){hint}`,
+    /// code kept.
+    SqliteWhile {
+        context: String,
+        source: rusqlite::Error,
+        hint: &'static str,
+    },
+    /// `{who}: {argument} must be {expected}, got {got}`.
+    Argument {
+        who: String,
+        argument: &'static str,
+        expected: String,
+        got: String,
+    },
+    /// `{who}: {argument} too large, provided {got}, maximum {max}`.
+    TooLarge {
+        who: String,
+        argument: &'static str,
+        got: i64,
+        max: i64,
+    },
+    /// `{who}: missing argument {argument}; call it as {usage}`.
+    MissingArgument {
+        who: &'static str,
+        argument: &'static str,
+        usage: String,
+    },
+    /// A `key = value` option of CREATE or a key of `options_json`.
+    Option(OptionError),
+    /// The model argument names no `foryou` table.
+    NoSuchModel {
+        who: String,
+        schema: String,
+        table: String,
+        existing: Vec<String>,
+    },
+    /// The model argument was omitted and the schema has no `foryou` table.
+    NoModelTable { who: String },
+    /// The model argument was omitted and the schema has several `foryou` tables.
+    AmbiguousModel { who: String, existing: Vec<String> },
+    /// A refit of a table without events.
+    NoEvents { who: &'static str, table: String },
+    /// An incremental refit asked for another embedding size than the stored model's.
+    FactorsMismatch {
+        who: &'static str,
+        stored: usize,
+        asked: usize,
+    },
+    /// The fit did not converge; nothing was stored.
+    Diverged {
+        who: &'static str,
+        source: ModelError,
+    },
+    /// A shadow table holds what this build cannot have written.
+    Damaged {
+        table: String,
+        part: &'static str,
+        detail: String,
+    },
+    /// The table was written in another storage format (or none is recorded).
+    Format { table: String, found: Option<i64> },
+    /// An INSERT or UPDATE chose a rowid that another event has.
+    RowidTaken { table: String, id: i64 },
+    /// The refit's worker threads could not be started.
+    Threads {
+        who: &'static str,
+        threads: usize,
+        detail: String,
+    },
+    /// A bug: a panic caught at the FFI boundary.
+    Internal { who: String, detail: String },
+}
+
+/// What is wrong with an option.
+#[derive(Debug, PartialEq)]
+pub enum OptionError {
+    /// `foryou: argument '{raw}' is not of the form key = value (options: {known})`.
+    NotKeyValue { raw: String, known: String },
+    /// `foryou: unrecognized option '{key}' (options: {known})`.
+    Unrecognized { key: String, known: String },
+    /// `foryou_refit: unrecognized option '{key}' in options_json (per-refit options: {known})`.
+    NotPerRefit { key: String, known: String },
+    /// `foryou: option {name} given more than once`.
+    Repeated { name: &'static str },
+    /// `{who}: option {name} {expected}, got {got}`.
+    Invalid {
+        who: &'static str,
+        name: &'static str,
+        expected: String,
+        got: String,
+    },
+    /// `foryou_refit: options_json is not valid JSON ({detail})`.
+    NotJson { detail: String },
+    /// `foryou_refit: options_json must be a JSON object such as '{"iterations": 5}'`.
+    NotObject,
+    /// `foryou_refit: options_json must be a JSON object as TEXT, ...`.
+    NotText,
+}
+
+impl Error {
+    /// `source`, with the step it failed at named in the message.
+    pub fn sqlite_while(context: impl Into<String>, source: rusqlite::Error) -> Error {
+        Error::SqliteWhile {
+            context: context.into(),
+            source,
+            hint: "",
+        }
+    }
+
+    /// The SQLite result code this error is reported with.
+    pub fn code(&self) -> Option<ffi::Error> {
+        match self {
+            Error::Sqlite(rusqlite::Error::SqliteFailure(code, _))
+            | Error::SqliteWhile {
+                source: rusqlite::Error::SqliteFailure(code, _),
+                ..
+            } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+fn listed(tables: &[String]) -> String {
+    if tables.is_empty() {
+        "none".to_string()
+    } else {
+        tables.join(", ")
+    }
+}
+
+/// SQLite's own message for `e`, without rusqlite's decorations.
+fn sqlite_message(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Sqlite(e) => write!(f, "{}", sqlite_message(e)),
+            Error::SqliteWhile {
+                context,
+                source,
+                hint,
+            } => write!(f, "{context} ({}){hint}", sqlite_message(source)),
+            Error::Argument {
+                who,
+                argument,
+                expected,
+                got,
+            } => write!(f, "{who}: {argument} must be {expected}, got {got}"),
+            Error::TooLarge {
+                who,
+                argument,
+                got,
+                max,
+            } => write!(f, "{who}: {argument} too large, provided {got}, maximum {max}"),
+            Error::MissingArgument {
+                who,
+                argument,
+                usage,
+            } => write!(f, "{who}: missing argument {argument}; call it as {usage}"),
+            Error::Option(e) => write!(f, "{e}"),
+            Error::NoSuchModel {
+                who,
+                schema,
+                table,
+                existing,
+            } => write!(
+                f,
+                "{who}: no foryou table named '{table}' in schema '{schema}' (foryou tables: {})",
+                listed(existing)
+            ),
+            Error::NoModelTable { who } => write!(
+                f,
+                "{who}: no foryou table in this database; create one with CREATE VIRTUAL TABLE feed USING foryou()"
+            ),
+            Error::AmbiguousModel { who, existing } => write!(
+                f,
+                "{who}: {} foryou tables exist ({}); name one as the model argument",
+                existing.len(),
+                listed(existing)
+            ),
+            Error::NoEvents { who, table } => write!(
+                f,
+                "{who}: {table} has no events to learn from; INSERT watch events first"
+            ),
+            Error::FactorsMismatch { who, stored, asked } => write!(
+                f,
+                "{who}: an incremental refit keeps the stored model's {stored} factors, but factors = {asked} was asked; run a full refit to change it"
+            ),
+            Error::Diverged { who, source } => {
+                write!(f, "{who}: {source}; the previous model is kept")
+            }
+            Error::Damaged {
+                table,
+                part,
+                detail,
+            } => write!(f, "foryou: {table}_{part} is damaged: {detail}"),
+            Error::Format {
+                table,
+                found: Some(version),
+            } => write!(
+                f,
+                "foryou: table {table} has storage format version {version}; this build of foryou reads version {}",
+                crate::store::FORMAT_VERSION
+            ),
+            Error::Format { table, found: None } => write!(
+                f,
+                "foryou: table {table} has no format_version in {table}_config"
+            ),
+            Error::RowidTaken { table, id } => {
+                write!(f, "foryou: {table}: an event with rowid {id} already exists")
+            }
+            Error::Threads {
+                who,
+                threads,
+                detail,
+            } => write!(f, "{who}: cannot start {threads} worker threads ({detail})"),
+            Error::Internal { who, detail } => write!(
+                f,
+                "{who}: internal error ({detail}); nothing was changed by this call"
+            ),
+        }
+    }
+}
+
+impl fmt::Display for OptionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionError::NotKeyValue { raw, known } => write!(
+                f,
+                "foryou: argument '{raw}' is not of the form key = value (options: {known})"
+            ),
+            OptionError::Unrecognized { key, known } => {
+                write!(f, "foryou: unrecognized option '{key}' (options: {known})")
+            }
+            OptionError::NotPerRefit { key, known } => write!(
+                f,
+                "foryou_refit: unrecognized option '{key}' in options_json (per-refit options: {known})"
+            ),
+            OptionError::Repeated { name } => {
+                write!(f, "foryou: option {name} given more than once")
+            }
+            OptionError::Invalid {
+                who,
+                name,
+                expected,
+                got,
+            } => write!(f, "{who}: option {name} {expected}, got {got}"),
+            OptionError::NotJson { detail } => {
+                write!(f, "foryou_refit: options_json is not valid JSON ({detail})")
+            }
+            OptionError::NotObject => write!(
+                f,
+                "foryou_refit: options_json must be a JSON object such as '{{\"iterations\": 5}}'"
+            ),
+            OptionError::NotText => write!(
+                f,
+                "foryou_refit: options_json must be a JSON object as TEXT, such as '{{\"iterations\": 5}}'"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
+        Error::Sqlite(e)
+    }
+}
+
+impl From<OptionError> for Error {
+    fn from(e: OptionError) -> Error {
+        Error::Option(e)
+    }
+}
+
+/// The conversion at the SQL boundary. An error of SQLite's keeps its code, with the
+/// message of this error; every other error is `SQLITE_ERROR` with its message.
+impl From<Error> for rusqlite::Error {
+    fn from(e: Error) -> rusqlite::Error {
+        match e.code() {
+            Some(code) => rusqlite::Error::SqliteFailure(code, Some(e.to_string())),
+            None => match e {
+                // Not a failure of SQLite's own (a conversion, a rusqlite check): as is.
+                Error::Sqlite(inner) => inner,
+                other => rusqlite::Error::ModuleError(other.to_string()),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_codes_survive_the_conversion() {
+        let busy = rusqlite::Error::SqliteFailure(
+            ffi::Error::new(ffi::SQLITE_BUSY),
+            Some("database is locked".into()),
+        );
+        let back: rusqlite::Error = Error::sqlite_while("recommend: cannot read schema 'main'", busy).into();
+        match back {
+            rusqlite::Error::SqliteFailure(code, Some(message)) => {
+                assert_eq!(code.code, rusqlite::ErrorCode::DatabaseBusy);
+                assert_eq!(message, "recommend: cannot read schema 'main' (database is locked)");
+            }
+            other => panic!("lost the code: {other:?}"),
+        }
+        let own: rusqlite::Error = Error::NoEvents {
+            who: "foryou_refit",
+            table: "feed".into(),
+        }
+        .into();
+        assert_eq!(
+            own.to_string(),
+            "foryou_refit: feed has no events to learn from; INSERT watch events first"
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! The SQL objects: one file per object, and what they share.
+//!
+//! | file | object |
+//! |---|---|
+//! | [`foryou_table`] | the `foryou` virtual table module (events in, events out) |
+//! | [`recommend`] | `recommend(user_id, k [, model])` |
+//! | [`similar_items`] | `similar_items(item_id, k [, model])` |
+//! | [`refit`] | `foryou_refit([model [, options_json]])` |
+//! | [`evaluate`] | `foryou_evaluate(model, holdout_table, k)` |
+//! | [`info`] | `foryou_version()`, `foryou_debug()` |
+//!
+//! Shared: [`args`] (argument parsing and its errors), [`guard`] (no panic crosses the
+//! FFI boundary), [`table_function`] (the eponymous virtual tables behind the two
+//! table-valued functions).
+
+pub mod args;
+pub mod evaluate;
+pub mod foryou_table;
+pub mod guard;
+pub mod info;
+pub mod recommend;
+pub mod refit;
+pub mod similar_items;
+pub mod table_function;

@@ -1,0 +1,64 @@
+//! `foryou_refit([model [, options_json]])`: learns user and item factors from every
+//! stored event and replaces the stored model atomically. Returns a JSON report.
+//!
+//! `options_json` may override training options for this call and choose the mode:
+//! `{"mode": "full"}` (the default: factors start from the seed) or
+//! `{"mode": "incremental"}` (factors start from the stored model). The pipeline is
+//! [`crate::engine::refit`].
+
+use rusqlite::functions::Context;
+use rusqlite::types::ValueRef;
+
+use super::args;
+use crate::engine::cache::{load_options, resolve_model};
+use crate::engine::options::Options;
+use crate::engine::refit::{refit, Mode};
+use crate::error::{Error, OptionError, Result};
+
+const WHO: &str = "foryou_refit";
+
+pub fn foryou_refit(ctx: &Context<'_>) -> rusqlite::Result<String> {
+    Ok(run(ctx)?)
+}
+
+fn run(ctx: &Context<'_>) -> Result<String> {
+    // SAFETY: the connection is used only on this thread, during this call.
+    let conn = unsafe { ctx.get_connection()? };
+    let model = match ctx.len() {
+        0 => None,
+        _ => args::model_name(WHO, ctx.get_raw(0))?,
+    };
+    let shadow = resolve_model(&conn, WHO, model)?;
+    let stored = load_options(&conn, &shadow)?;
+    let (options, mode) = match ctx.len() {
+        2 => match ctx.get_raw(1) {
+            ValueRef::Null => (stored, Mode::Full),
+            ValueRef::Text(t) => call_options(&stored, &String::from_utf8_lossy(t))?,
+            _ => return Err(OptionError::NotText.into()),
+        },
+        _ => (stored, Mode::Full),
+    };
+    refit(&conn, &shadow, &options, mode)
+}
+
+/// Splits `options_json` into the mode and the option overrides.
+fn call_options(stored: &Options, json: &str) -> Result<(Options, Mode)> {
+    let mut value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| OptionError::NotJson {
+            detail: e.to_string(),
+        })?;
+    let mode = match value.as_object_mut().and_then(|m| m.remove("mode")) {
+        None => Mode::Full,
+        Some(serde_json::Value::String(m)) if m == "full" => Mode::Full,
+        Some(serde_json::Value::String(m)) if m == "incremental" => Mode::Incremental,
+        Some(other) => {
+            return Err(Error::Option(OptionError::Invalid {
+                who: WHO,
+                name: "mode",
+                expected: "expects \"full\" or \"incremental\"".to_string(),
+                got: other.to_string(),
+            }))
+        }
+    };
+    Ok((stored.with_refit_json(&value.to_string())?, mode))
+}

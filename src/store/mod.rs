@@ -1,0 +1,241 @@
+//! The store: the shadow tables of a `foryou` table, and the only code that runs SQL.
+//!
+//! A table `feed` keeps its state in:
+//!
+//! | shadow table   | holds |
+//! |----------------|-------|
+//! | `feed_config`  | options and the storage format version (`key`, `value`) |
+//! | `feed_events`  | the watch events (`id` is the rowid seen through `feed`) |
+//! | `feed_model`   | metadata of the fitted model (`key`, `value`) |
+//! | `feed_users`   | user factors, in chunks of [`CHUNK_ROWS`] rows |
+//! | `feed_items`   | item factors and popularity, in chunks of [`CHUNK_ROWS`] rows |
+//!
+//! - [`schema`]: creating, opening (format version, stored options), renaming, dropping.
+//! - [`events`]: event rows: insert, update, delete, scans, the refit's stream.
+//! - [`factors`]: the fitted model: metadata rows and the factor blob format.
+//! - [`catalog`]: which `foryou` tables a schema has; the app's hold-out tables.
+//!
+//! Every statement text of a table is made once, in [`Statements`], when the table is
+//! opened (like FTS5's statement array), and prepared through the connection's
+//! statement cache.
+
+mod catalog;
+mod events;
+mod factors;
+mod schema;
+
+use rusqlite::{ffi, Connection};
+
+use crate::error::Result;
+
+pub use catalog::{foryou_tables, read_holdout};
+pub use events::Event;
+pub use factors::{ModelMeta, StoredModel};
+
+/// Version of the storage layout; checked when a table is opened.
+pub const FORMAT_VERSION: i64 = 1;
+
+/// Rows per factor chunk: large blobs read fast, small enough to rewrite cheaply.
+pub const CHUNK_ROWS: usize = 4096;
+
+/// Shadow table suffixes, in creation order.
+pub const PARTS: [&str; 5] = ["config", "events", "model", "users", "items"];
+
+/// `identifier` as a double-quoted SQL identifier.
+pub fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// One `foryou` table's shadow tables: their names and every statement run on them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shadow {
+    pub schema: String,
+    pub table: String,
+    sql: Statements,
+}
+
+/// The text of every statement the store runs on one table, made once per table.
+#[derive(Clone, Debug, PartialEq)]
+struct Statements {
+    config_select: String,
+    config_insert: String,
+    event_insert: String,
+    event_update: String,
+    event_delete: String,
+    /// Paged scans: one rowid, one user, or everything, from a first rowid on.
+    scan_one: String,
+    scan_user: String,
+    scan_all: String,
+    stream: String,
+    id_span: String,
+    user_items: String,
+    user_events: String,
+    items_after: String,
+    count_after: String,
+    viewers: String,
+    catalogue_size: String,
+    model_tag: String,
+    model_rows: String,
+    model_put: String,
+    users_select: String,
+    items_select: String,
+    users_delete: String,
+    items_delete: String,
+    users_insert: String,
+    items_insert: String,
+}
+
+impl Statements {
+    fn new(name: impl Fn(&str) -> String) -> Statements {
+        let (config, events, model, users, items) = (
+            name("config"),
+            name("events"),
+            name("model"),
+            name("users"),
+            name("items"),
+        );
+        let scan = |filter: &str| {
+            format!(
+                "SELECT id, user_id, item_id, watch_time, duration, ts FROM {events} \
+                 WHERE {filter} ORDER BY id LIMIT ?4"
+            )
+        };
+        Statements {
+            config_select: format!("SELECT key, value FROM {config}"),
+            config_insert: format!("INSERT INTO {config}(key, value) VALUES (?1, ?2)"),
+            event_insert: format!(
+                "INSERT INTO {events}(id, user_id, item_id, watch_time, duration, ts) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ),
+            event_update: format!(
+                "UPDATE {events} SET id = ?2, user_id = ?3, item_id = ?4, watch_time = ?5, \
+                 duration = ?6, ts = ?7 WHERE id = ?1"
+            ),
+            event_delete: format!("DELETE FROM {events} WHERE id = ?1"),
+            // Plain terms the planner can use (a rowid range, the user index, one rowid):
+            // "?1 IS NULL OR id > ?1" would make every page a scan from the first row.
+            scan_one: scan("id = ?3 AND id >= ?1 AND (?2 IS NULL OR user_id = ?2)"),
+            scan_user: scan("user_id = ?2 AND id >= ?1"),
+            scan_all: scan("id >= ?1"),
+            stream: format!(
+                "SELECT id, user_id, item_id, watch_time, duration, ts FROM {events} ORDER BY id"
+            ),
+            id_span: format!(
+                "SELECT (SELECT min(id) FROM {events}), (SELECT max(id) FROM {events})"
+            ),
+            user_items: format!(
+                "SELECT id, item_id FROM {events} WHERE user_id = ?1 ORDER BY item_id, id"
+            ),
+            user_events: format!(
+                "SELECT id, item_id, watch_time, duration, ts FROM {events} \
+                 WHERE user_id = ?1 ORDER BY item_id, id"
+            ),
+            items_after: format!(
+                "SELECT DISTINCT item_id FROM {events} WHERE id > ?1 ORDER BY item_id"
+            ),
+            count_after: format!("SELECT count(*) FROM {events} WHERE id > ?1"),
+            viewers: format!(
+                "SELECT item_id, user_id, watch_time, duration FROM {events} \
+                 ORDER BY item_id, user_id"
+            ),
+            catalogue_size: format!("SELECT count(DISTINCT item_id) FROM {events}"),
+            model_tag: format!("SELECT value FROM {model} WHERE key = 'tag'"),
+            model_rows: format!("SELECT key, value FROM {model}"),
+            model_put: format!("INSERT OR REPLACE INTO {model}(key, value) VALUES (?1, ?2)"),
+            users_select: format!("SELECT ids, factors, NULL FROM {users} ORDER BY chunk"),
+            items_select: format!(
+                "SELECT ids, factors, popularity FROM {items} ORDER BY chunk"
+            ),
+            users_delete: format!("DELETE FROM {users}"),
+            items_delete: format!("DELETE FROM {items}"),
+            users_insert: format!("INSERT INTO {users}(chunk, ids, factors) VALUES (?1, ?2, ?3)"),
+            items_insert: format!(
+                "INSERT INTO {items}(chunk, ids, factors, popularity) VALUES (?1, ?2, ?3, ?4)"
+            ),
+        }
+    }
+}
+
+impl Shadow {
+    pub fn new(schema: &str, table: &str) -> Self {
+        let qualified = |part: &str| {
+            format!("{}.{}", quote(schema), quote(&format!("{table}_{part}")))
+        };
+        Shadow {
+            schema: schema.to_string(),
+            table: table.to_string(),
+            sql: Statements::new(qualified),
+        }
+    }
+
+    /// `"schema"."<table>_<part>"`: the one place shadow names are made.
+    pub fn name(&self, part: &str) -> String {
+        format!(
+            "{}.{}",
+            quote(&self.schema),
+            quote(&format!("{}_{part}", self.table))
+        )
+    }
+
+    /// The unqualified name, for DDL that takes no schema (rename targets).
+    fn bare(&self, part: &str) -> String {
+        quote(&format!("{}_{part}", self.table))
+    }
+
+    /// Runs `body` so that all of its writes land, or none do.
+    ///
+    /// Outside a write statement that is a savepoint. Inside one (an INSERT that runs
+    /// an automatic refit, or `INSERT INTO log SELECT foryou_refit(...)`) SQLite opens
+    /// no savepoint, and needs none: that statement is itself atomic, and a failing
+    /// `body` fails it.
+    pub fn atomically<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
+        if write_statement_running(conn) {
+            return body();
+        }
+        conn.execute_batch("SAVEPOINT foryou")?;
+        match body() {
+            Ok(value) => {
+                conn.execute_batch("RELEASE foryou")?;
+                Ok(value)
+            }
+            Err(error) => {
+                // Keep the first error: a failing rollback cannot add information.
+                let _ = conn.execute_batch("ROLLBACK TO foryou; RELEASE foryou");
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Whether a statement that writes is running on `conn`: then SQLite refuses to open a
+/// savepoint ("SQL statements in progress"), exactly when one of its statements is
+/// busy (stepped, not reset) and not read-only.
+fn write_statement_running(conn: &Connection) -> bool {
+    // SAFETY: the handle of a live connection, used on this thread during this call.
+    // sqlite3_next_stmt walks the connection's own list of prepared statements, which
+    // cannot change while we hold no statement and run no SQL; sqlite3_stmt_busy and
+    // sqlite3_stmt_readonly only read a statement from that list.
+    unsafe {
+        let db = conn.handle();
+        let mut stmt = ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
+        while !stmt.is_null() {
+            if ffi::sqlite3_stmt_busy(stmt) != 0 && ffi::sqlite3_stmt_readonly(stmt) == 0 {
+                return true;
+            }
+            stmt = ffi::sqlite3_next_stmt(db, stmt);
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_names_are_quoted() {
+        let s = Shadow::new("main", "we\"ird");
+        assert_eq!(s.name("events"), "\"main\".\"we\"\"ird_events\"");
+        assert!(s.sql.event_insert.contains("\"main\".\"we\"\"ird_events\""));
+    }
+}
