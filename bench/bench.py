@@ -540,7 +540,7 @@ def latency(fn, args):
 
 
 def read_factors(con, table):
-    """Decodes foryou's documented factor format (README, Storage): ids little-endian i64,
+    """Decodes foryou's documented factor format (docs/reference.md, Storage): ids little-endian i64,
     factors little-endian f32 row-major."""
     ids, facs = [], []
     for chunk_ids, chunk_factors in con.execute(f"SELECT ids, factors FROM {table} ORDER BY chunk"):
