@@ -236,6 +236,30 @@ def render(items):
     return "".join(out)
 
 
+def registered_objects(ext, sqlite3):
+    """The SQL functions and modules the extension adds: what pragma_function_list and
+    pragma_module_list show with it loaded and not without it."""
+    query = ("SELECT 'function', name FROM pragma_function_list "
+             "UNION SELECT 'module', name FROM pragma_module_list;\n")
+    listed = []
+    for cmd in ([], ["-cmd", f".load {ext}"]):
+        proc = subprocess.run([sqlite3, "-batch", *cmd, ":memory:"], input=query,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=60)
+        if proc.returncode != 0:
+            raise RenderError(f"listing the SQL objects failed: {proc.stdout.strip()}")
+        listed.append(set(proc.stdout.split("\n")))
+    return sorted(line.split("|", 1)[1] for line in listed[1] - listed[0] if "|" in line)
+
+
+def undocumented(objects, lines):
+    """Objects that no section heading (`## `) of the reference names (sqlite-vec's check
+    of pragma_function_list against its docs)."""
+    headings = " ".join(line for line in lines if line.startswith("## "))
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", headings))
+    return [name for name in objects if name not in words]
+
+
 def main(argv):
     src = argv[1] if len(argv) > 1 else os.path.join(ROOT, "docs/reference.in.md")
     dst = argv[2] if len(argv) > 2 else os.path.join(ROOT, "docs/reference.md")
@@ -250,6 +274,14 @@ def main(argv):
         print(f"render_reference: {src}: {e}", file=sys.stderr)
         return 1
     problems = []
+    try:
+        with open(src, encoding="utf-8") as f:
+            missing = undocumented(registered_objects(ext, sqlite3), f.readlines())
+    except (RenderError, OSError, subprocess.SubprocessError) as e:
+        print(f"render_reference: {src}: {e}", file=sys.stderr)
+        return 1
+    for name in missing:
+        problems.append(f"the extension registers {name}, which no heading documents")
     for kind, item in items:
         if kind == "exec":
             check(item, problems)
