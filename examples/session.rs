@@ -11,6 +11,13 @@
 //! Deterministic: a seeded splitmix64 generator drives the simulation and the model
 //! has a fixed seed, so every run prints the same numbers.
 
+// Test data: counts, ids, ranks and timestamps far inside every integer type they are cast to.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::exit;
@@ -74,7 +81,7 @@ fn genre_of(item_id: i64) -> usize {
     (item_id / 100 - 1) as usize
 }
 
-fn fail(message: String) -> ! {
+fn fail(message: &str) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     eprintln!("session --check FAILED: {message}");
@@ -83,7 +90,7 @@ fn fail(message: String) -> ! {
 
 /// Runs a query, turning an SQL error into a readable failure.
 fn sql<T>(what: &str, result: rusqlite::Result<T>) -> T {
-    result.unwrap_or_else(|e| fail(format!("{what}: {e}")))
+    result.unwrap_or_else(|e| fail(&format!("{what}: {e}")))
 }
 
 struct World {
@@ -129,7 +136,7 @@ fn simulate(conn: &Connection, setup: &Setup, rng: &mut Rng) -> World {
             if rng.below(2) == 0 {
                 taste.push((first + 1 + rng.below(GENRES.len() - 1)) % GENRES.len());
             }
-            taste.sort();
+            taste.sort_unstable();
             taste
         })
         .collect();
@@ -213,7 +220,7 @@ fn refit(conn: &Connection) -> serde_json::Value {
     refit_with(conn, None)
 }
 
-/// `foryou_refit('feed', options_json)`: options_json overrides training options for one refit.
+/// `foryou_refit('feed', options_json)`: `options_json` overrides training options for one refit.
 fn refit_with(conn: &Connection, options_json: Option<&str>) -> serde_json::Value {
     let report: String = sql(
         "foryou_refit",
@@ -222,7 +229,7 @@ fn refit_with(conn: &Connection, options_json: Option<&str>) -> serde_json::Valu
         }),
     );
     serde_json::from_str(&report).unwrap_or_else(|e| {
-        fail(format!(
+        fail(&format!(
             "foryou_refit returned invalid JSON ({e}): {report}"
         ))
     })
@@ -297,7 +304,7 @@ fn mean_shares(conn: &Connection, world: &World) -> (f64, f64) {
     (model / n, random / n)
 }
 
-/// The same events learnt three ways: (what the model sees, options_json, mean taste share).
+/// The same events learnt three ways: (what the model sees, `options_json`, mean taste share).
 /// The last refit uses the table's own options, so it leaves that model in place.
 fn compare_signals(conn: &Connection, world: &World) -> Vec<(&'static str, &'static str, f64)> {
     [
@@ -461,6 +468,22 @@ fn demo(path: &str) {
     let setup = &WORLD;
     let mut rng = Rng(2024);
     let world = simulate(&conn, setup, &mut rng);
+    demo_world(&conn, &world, setup, path);
+    demo_feed(&conn, &world, setup);
+    demo_signals(&conn, &world);
+    demo_discovery(&conn, &world, setup);
+    demo_similar(&conn);
+    drop(conn);
+    let user = FOLLOWED_USER;
+    println!(
+        "\n{path} holds the tables videos and hidden_tastes and the model feed. Explore it:\n"
+    );
+    println!("    {}", shell_command(path));
+    println!("    sqlite> SELECT rank, item_id, genre FROM recommend({user}, 10) JOIN videos USING (item_id);");
+}
+
+/// The demo, part 1: the simulated app and the first refit.
+fn demo_world(conn: &Connection, world: &World, setup: &Setup, path: &str) {
     let events: i64 = sql(
         "count",
         conn.query_row("SELECT count(*) FROM feed", [], |r| r.get(0)),
@@ -489,36 +512,42 @@ fn demo(path: &str) {
         setup.options
     );
     println!("   SELECT foryou_refit('feed');\n");
-    println!("   {}\n", refit(&conn));
+    println!("   {}\n", refit(conn));
+}
 
+/// The demo, part 2: the followed user's feed, and the taste share over all users.
+fn demo_feed(conn: &Connection, world: &World, setup: &Setup) {
     let user = FOLLOWED_USER;
-    let feed = recommend(&conn, user, 10);
+    let feed = recommend(conn, user, 10);
     let items: Vec<i64> = feed.iter().map(|(i, _)| *i).collect();
     println!(
         "2. SELECT item_id, score FROM recommend({user}, 10);   -- user {user} secretly loves {}\n",
         world.taste_names(user)
     );
-    feed_table(&world, user, &feed, None);
+    feed_table(world, user, &feed, None);
     println!(
         "\n   {} of the top 10 are in user {user}'s favourite genres; a random pick of unwatched",
-        percent(taste_share(&world, user, &items))
+        percent(taste_share(world, user, &items))
     );
     println!(
         "   videos would give {}.",
-        percent(random_share(&world, user, &watched(&conn, user)))
+        percent(random_share(world, user, &watched(conn, user)))
     );
-    let (model_share, random) = mean_shares(&conn, &world);
+    let (model_share, random) = mean_shares(conn, world);
     println!(
         "   Over all {} users: {} of each top 10 is in a hidden favourite genre (random: {}).\n",
         setup.users,
         percent(model_share),
         percent(random)
     );
+}
 
+/// The demo, part 3: the same events learnt from three signals.
+fn demo_signals(conn: &Connection, world: &World) {
     println!(
         "3. Why watch time: the same events, refitted with foryou_refit('feed', options_json).\n"
     );
-    let rows: Vec<Vec<String>> = compare_signals(&conn, &world)
+    let rows: Vec<Vec<String>> = compare_signals(conn, world)
         .into_iter()
         .map(|(label, json, share)| vec![label.to_string(), json.to_string(), percent(share)])
         .collect();
@@ -533,9 +562,13 @@ fn demo(path: &str) {
     println!(
         "\n   Every user was shown random videos, so \"who played what\" alone says nothing.\n"
     );
+}
 
-    let genre = new_genre(&world, user);
-    let videos = discover(&conn, &world, user, genre, setup);
+/// The demo, part 4: the followed user discovers a new genre (fold-in, then a refit).
+fn demo_discovery(conn: &Connection, world: &World, setup: &Setup) {
+    let user = FOLLOWED_USER;
+    let genre = new_genre(world, user);
+    let videos = discover(conn, world, user, genre, setup);
     println!(
         "4. User {user} discovers {}: they watch {} {} videos to the end ({}),",
         GENRES[genre],
@@ -543,23 +576,23 @@ fn demo(path: &str) {
         GENRES[genre],
         videos
             .iter()
-            .map(|v| v.to_string())
+            .map(std::string::ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ")
     );
     println!("   one INSERT each. No refit yet: recommend() folds user {user}'s new events in on the spot.\n");
-    let folded = recommend(&conn, user, 10);
+    let folded = recommend(conn, user, 10);
     let found = folded.iter().filter(|(i, _)| genre_of(*i) == genre).count();
     println!(
         "   SELECT item_id, score FROM recommend({user}, 10);   -- {found} {} videos already\n",
         GENRES[genre]
     );
-    feed_table(&world, user, &folded, Some(genre));
+    feed_table(world, user, &folded, Some(genre));
     let json = r#"{"mode": "incremental"}"#;
     println!("\n   The next refit learns them for good; an incremental one starts from the stored model:");
     println!("   SELECT foryou_refit('feed', '{json}');\n");
-    println!("   {}\n", refit_with(&conn, Some(json)));
-    let after = recommend(&conn, user, 10);
+    println!("   {}\n", refit_with(conn, Some(json)));
+    let after = recommend(conn, user, 10);
     let found = after.iter().filter(|(i, _)| genre_of(*i) == genre).count();
     println!(
         "   recommend({user}, 10) now holds {found} {} and {} {} videos.\n",
@@ -570,9 +603,12 @@ fn demo(path: &str) {
             .count(),
         world.taste_names(user)
     );
+}
 
+/// The demo, part 5: the videos most similar to one video.
+fn demo_similar(conn: &Connection) {
     let item = video_id(1, 0);
-    let near = similar(&conn, item, 8);
+    let near = similar(conn, item, 8);
     println!(
         "5. SELECT item_id, score FROM similar_items({item}, 8);   -- {item} is a {} video\n",
         GENRES[genre_of(item)]
@@ -590,13 +626,6 @@ fn demo(path: &str) {
         })
         .collect();
     table(&["rank", "item_id", "genre", "score"], &rows);
-
-    drop(conn);
-    println!(
-        "\n{path} holds the tables videos and hidden_tastes and the model feed. Explore it:\n"
-    );
-    println!("    {}", shell_command(path));
-    println!("    sqlite> SELECT rank, item_id, genre FROM recommend({user}, 10) JOIN videos USING (item_id);");
 }
 
 fn check() {
@@ -604,61 +633,92 @@ fn check() {
     let setup = &WORLD;
     let mut rng = Rng(2024);
     let world = simulate(&conn, setup, &mut rng);
-    let version = |report: &serde_json::Value| report["version"].as_i64().unwrap_or(-1);
+    check_before_refit(&conn);
+    check_first_refit(&conn, setup);
+    let model_share = check_tastes(&conn, &world, setup);
+    check_similar_items(&conn, &world);
+    check_signals(&conn, &world, model_share);
+    check_discovery(&conn, &world, setup);
+    check_discovery_of_many(&conn, &world, setup);
+    check_determinism(&conn);
+    println!("session --check: ok");
+}
 
-    // Before any refit, recommend() serves popular items and similar_items() nothing.
-    if recommend(&conn, 1, 10).len() != 10 {
-        fail("recommend(1, 10) before the first refit should list 10 popular videos".into());
-    }
-    if !similar(&conn, video_id(0, 0), 5).is_empty() {
-        fail("similar_items() before the first refit should be empty".into());
-    }
+/// How many videos of `feed` are of genre `g`.
+fn genre_count(feed: &[(i64, f64)], g: usize) -> usize {
+    feed.iter().filter(|(i, _)| genre_of(*i) == g).count()
+}
 
-    let report = refit(&conn);
+/// The stored model's version in a refit report (-1 when absent).
+fn report_version(report: &serde_json::Value) -> i64 {
+    report["version"].as_i64().unwrap_or(-1)
+}
+
+/// `--check`: before any refit, `recommend()` serves popular items and `similar_items()`
+/// nothing.
+fn check_before_refit(conn: &Connection) {
+    if recommend(conn, 1, 10).len() != 10 {
+        fail("recommend(1, 10) before the first refit should list 10 popular videos");
+    }
+    if !similar(conn, video_id(0, 0), 5).is_empty() {
+        fail("similar_items() before the first refit should be empty");
+    }
+}
+
+/// `--check`: the first refit sees every event and stores version 1.
+fn check_first_refit(conn: &Connection, setup: &Setup) {
+    let report = refit(conn);
     let expected_events = (setup.users * setup.sessions_per_user * setup.videos_per_session) as i64;
-    if report["events"].as_i64() != Some(expected_events) || version(&report) != 1 {
-        fail(format!(
+    if report["events"].as_i64() != Some(expected_events) || report_version(&report) != 1 {
+        fail(&format!(
             "the first refit should report {expected_events} events and version 1: {report}"
         ));
     }
+}
 
-    let (model_share, random) = mean_shares(&conn, &world);
+/// `--check`: `recommend()` finds the hidden tastes and never lists a watched video;
+/// returns the mean top-10 taste share.
+fn check_tastes(conn: &Connection, world: &World, setup: &Setup) -> f64 {
+    let (model_share, random) = mean_shares(conn, world);
     println!(
         "session --check: top-10 share in hidden favourite genres {model_share:.2} over {} users (random feed {random:.2})",
         setup.users
     );
     if random > 0.35 {
-        fail(format!(
+        fail(&format!(
             "the simulation is off: a random feed already has a taste share of {random:.2}"
         ));
     }
     if model_share < 0.6 || model_share < random + 0.3 {
-        fail(format!(
+        fail(&format!(
             "recommend() should find the hidden tastes: mean top-10 share {model_share:.2}, want > 0.60 and well above random {random:.2}"
         ));
     }
 
     for user in 1..=world.tastes.len() as i64 {
-        let seen = watched(&conn, user);
-        if let Some((item, _)) = recommend(&conn, user, 10)
+        let seen = watched(conn, user);
+        if let Some((item, _)) = recommend(conn, user, 10)
             .into_iter()
             .find(|(i, _)| seen.contains(i))
         {
-            fail(format!(
+            fail(&format!(
                 "recommend({user}, 10) lists video {item}, which the user already watched"
             ));
         }
     }
+    model_share
+}
 
-    // similar_items: the 10 nearest videos of a video are mostly of its genre.
+/// `--check`: the 10 nearest videos of a video are mostly of its genre.
+fn check_similar_items(conn: &Connection, world: &World) {
     let mut same = 0;
     for &(item, _) in &world.durations {
-        let near: Vec<i64> = similar(&conn, item, 10)
+        let near: Vec<i64> = similar(conn, item, 10)
             .into_iter()
             .map(|(i, _)| i)
             .collect();
         if near.len() != 10 || near.contains(&item) {
-            fail(format!(
+            fail(&format!(
                 "similar_items({item}, 10) should list 10 other videos: {near:?}"
             ));
         }
@@ -670,30 +730,32 @@ fn check() {
     let same = same as f64 / (10 * world.durations.len()) as f64;
     println!("session --check: similar_items share of the same genre {same:.2}");
     if same < 0.7 {
-        fail(format!("similar_items(item, 10) should mostly list videos of the item's genre: share {same:.2}, want > 0.70"));
+        fail(&format!("similar_items(item, 10) should mostly list videos of the item's genre: share {same:.2}, want > 0.70"));
     }
+}
 
-    // The thesis: watch time carries the taste; "who played what" does not.
-    let compared = compare_signals(&conn, &world);
+/// `--check`, the thesis: watch time carries the taste; "who played what" does not.
+fn check_signals(conn: &Connection, world: &World, model_share: f64) {
+    let compared = compare_signals(conn, world);
     for (label, json, share) in &compared {
         println!("session --check: {label} ({json}): share {share:.2}");
     }
     let (binary, watch_time) = (compared[0].2, compared[2].2);
     if watch_time < binary + 0.3 {
-        fail(format!("watch-time confidence ({watch_time:.2}) should beat binary feedback ({binary:.2}) by far"));
+        fail(&format!("watch-time confidence ({watch_time:.2}) should beat binary feedback ({binary:.2}) by far"));
     }
     if (watch_time - model_share).abs() > 1e-9 {
-        fail(format!("refitting with the same options should give the same model: share {watch_time} then {model_share}"));
+        fail(&format!("refitting with the same options should give the same model: share {watch_time} then {model_share}"));
     }
+}
 
-    // Discovery: the new genre shows up at once (fold-in), and stays after a refit.
+/// `--check`, discovery: the new genre shows up at once (fold-in), and stays after a refit.
+fn check_discovery(conn: &Connection, world: &World, setup: &Setup) {
     let user = FOLLOWED_USER;
-    let genre = new_genre(&world, user);
-    let count =
-        |feed: &[(i64, f64)], g: usize| feed.iter().filter(|(i, _)| genre_of(*i) == g).count();
-    let before = count(&recommend(&conn, user, 10), genre);
-    discover(&conn, &world, user, genre, setup);
-    let folded = recommend(&conn, user, 10);
+    let genre = new_genre(world, user);
+    let before = genre_count(&recommend(conn, user, 10), genre);
+    discover(conn, world, user, genre, setup);
+    let folded = recommend(conn, user, 10);
     let stored: i64 = sql(
         "version",
         conn.query_row(
@@ -702,49 +764,53 @@ fn check() {
             |r| r.get(0),
         ),
     );
-    let report = refit_with(&conn, Some(r#"{"mode": "incremental"}"#));
-    if version(&report) != stored + 1 || report["mode"] != "incremental" {
-        fail(format!(
+    let report = refit_with(conn, Some(r#"{"mode": "incremental"}"#));
+    if report_version(&report) != stored + 1 || report["mode"] != "incremental" {
+        fail(&format!(
             "an incremental refit should report mode incremental and version {}: {report}",
             stored + 1
         ));
     }
-    let after = recommend(&conn, user, 10);
+    let after = recommend(conn, user, 10);
     println!(
         "session --check: user {user} ({}) watched {DISCOVERY_VIDEOS} {} videos: {before} -> {} (folded in) -> {} (refit) of them in the top 10",
         world.taste_names(user),
         GENRES[genre],
-        count(&folded, genre),
-        count(&after, genre)
+        genre_count(&folded, genre),
+        genre_count(&after, genre)
     );
     for (when, feed) in [
         ("right away (fold-in)", &folded),
         ("after an incremental refit", &after),
     ] {
-        if count(feed, genre) == 0 {
-            fail(format!(
+        if genre_count(feed, genre) == 0 {
+            fail(&format!(
                 "after watching {DISCOVERY_VIDEOS} {} videos, user {user}'s top 10 should include {} {when}: {feed:?}",
                 GENRES[genre], GENRES[genre]
             ));
         }
     }
+}
 
-    // The same discovery for 20 more users at once: most of them must see their new genre.
+/// `--check`: the same discovery for 20 more users at once: most of them must see their
+/// new genre.
+fn check_discovery_of_many(conn: &Connection, world: &World, setup: &Setup) {
+    let user = FOLLOWED_USER;
     let others: Vec<i64> = (1..=21).filter(|&u| u != user).take(20).collect();
-    let genres: Vec<usize> = others.iter().map(|&u| new_genre(&world, u)).collect();
+    let genres: Vec<usize> = others.iter().map(|&u| new_genre(world, u)).collect();
     for (&u, &g) in others.iter().zip(&genres) {
-        discover(&conn, &world, u, g, setup);
+        discover(conn, world, u, g, setup);
     }
     let reached = |conn: &Connection| {
         others
             .iter()
             .zip(&genres)
-            .filter(|&(&u, &g)| count(&recommend(conn, u, 10), g) > 0)
+            .filter(|&(&u, &g)| genre_count(&recommend(conn, u, 10), g) > 0)
             .count()
     };
-    let folded = reached(&conn);
-    refit(&conn);
-    let refitted = reached(&conn);
+    let folded = reached(conn);
+    refit(conn);
+    let refitted = reached(conn);
     println!(
         "session --check: of {} more discovering users, {folded} see their new genre at once, {refitted} after a full refit",
         others.len()
@@ -754,14 +820,16 @@ fn check() {
         ("after a full refit", refitted),
     ] {
         if n * 10 < others.len() * 6 {
-            fail(format!(
+            fail(&format!(
                 "after a discovery, at least 60% of users should see the new genre in their top 10 {when}; {n} of {} did",
                 others.len()
             ));
         }
     }
+}
 
-    // Determinism: one worker thread gives the very same factors as the default pool.
+/// `--check`, determinism: one worker thread gives the very same factors as the default pool.
+fn check_determinism(conn: &Connection) {
     let blobs = |conn: &Connection| -> Vec<Vec<u8>> {
         let mut stmt = sql(
             "prepare",
@@ -770,14 +838,13 @@ fn check() {
         let rows = sql("read factors", stmt.query_map([], |r| r.get(0)));
         sql("read factors", rows.collect())
     };
-    let pooled = blobs(&conn);
-    let report = refit_with(&conn, Some(r#"{"threads": 1}"#));
-    if blobs(&conn) != pooled {
-        fail(format!(
+    let pooled = blobs(conn);
+    let report = refit_with(conn, Some(r#"{"threads": 1}"#));
+    if blobs(conn) != pooled {
+        fail(&format!(
             "a refit on 1 thread should store the same factors as the default pool: {report}"
         ));
     }
-    println!("session --check: ok");
 }
 
 fn main() {

@@ -324,11 +324,15 @@ mod tests {
             ffi::Error::new(ffi::SQLITE_BUSY),
             Some("database is locked".into()),
         );
-        let back: rusqlite::Error = Error::sqlite_while("recommend: cannot read schema 'main'", busy).into();
+        let back: rusqlite::Error =
+            Error::sqlite_while("recommend: cannot read schema 'main'", busy).into();
         match back {
             rusqlite::Error::SqliteFailure(code, Some(message)) => {
                 assert_eq!(code.code, rusqlite::ErrorCode::DatabaseBusy);
-                assert_eq!(message, "recommend: cannot read schema 'main' (database is locked)");
+                assert_eq!(
+                    message,
+                    "recommend: cannot read schema 'main' (database is locked)"
+                );
             }
             other => panic!("lost the code: {other:?}"),
         }

@@ -21,6 +21,8 @@ mod store;
 use sql::{evaluate, foryou_table, info, recommend, refit, similar_items};
 
 /// Registers every SQL object on one connection.
+// The signature Connection::extension_init2 takes.
+#[allow(clippy::needless_pass_by_value)]
 fn register(db: Connection) -> Result<bool> {
     let state = Arc::new(engine::cache::ConnectionState::default());
     foryou_table::register(&db)?;
@@ -61,5 +63,6 @@ pub unsafe extern "C" fn sqlite3_foryou_init(
     pz_err_msg: *mut *mut c_char,
     p_api: *mut ffi::sqlite3_api_routines,
 ) -> c_int {
-    Connection::extension_init2(db, pz_err_msg, p_api, register)
+    // SAFETY: the loader's pointers, passed on unchanged (see # Safety above).
+    unsafe { Connection::extension_init2(db, pz_err_msg, p_api, register) }
 }

@@ -67,16 +67,17 @@ impl Resolved {
         let feedback = self.options.feedback();
         let mut ranked: Vec<(i64, f32)> = Vec::new();
         let mut last_view: Option<(i64, i64)> = None;
-        self.shadow.for_each_view(conn, |item, user, watch_time, duration| {
-            if feedback.is_skip(watch_time, duration) || last_view == Some((item, user)) {
-                return;
-            }
-            match ranked.last_mut() {
-                Some((id, viewers)) if *id == item => *viewers += 1.0,
-                _ => ranked.push((item, 1.0)),
-            }
-            last_view = Some((item, user));
-        })?;
+        self.shadow
+            .for_each_view(conn, |item, user, watch_time, duration| {
+                if feedback.is_skip(watch_time, duration) || last_view == Some((item, user)) {
+                    return;
+                }
+                match ranked.last_mut() {
+                    Some((id, viewers)) if *id == item => *viewers += 1.0,
+                    _ => ranked.push((item, 1.0)),
+                }
+                last_view = Some((item, user));
+            })?;
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let ranked = Arc::new(ranked);
         let _ = self.popularity.set(ranked.clone());
@@ -102,7 +103,12 @@ impl ConnectionState {
     /// its decoded factors. Outside explicit transactions the answer is kept until the
     /// database changes, so repeated calls cost two PRAGMA reads instead of a schema
     /// scan, an options read and a model-tag read.
-    pub fn resolve(&self, conn: &Connection, who: &str, name: Option<&str>) -> Result<Arc<Resolved>> {
+    pub fn resolve(
+        &self,
+        conn: &Connection,
+        who: &str,
+        name: Option<&str>,
+    ) -> Result<Arc<Resolved>> {
         let resolve = |at: Option<DbState>| -> Result<Arc<Resolved>> {
             let shadow = resolve_model(conn, who, name)?;
             let options = load_options(conn, &shadow)?;
@@ -123,7 +129,10 @@ impl ConnectionState {
             .map_err(|e| Error::sqlite_while(format!("{who}: cannot read schema '{schema}'"), e))?;
         let key = name.unwrap_or("");
         {
-            let cache = self.resolved.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let cache = self
+                .resolved
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(cached) = cache.get(key) {
                 if cached.at == at {
                     return Ok(cached.resolved.clone());
@@ -148,7 +157,10 @@ impl ConnectionState {
     pub fn serving(&self, conn: &Connection, shadow: &Shadow) -> Result<Option<Arc<Serving>>> {
         let key = format!("{}.{}", shadow.schema, shadow.table);
         let tag = shadow.model_tag(conn)?;
-        let mut models = self.models.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut models = self
+            .models
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(tag) = tag else {
             models.remove(&key);
             return Ok(None);
@@ -192,7 +204,9 @@ pub fn resolve_model(conn: &Connection, who: &str, name: Option<&str>) -> Result
         },
         None => match tables.as_slice() {
             [only] => Ok(Shadow::new(&schema, only)),
-            [] => Err(Error::NoModelTable { who: who.to_string() }),
+            [] => Err(Error::NoModelTable {
+                who: who.to_string(),
+            }),
             _ => Err(Error::AmbiguousModel {
                 who: who.to_string(),
                 existing: tables,

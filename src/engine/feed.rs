@@ -18,7 +18,12 @@ use crate::model::metrics::{Accumulator, Metrics};
 /// An up-to-date user (stored vector, no event newer than the refit) costs one read of
 /// the events index, and so does a folded-in user while the database is unchanged;
 /// only a user to fold in (again) has their whole events read.
-pub fn recommend(conn: &Connection, resolved: &Resolved, user_id: i64, k: usize) -> Result<Vec<(i64, f32)>> {
+pub fn recommend(
+    conn: &Connection,
+    resolved: &Resolved,
+    user_id: i64,
+    k: usize,
+) -> Result<Vec<(i64, f32)>> {
     let Resolved {
         shadow,
         options,
@@ -54,6 +59,8 @@ pub fn recommend(conn: &Connection, resolved: &Resolved, user_id: i64, k: usize)
 }
 
 /// `round(k · explore)`, the slots given to exploration (`explore` is in [0, 1]).
+// slots is a whole number in [1, k] (see below), so the conversion is exact.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn explore_slots(k: usize, explore: f64) -> usize {
     let slots = (k as f64 * explore).round();
     if slots > 0.0 {

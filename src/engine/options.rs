@@ -11,10 +11,10 @@ use std::fmt;
 
 use rusqlite::types::Value as SqlValue;
 
-pub use crate::model::als::RegularizationScaling;
-pub use crate::model::feedback::Confidence;
 use crate::error::OptionError;
+pub use crate::model::als::RegularizationScaling;
 use crate::model::factors::MAX_FACTORS;
+pub use crate::model::feedback::Confidence;
 
 /// What kind of value an option takes, with its accepted range.
 #[derive(Clone, Copy, Debug)]
@@ -47,10 +47,16 @@ struct Spec {
     kind: Kind,
     scope: Scope,
     /// The reference's "meaning" column.
-    #[cfg_attr(not(test), expect(dead_code, reason = "read by the test that renders the reference"))]
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "read by the test that renders the reference")
+    )]
     meaning: &'static str,
     /// The reference's "default" column when the value alone does not say it.
-    #[cfg_attr(not(test), expect(dead_code, reason = "read by the test that renders the reference"))]
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "read by the test that renders the reference")
+    )]
     default_doc: Option<&'static str>,
 }
 
@@ -231,6 +237,7 @@ macro_rules! declare_options {
     (@doc $text:literal) => { Some($text) };
 }
 
+#[allow(clippy::cast_possible_wrap)] // MAX_FACTORS is 1024
 const MAX_FACTORS_I64: i64 = MAX_FACTORS as i64;
 
 declare_options! {
@@ -360,7 +367,10 @@ impl Options {
 
     /// What `<table>_config` stores: every option as (name, SQL value).
     pub fn config_rows(&self) -> Vec<(&'static str, SqlValue)> {
-        SPECS.iter().map(|s| (s.name, self.value(s).to_sql())).collect()
+        SPECS
+            .iter()
+            .map(|s| (s.name, self.value(s).to_sql()))
+            .collect()
     }
 
     /// The options stored in `<table>_config`, read onto [`Options::stored_base`].
@@ -446,9 +456,10 @@ impl Options {
     /// Applies the per-call JSON object of `foryou_refit(model, options_json)` on top of
     /// the stored options. Only training options are accepted.
     pub fn with_refit_json(&self, json: &str) -> Result<Options, OptionError> {
-        let parsed: serde_json::Value = serde_json::from_str(json).map_err(|e| OptionError::NotJson {
-            detail: e.to_string(),
-        })?;
+        let parsed: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| OptionError::NotJson {
+                detail: e.to_string(),
+            })?;
         let serde_json::Value::Object(map) = parsed else {
             return Err(OptionError::NotObject);
         };
@@ -460,7 +471,12 @@ impl Options {
                 .ok_or_else(|| OptionError::NotPerRefit {
                     key: key.clone(),
                     known: std::iter::once("mode")
-                        .chain(SPECS.iter().filter(|s| s.scope == Scope::Training).map(|s| s.name))
+                        .chain(
+                            SPECS
+                                .iter()
+                                .filter(|s| s.scope == Scope::Training)
+                                .map(|s| s.name),
+                        )
                         .collect::<Vec<_>>()
                         .join(", "),
                 })?;
@@ -490,26 +506,39 @@ impl Options {
     /// The options table of the SQL reference, rendered from [`SPECS`].
     #[cfg(test)]
     pub fn reference_table() -> String {
+        use std::fmt::Write as _;
         let defaults = Options::default();
         let mut out = String::from(
             "| option | type | range | default | scope | meaning |\n|---|---|---|---|---|---|\n",
         );
         for spec in SPECS {
             let (kind, range) = match spec.kind {
-                Kind::Integer { min, max } if max == i64::MAX => ("integer".to_string(), format!("≥ {min}")),
+                Kind::Integer { min, max } if max == i64::MAX => {
+                    ("integer".to_string(), format!("≥ {min}"))
+                }
                 Kind::Integer { min, max } => ("integer".to_string(), format!("{min} – {max}")),
-                Kind::Real { min, max, min_exclusive: true } => {
-                    ("real".to_string(), format!("> {}, ≤ {}", number(min), number(max)))
-                }
-                Kind::Real { min, max, .. } => {
-                    ("real".to_string(), format!("{} – {}", number(min), number(max)))
-                }
+                Kind::Real {
+                    min,
+                    max,
+                    min_exclusive: true,
+                } => (
+                    "real".to_string(),
+                    format!("> {}, ≤ {}", number(min), number(max)),
+                ),
+                Kind::Real { min, max, .. } => (
+                    "real".to_string(),
+                    format!("{} – {}", number(min), number(max)),
+                ),
                 Kind::Boolean => (
                     "boolean".to_string(),
                     "`true`/`false`, `on`/`off`, `yes`/`no`, `1`/`0`".to_string(),
                 ),
                 Kind::Choice(words) => (
-                    words.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", "),
+                    words
+                        .iter()
+                        .map(|w| format!("`{w}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     String::new(),
                 ),
             };
@@ -525,7 +554,7 @@ impl Options {
             };
             let name = format!("`{}`", spec.name);
             let cells = [name.as_str(), &kind, &range, &default, scope, spec.meaning];
-            out.push_str(&format!("| {} |\n", cells.join(" | ").replace("|  |", "| |")));
+            let _ = writeln!(out, "| {} |", cells.join(" | ").replace("|  |", "| |"));
         }
         out
     }
@@ -636,6 +665,14 @@ fn check(spec: &Spec, value: Value) -> Result<Value, ()> {
 }
 
 #[cfg(test)]
+// Tests: small generated data (every index and count far inside its type), and floats
+// compared bit for bit on purpose.
+#[allow(
+    clippy::float_cmp,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 mod tests {
     use super::*;
 
@@ -658,14 +695,18 @@ mod tests {
             .unwrap();
         assert_eq!((o.factors, o.alpha, o.exclude_watched), (8, 2.5, false));
         assert_eq!(
-            Options::from_create_args(&["factors = 0"]).unwrap_err().to_string(),
+            Options::from_create_args(&["factors = 0"])
+                .unwrap_err()
+                .to_string(),
             "foryou: option factors expects an integer from 1 to 1024, got '0'"
         );
         assert!(Options::from_create_args(&["fators = 3"])
-            .unwrap_err().to_string()
+            .unwrap_err()
+            .to_string()
             .starts_with("foryou: unrecognized option 'fators'"));
         assert!(Options::from_create_args(&["alpha = 0"])
-            .unwrap_err().to_string()
+            .unwrap_err()
+            .to_string()
             .contains("expects a number > 0"));
         assert!(Options::from_create_args(&["alpha = nan"]).is_err());
         assert_eq!(
@@ -679,10 +720,12 @@ mod tests {
         assert!(Options::from_create_args(&["popularity_exponent = -2.5"]).is_err());
         assert!(Options::from_create_args(&["popularity_exponent = -0.5"]).is_ok());
         assert!(Options::from_create_args(&["factors"])
-            .unwrap_err().to_string()
+            .unwrap_err()
+            .to_string()
             .contains("key = value"));
         assert!(Options::from_create_args(&["seed=1", "seed=2"])
-            .unwrap_err().to_string()
+            .unwrap_err()
+            .to_string()
             .contains("more than once"));
     }
 
@@ -711,7 +754,9 @@ mod tests {
             );
         }
         assert_eq!(
-            Options::from_create_args(&["regularization_scaling = linear"]).unwrap_err().to_string(),
+            Options::from_create_args(&["regularization_scaling = linear"])
+                .unwrap_err()
+                .to_string(),
             "foryou: option regularization_scaling expects one of none, count, sqrt, got 'linear'"
         );
         let o = defaults
@@ -724,7 +769,8 @@ mod tests {
         assert_eq!(
             defaults
                 .with_refit_json(r#"{"regularization_scaling": 1}"#)
-                .unwrap_err().to_string(),
+                .unwrap_err()
+                .to_string(),
             "foryou_refit: option regularization_scaling expects one of none, count, sqrt, got 1"
         );
         assert_eq!(
@@ -832,19 +878,23 @@ mod tests {
         assert_eq!((o.iterations, o.alpha), (3, 2.0));
         assert!(base
             .with_refit_json(r#"{"exclude_watched": true}"#)
-            .unwrap_err().to_string()
+            .unwrap_err()
+            .to_string()
             .contains("unrecognized option 'exclude_watched'"));
         assert!(base
             .with_refit_json(r#"{"iterations": "3"}"#)
-            .unwrap_err().to_string()
+            .unwrap_err()
+            .to_string()
             .contains("option iterations expects an integer"));
         assert!(base
             .with_refit_json("[1]")
-            .unwrap_err().to_string()
+            .unwrap_err()
+            .to_string()
             .contains("must be a JSON object"));
         assert!(base
             .with_refit_json("{")
-            .unwrap_err().to_string()
+            .unwrap_err()
+            .to_string()
             .contains("not valid JSON"));
     }
 

@@ -73,7 +73,11 @@ pub fn refit(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) 
     let version = shadow.model_meta(conn)?.map_or(0, |m| m.version) + 1;
     let report = Report {
         shadow,
-        mode: if previous.is_some() { Mode::Incremental } else { Mode::Full },
+        mode: if previous.is_some() {
+            Mode::Incremental
+        } else {
+            Mode::Full
+        },
         version,
         feedback: &fb,
         events: event_count,
@@ -112,7 +116,9 @@ pub fn refit(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) 
 pub fn auto_refit(conn: &Connection, shadow: &Shadow, options: &Options) -> Result<()> {
     let meta = shadow.model_meta(conn)?;
     let upto = meta.as_ref().map_or(0, |m| m.events_upto);
-    if shadow.count_events_after(conn, upto)? < i64::try_from(options.auto_refit).unwrap_or(i64::MAX) {
+    if shadow.count_events_after(conn, upto)?
+        < i64::try_from(options.auto_refit).unwrap_or(i64::MAX)
+    {
         return Ok(());
     }
     let mut options = options.clone();
@@ -139,7 +145,11 @@ fn stored_options(table: &str, meta: &ModelMeta) -> Result<Options> {
 
 /// The options to fit with: an incremental refit keeps the stored model's embedding
 /// size (asking for another is an error) and, with `tune`, its chosen values.
-fn options_for_fit(table: &str, options: &Options, previous: Option<&StoredModel>) -> Result<Options> {
+fn options_for_fit(
+    table: &str,
+    options: &Options,
+    previous: Option<&StoredModel>,
+) -> Result<Options> {
     let mut options = options.clone();
     let Some(previous) = previous else {
         return Ok(options);
@@ -173,7 +183,11 @@ struct Fitted {
 }
 
 /// Aggregates the events and fits, on a pool of `options.threads` workers.
-fn fit(sink: feedback::EventSink<'_>, options: &Options, previous: Option<&StoredModel>) -> Result<Fitted> {
+fn fit(
+    sink: feedback::EventSink<'_>,
+    options: &Options,
+    previous: Option<&StoredModel>,
+) -> Result<Fitted> {
     let feedback_params = options.feedback();
     #[allow(clippy::cast_possible_truncation)] // validated: 0 <= regularization <= 1e6
     let mut params = AlsParams {
@@ -202,7 +216,12 @@ fn fit(sink: feedback::EventSink<'_>, options: &Options, previous: Option<&Store
                 tune::choose(&fb.data, &fb.user_ids, &fb.item_ids, built, &params, pool)
             });
             if let Some(Ok(t)) = &tuned {
-                tune::set_alpha(&mut fb.data, options.confidence, options.alpha, t.chosen.alpha);
+                tune::set_alpha(
+                    &mut fb.data,
+                    options.confidence,
+                    options.alpha,
+                    t.chosen.alpha,
+                );
                 #[allow(clippy::cast_possible_truncation)] // a ladder value
                 {
                     params.regularization = t.chosen.regularization as f32;
@@ -226,7 +245,8 @@ fn fit(sink: feedback::EventSink<'_>, options: &Options, previous: Option<&Store
         threads: options.threads,
         detail: e.to_string(),
     })?;
-    let (users, items, fit_report) = fitted.map_err(|source| Error::Diverged { who: WHO, source })?;
+    let (users, items, fit_report) =
+        fitted.map_err(|source| Error::Diverged { who: WHO, source })?;
     let mut options = options.clone();
     if let Some(Ok(t)) = &tuned {
         options.alpha = t.chosen.alpha;
@@ -308,15 +328,13 @@ fn new_tag(version: i64) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+        .map_or(0, |d| d.as_nanos());
     format!(
         "{version}-{nanos:x}-{:x}-{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
-
 
 /// Starting factors for an incremental refit: stored rows where the id is known, the
 /// seeded initialisation elsewhere.
@@ -398,7 +416,6 @@ fn read_events<'p>(
         Ok((sink, count, last_id))
     })
 }
-
 
 /// The users to store: those with at least one watched (not skipped) pair. A user who
 /// only ever swiped away has no taste to rank by; storing no vector for them lets

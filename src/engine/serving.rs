@@ -54,7 +54,7 @@ pub struct Serving {
     /// Missing-data weight `w_i` of each item (all 1.0 unless `popularity_exponent > 0`),
     /// recomputed from the stored popularity exactly as the refit computed it.
     item_weights: Vec<f32>,
-    /// YᵀWY of the item factors (YᵀY when every weight is 1), for fold-in.
+    /// `YᵀWY` of the item factors (`YᵀY` when every weight is 1), for fold-in.
     item_gramian: Vec<f32>,
     feedback: FeedbackParams,
     regularization: f32,
@@ -110,6 +110,9 @@ pub enum UserSource {
 }
 
 impl Serving {
+    // Indices below u32::MAX: users and items are u32 indices (the model's index space).
+    // f64 -> f32 on purpose: computed in f64, rounded once to the stored f32 precision.
+    #[allow(clippy::cast_possible_truncation)]
     pub fn new(model: StoredModel) -> Self {
         let index = |ids: &[i64]| {
             ids.iter()
@@ -217,7 +220,7 @@ impl Serving {
         let mut folded = self
             .folded
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(f) = folded.get_mut(&user_id) {
             if f.events == key {
                 f.stamp = stamp;
@@ -324,7 +327,7 @@ impl Serving {
         let folded = self
             .folded
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         folded
             .get(&user_id)
             .filter(|f| f.stamp == stamp)
@@ -342,6 +345,8 @@ impl Serving {
 
     /// Top-k items by dot product with `vector`, or by popularity as of the refit
     /// without one; `exclude` holds item ids to leave out.
+    // Indices below u32::MAX: users and items are u32 indices (the model's index space).
+    #[allow(clippy::cast_possible_truncation)]
     pub fn rank(&self, vector: Option<&[f32]>, k: usize, exclude: &[i64]) -> Vec<(i64, f32)> {
         let exclude = self.item_indices(exclude);
         let ranked = match vector {
@@ -390,12 +395,13 @@ impl Serving {
         }
         let keep = ranked.len().saturating_sub(slots);
         let kept: std::collections::HashSet<i64> = ranked.iter().map(|&(id, _)| id).collect();
-        let salt = mix64(seed ^ mix64(user_id as u64 ^ mix64(self.version as u64)));
+        let salt =
+            mix64(seed ^ mix64(user_id.cast_unsigned() ^ mix64(self.version.cast_unsigned())));
         let mut candidates: Vec<(u64, i64)> = fresh
             .iter()
             .chain(&self.under_exposed)
             .filter(|id| !kept.contains(id) && exclude.binary_search(id).is_err())
-            .map(|&id| (mix64(salt ^ id as u64), id))
+            .map(|&id| (mix64(salt ^ id.cast_unsigned()), id))
             .collect();
         candidates.sort_unstable();
         candidates.dedup_by_key(|c| c.1);

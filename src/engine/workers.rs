@@ -18,5 +18,5 @@ pub fn with_pool<R>(
 ) -> Result<R, ThreadPoolBuildError> {
     ThreadPoolBuilder::new()
         .num_threads(threads)
-        .build_scoped(|thread| thread.run(), body)
+        .build_scoped(rayon::ThreadBuilder::run, body)
 }

@@ -190,7 +190,10 @@ pub struct FitReport {
     pub loss: f64,
     /// Loss after each iteration with [`fit_traced`]; empty from [`fit`] and [`fit_warm`],
     /// which compute the loss once, at the end (a loss costs about a quarter of a sweep).
-    #[cfg_attr(not(test), expect(dead_code, reason = "filled only by fit_traced, a test's"))]
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "filled only by fit_traced, a test's")
+    )]
     pub loss_history: Vec<f64>,
 }
 
@@ -421,6 +424,8 @@ pub enum MissingWeights<'a> {
 
 impl MissingWeights<'_> {
     /// `Uniform` when every weight is exactly 1 (the bit-identical fast path).
+    // Exactly 1.0 on purpose: all-ones weights take the unweighted path.
+    #[allow(clippy::float_cmp)]
     fn normalized(self) -> Self {
         match self {
             MissingWeights::Fixed(w) | MissingWeights::Target(w) if w.iter().all(|&v| v == 1.0) => {
@@ -459,10 +464,12 @@ pub fn cg_sweep(
         scaling,
         cg_steps,
         pool,
-    )
+    );
 }
 
 /// [`cg_sweep`] without the all-ones shortcut (tests compare the two paths).
+// f64 -> f32 on purpose: computed in f64, rounded once to the stored f32 precision.
+#[allow(clippy::cast_possible_truncation)]
 #[allow(clippy::too_many_arguments)]
 fn cg_sweep_exact(
     rows: CsrView<'_>,
@@ -498,7 +505,7 @@ fn cg_sweep_exact(
                 w.len(),
                 target.rows,
                 "one missing-data weight per target row"
-            )
+            );
         }
         _ if shared_lambda => {
             for k in 0..dim {
@@ -534,10 +541,10 @@ fn cg_sweep_exact(
                             }
                             _ => 0.0,
                         };
-                        cg_row(data, fixed, &g, rw, reg, x, cg_steps, s)
+                        cg_row(data, fixed, &g, rw, reg, x, cg_steps, s);
                     }
                 },
-            )
+            );
     });
 }
 
@@ -609,7 +616,9 @@ fn cg_row(
     let CgScratch { r, d, ad } = s;
     // r = b − A x = −(G x) + Σ_i [c_i p_i − (c_i − w_i)(y_i·x)] y_i
     rw.gram_mul(g, x, reg, r);
-    r.iter_mut().for_each(|v| *v = -*v);
+    for v in r.iter_mut() {
+        *v = -*v;
+    }
     // (One pass per row: t = y_i·x, then r += coef(t)·y_i, as dot then axpy.)
     kernels::gather_dot_axpy(&fixed.data, cols, x, r, |k| {
         let (c, p, w) = (conf[k], pref[k], rw.of(cols[k]));
@@ -653,19 +662,21 @@ fn cg_row(
 /// that the f64 summation order never depends on the thread count.
 const GRAM_BLOCKS: usize = 64;
 
-/// YᵀY in f64 (dim × dim, row-major, symmetric), deterministic for any thread count:
+/// `YᵀY` in f64 (dim × dim, row-major, symmetric), deterministic for any thread count:
 /// the weighted Gramian with every weight 1 (`1.0 · x` is exact, so no bits change).
 pub fn gramian_f64(f: &Factors, pool: &rayon::ThreadPool) -> Vec<f64> {
     weighted_gramian_exact(f, &vec![1.0; f.rows], pool)
 }
 
-/// Gramian YᵀY of all rows (dim × dim, row-major), accumulated in f64 in a fixed order
+/// Gramian `YᵀY` of all rows (dim × dim, row-major), accumulated in f64 in a fixed order
 /// (deterministic for any thread count), returned as f32.
+// f64 -> f32 on purpose: computed in f64, rounded once to the stored f32 precision.
+#[allow(clippy::cast_possible_truncation)]
 pub fn gramian(f: &Factors, pool: &rayon::ThreadPool) -> Vec<f32> {
     gramian_f64(f, pool).into_iter().map(|v| v as f32).collect()
 }
 
-/// YᵀWY = Σ_i w_i y_i y_iᵀ in f64 (dim × dim, row-major, symmetric), with the block
+/// `YᵀWY = Σ_i w_i y_i y_iᵀ` in f64 (dim × dim, row-major, symmetric), with the block
 /// structure and reduction order of [`gramian_f64`] (deterministic for any thread
 /// count); exactly [`gramian_f64`] when every weight is 1.
 ///
@@ -677,6 +688,8 @@ pub fn weighted_gramian_f64(f: &Factors, weights: &[f32], pool: &rayon::ThreadPo
 }
 
 /// [`weighted_gramian_f64`] as f32 (the fold-in Gramian of a weighted model).
+// f64 -> f32 on purpose: computed in f64, rounded once to the stored f32 precision.
+#[allow(clippy::cast_possible_truncation)]
 pub fn weighted_gramian(f: &Factors, weights: &[f32], pool: &rayon::ThreadPool) -> Vec<f32> {
     weighted_gramian_f64(f, weights, pool)
         .into_iter()
@@ -684,7 +697,7 @@ pub fn weighted_gramian(f: &Factors, weights: &[f32], pool: &rayon::ThreadPool) 
         .collect()
 }
 
-/// Σ_i w_i y_i y_iᵀ in row blocks reduced in a fixed order (upper triangle, mirrored).
+/// `Σ_i w_i y_i y_iᵀ` in row blocks reduced in a fixed order (upper triangle, mirrored).
 fn weighted_gramian_exact(f: &Factors, weights: &[f32], pool: &rayon::ThreadPool) -> Vec<f64> {
     let dim = f.dim;
     let mut g = vec![0.0f64; dim * dim];
@@ -699,8 +712,8 @@ fn weighted_gramian_exact(f: &Factors, weights: &[f32], pool: &rayon::ThreadPool
             .map(|(block, ws)| {
                 // Upper triangle only.
                 let mut acc = vec![0.0f64; dim * dim];
-                let xs: Vec<f64> = block.iter().map(|&v| v as f64).collect();
-                let ws: Vec<f64> = ws.iter().map(|&w| w as f64).collect();
+                let xs: Vec<f64> = block.iter().map(|&v| f64::from(v)).collect();
+                let ws: Vec<f64> = ws.iter().map(|&w| f64::from(w)).collect();
                 // acc[i, j] += (w·x_i)·x_j for j >= i, one FMA each, rows in order.
                 kernels::syr_upper_f64(&mut acc, &xs, &ws);
                 acc
@@ -758,7 +771,7 @@ pub fn loss(
     } else {
         weighted_gramian_exact(items, weights, pool)
     };
-    let reg = regularization as f64;
+    let reg = f64::from(regularization);
     let by_user = data.by_user();
     let per_user: Vec<f64> = pool.install(|| {
         (0..data.n_users)
@@ -769,50 +782,51 @@ pub fn loss(
                 // x ᵀ G x: every pair counted as unobserved, w (x·y)² each.
                 let mut l = 0.0f64;
                 for i in 0..dim {
-                    l += x[i] as f64 * dot_f64_mixed(&g[i * dim..(i + 1) * dim], x);
+                    l += f64::from(x[i]) * dot_f64_mixed(&g[i * dim..(i + 1) * dim], x);
                 }
                 // Observed pairs: replace w (x·y)² by c (p − x·y)².
                 let (cols, conf, pref) = by_user.row(u);
                 for k in 0..cols.len() {
                     let t = dot_f64(x, items.row(cols[k] as usize));
-                    let (c, p) = (conf[k] as f64, pref[k] as f64);
+                    let (c, p) = (f64::from(conf[k]), f64::from(pref[k]));
                     if uniform {
                         l += c * (p - t) * (p - t) - t * t;
                     } else {
-                        let w = weights[cols[k] as usize] as f64;
+                        let w = f64::from(weights[cols[k] as usize]);
                         l += c * (p - t) * (p - t) - w * t * t;
                     }
                 }
                 let reg_u = match scaling {
                     RegularizationScaling::None => reg,
-                    _ => scaling.row_lambda(regularization, cols.len()) as f64,
+                    _ => f64::from(scaling.row_lambda(regularization, cols.len())),
                 };
                 l + reg_u * dot_f64(x, x)
             })
             .collect()
     });
     let mut total: f64 = per_user.iter().sum();
-    total += match scaling {
-        RegularizationScaling::None => {
-            let item_norms: f64 = items.data.iter().map(|&v| v as f64 * v as f64).sum();
-            reg * item_norms
-        }
-        _ => {
-            let by_item = data.by_item();
-            (0..data.n_items)
-                .map(|i| {
-                    let y = items.row(i);
-                    let norm: f64 = y.iter().map(|&v| v as f64 * v as f64).sum();
-                    scaling.row_lambda(regularization, by_item.row(i).0.len()) as f64 * norm
-                })
-                .sum::<f64>()
-        }
+    total += if scaling == RegularizationScaling::None {
+        let item_norms: f64 = items
+            .data
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum();
+        reg * item_norms
+    } else {
+        let by_item = data.by_item();
+        (0..data.n_items)
+            .map(|i| {
+                let y = items.row(i);
+                let norm: f64 = y.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+                f64::from(scaling.row_lambda(regularization, by_item.row(i).0.len())) * norm
+            })
+            .sum::<f64>()
     };
     let denom = if uniform {
         data.total_confidence() + (data.n_users as f64) * (data.n_items as f64) - data.nnz() as f64
     } else {
         let unobserved: f64 = (0..data.n_items)
-            .map(|i| weights[i] as f64 * (data.n_users - data.item_count(i)) as f64)
+            .map(|i| f64::from(weights[i]) * (data.n_users - data.item_count(i)) as f64)
             .sum();
         data.total_confidence() + unobserved
     };
@@ -849,6 +863,8 @@ fn dot_f64_mixed(a: &[f64], b: &[f32]) -> f64 {
 /// If `yty` or `weights` has the wrong length the result is all zeros. If the system is singular
 /// (only possible with `λ = 0`), a tiny ridge (1e-9 of the mean diagonal) is added. If
 /// the inputs are not finite, the result is all NaN: check it before serving.
+// f64 -> f32 on purpose: computed in f64, rounded once to the stored f32 precision.
+#[allow(clippy::cast_possible_truncation)]
 pub fn fold_in(
     items: &Factors,
     yty: &[f32],
@@ -866,9 +882,9 @@ pub fn fold_in(
         .filter(|e| (e.0 as usize) < items.rows)
         .count();
     let lambda = scaling.row_lambda(regularization, known);
-    let mut a: Vec<f64> = yty.iter().map(|&v| v as f64).collect();
+    let mut a: Vec<f64> = yty.iter().map(|&v| f64::from(v)).collect();
     for k in 0..dim {
-        a[k * dim + k] += lambda as f64;
+        a[k * dim + k] += f64::from(lambda);
     }
     let mut b = vec![0.0f64; dim];
     // The rows y_i (in f64) and weights c_i − w_i of the rank-one updates, applied at
@@ -881,12 +897,12 @@ pub fn fold_in(
             continue;
         }
         let y = items.row(item as usize);
-        let (c, p) = (c as f64, p as f64);
+        let (c, p) = (f64::from(c), f64::from(p));
         for (bi, &yi) in b.iter_mut().zip(y) {
-            *bi += c * p * yi as f64;
+            *bi += c * p * f64::from(yi);
         }
-        ys.extend(y.iter().map(|&v| v as f64));
-        ws.push(c - weights[item as usize] as f64);
+        ys.extend(y.iter().map(|&v| f64::from(v)));
+        ws.push(c - f64::from(weights[item as usize]));
     }
     kernels::syr_upper_f64(&mut a, &ys, &ws);
     for i in 0..dim {
@@ -913,6 +929,14 @@ pub fn fold_in(
 }
 
 #[cfg(test)]
+// Tests: small generated data (every index and count far inside its type), and floats
+// compared bit for bit on purpose.
+#[allow(
+    clippy::float_cmp,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 mod tests {
     use super::*;
     use crate::model::interactions::Entry;
@@ -934,8 +958,8 @@ mod tests {
 
     fn lcg(state: &mut u64) -> u64 {
         *state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         *state >> 33
     }
 
@@ -966,9 +990,9 @@ mod tests {
             .data
             .iter()
             .zip(&b.data)
-            .map(|(&x, &y)| ((x - y) as f64).powi(2))
+            .map(|(&x, &y)| f64::from(x - y).powi(2))
             .sum();
-        let den: f64 = b.data.iter().map(|&y| (y as f64).powi(2)).sum();
+        let den: f64 = b.data.iter().map(|&y| f64::from(y).powi(2)).sum();
         (num / den).sqrt()
     }
 
@@ -1030,7 +1054,7 @@ mod tests {
                 (cg.data[0], "CG"),
             ] {
                 assert!(
-                    (got as f64 - want).abs() < 1e-6,
+                    (f64::from(got) - want).abs() < 1e-6,
                     "{scaling:?} {what}: {got} vs {want}"
                 );
             }
@@ -1154,9 +1178,9 @@ mod tests {
         };
         let norms = |f: &Factors, r: usize| dot_f64(f.row(r), f.row(r));
         let want_count: f64 = (0..25)
-            .map(|u| (0.3f32 * data.user_row(u).0.len().max(1) as f32) as f64 * norms(&users, u))
+            .map(|u| f64::from(0.3f32 * data.user_row(u).0.len().max(1) as f32) * norms(&users, u))
             .chain((0..15).map(|i| {
-                (0.3f32 * data.item_row(i).0.len().max(1) as f32) as f64 * norms(&items, i)
+                f64::from(0.3f32 * data.item_row(i).0.len().max(1) as f32) * norms(&items, i)
             }))
             .sum();
         let got = penalty(RegularizationScaling::Count);
@@ -1667,7 +1691,7 @@ mod tests {
 
     /// `cargo test --release -p foryou --lib -- --ignored --nocapture bench_fit`
     #[test]
-    #[ignore]
+    #[ignore = "a timing run, not a check: see the command above"]
     fn bench_fit_6000x3700() {
         let (n_users, n_items) = (6000usize, 3700usize);
         let mut s = 12345u64;

@@ -92,7 +92,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// `y += a * x`, one FMA per element ([`super::kernels::axpy`]; the same bits on every CPU).
 #[inline]
 pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    super::kernels::axpy(y, a, x)
+    super::kernels::axpy(y, a, x);
 }
 
 /// f64 dot product of f32 slices, for losses and checks: 8 lanes in a fixed order
@@ -103,6 +103,14 @@ pub fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
 }
 
 #[cfg(test)]
+// Tests: small generated data (every index and count far inside its type), and floats
+// compared bit for bit on purpose.
+#[allow(
+    clippy::float_cmp,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 mod tests {
     use super::*;
 
@@ -120,7 +128,7 @@ mod tests {
         let e = Factors::random(10, 7, 42, 0);
         assert_eq!(e.row(9), a.row(9));
         assert_ne!(a.row(0), a.row(1));
-        let mean = a.data.iter().map(|&v| v as f64).sum::<f64>() / a.data.len() as f64;
+        let mean = a.data.iter().map(|&v| f64::from(v)).sum::<f64>() / a.data.len() as f64;
         assert!((mean - 0.005).abs() < 0.001, "mean {mean}");
     }
 
@@ -140,7 +148,7 @@ mod tests {
         let a: Vec<f32> = (0..67).map(|i| i as f32 * 0.5 - 3.0).collect();
         let b: Vec<f32> = (0..67).map(|i| 1.0 - i as f32 * 0.25).collect();
         let exact = dot_f64(&a, &b);
-        assert!((dot(&a, &b) as f64 - exact).abs() < 1e-3 * exact.abs());
+        assert!((f64::from(dot(&a, &b)) - exact).abs() < 1e-3 * exact.abs());
         assert_eq!(dot(&[], &[]), 0.0);
         assert_eq!(dot(&[1.0, 2.0], &[3.0]), 3.0);
     }

@@ -116,6 +116,8 @@ impl Default for FeedbackParams {
 /// order, then rounded to f32): what a refit trains with and what fold-in recomputes
 /// from the stored popularity. All exactly 1.0 when `ω = 0`, and when the mean is not
 /// a positive finite number (an empty or degenerate popularity).
+// f64 -> f32 on purpose: computed in f64, rounded once to the stored f32 precision.
+#[allow(clippy::cast_possible_truncation)]
 pub fn missing_weights(popularity: &[f32], exponent: f64) -> Vec<f32> {
     if exponent == 0.0 || popularity.is_empty() {
         return vec![1.0; popularity.len()];
@@ -124,7 +126,7 @@ pub fn missing_weights(popularity: &[f32], exponent: f64) -> Vec<f32> {
         .iter()
         // Every item of a model has at least one viewer; the floor keeps a negative
         // exponent finite for hand-made inputs.
-        .map(|&p| (p.max(1.0) as f64).powf(exponent))
+        .map(|&p| f64::from(p.max(1.0)).powf(exponent))
         .collect();
     let mean = raw.iter().sum::<f64>() / raw.len() as f64;
     if !(mean.is_finite() && mean > 0.0) {
@@ -142,20 +144,24 @@ impl FeedbackParams {
     }
 
     /// Confidence of a pair with summed non-skip watch ratio `ratio` (p = 1).
+    // f64 -> f32 on purpose: computed in f64, rounded once to the stored f32 precision.
+    #[allow(clippy::cast_possible_truncation)]
     pub fn watch_confidence(&self, ratio: f64) -> f32 {
         let r = ratio.clamp(0.0, MAX_PAIR_RATIO);
         let f = match self.confidence {
             Confidence::Binary => 1.0,
             Confidence::Linear => r,
             Confidence::Log => r.ln_1p(),
-            Confidence::Ratio => return (self.alpha as f64 * r) as f32,
+            Confidence::Ratio => return (f64::from(self.alpha) * r) as f32,
         };
-        (1.0 + self.alpha as f64 * f) as f32
+        (1.0 + f64::from(self.alpha) * f) as f32
     }
 
     /// Confidence of a pair that was only skipped, with summed skip weight `skips` (p = 0).
+    // f64 -> f32 on purpose: computed in f64, rounded once to the stored f32 precision.
+    #[allow(clippy::cast_possible_truncation)]
     pub fn skip_confidence(&self, skips: f64) -> f32 {
-        (1.0 + self.skip_weight as f64 * skips.clamp(0.0, MAX_SKIPS)) as f32
+        (1.0 + f64::from(self.skip_weight) * skips.clamp(0.0, MAX_SKIPS)) as f32
     }
 
     /// Recency weight of an event `age_seconds` older than the newest one.
@@ -255,11 +261,15 @@ impl IdMap {
         }
     }
 
+    // The hash's top bits: `shift` leaves fewer bits than the slot index needs.
+    #[allow(clippy::cast_possible_truncation)]
     #[inline]
     fn slot(&self, id: i64) -> usize {
-        ((id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+        (id.cast_unsigned().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
     }
 
+    // Indices below u32::MAX: fewer distinct ids than that (the map would need > 100 GB).
+    #[allow(clippy::cast_possible_truncation)]
     #[inline]
     fn index(&mut self, id: i64) -> u32 {
         if let Some((last, index)) = self.last {
@@ -289,6 +299,8 @@ impl IdMap {
         index
     }
 
+    // Indices below u32::MAX: fewer distinct ids than that (the map would need > 100 GB).
+    #[allow(clippy::cast_possible_truncation)]
     #[cold]
     fn grow(&mut self) {
         let size = self.slots.len() * 2;
@@ -305,6 +317,8 @@ impl IdMap {
     }
 
     /// The distinct ids ascending, and for each first-seen index its rank among them.
+    // Indices below u32::MAX: fewer distinct ids than that (the map would need > 100 GB).
+    #[allow(clippy::cast_possible_truncation)]
     fn into_sorted(self) -> (Vec<i64>, Vec<u32>) {
         let mut order: Vec<u32> = (0..self.ids.len() as u32).collect();
         order.sort_unstable_by_key(|&k| self.ids[k as usize]);
@@ -409,145 +423,40 @@ impl<'p> EventSink<'p> {
         let (user_ids, user_rank) = users.into_sorted();
         let (item_ids, item_rank) = items.into_sorted();
         let (n_users, n_items) = (user_ids.len(), item_ids.len());
-        // Dense indices in id order; with recency, each value becomes its event's mass
-        // (w·r for a watch, −w for a skip: the sign bit still marks skips, even when w
-        // underflows to 0).
-        let remap = |u: &mut u32, i: &mut u32| {
-            *u = user_rank[*u as usize];
-            *i = item_rank[*i as usize];
-        };
-        let decay = |v: &mut f64, t: i64| {
-            let w = params.recency((newest - t) as f64);
-            *v = if v.is_sign_negative() { -w } else { w * *v };
-        };
-        if parallel {
-            user.par_iter_mut()
-                .zip(item.par_iter_mut())
-                .for_each(|(u, i)| remap(u, i));
-            if !ts.is_empty() {
-                value
-                    .par_iter_mut()
-                    .zip(ts.par_iter())
-                    .for_each(|(v, &t)| decay(v, t));
-            }
-        } else {
-            user.iter_mut()
-                .zip(item.iter_mut())
-                .for_each(|(u, i)| remap(u, i));
-            value.iter_mut().zip(&ts).for_each(|(v, &t)| decay(v, t));
-        }
+        let ranks = (&user_rank[..], &item_rank[..]);
+        remap_and_decay(
+            params,
+            newest,
+            ranks,
+            (&mut user, &mut item, &mut value),
+            &ts,
+            parallel,
+        );
         drop(ts);
-        // Events grouped by user, in event order (a stable counting sort of their indices).
-        let mut event_ptr = vec![0usize; n_users + 1];
-        for &u in &user {
-            event_ptr[u as usize + 1] += 1;
-        }
-        for u in 0..n_users {
-            event_ptr[u + 1] += event_ptr[u];
-        }
-        let mut order = vec![0u32; n];
-        {
-            let mut next = event_ptr.clone();
-            for (e, &u) in user.iter().enumerate() {
-                order[next[u as usize]] = e as u32;
-                next[u as usize] += 1;
-            }
-        }
+        let (event_ptr, mut order) = group_by_user(&user, n_users);
         drop(user);
-        // Each user's events by item, ties in event order; count the distinct items.
-        let sort_row = |row: &mut [u32]| -> usize {
-            row.sort_unstable_by_key(|&e| (item[e as usize] as u64) << 32 | e as u64);
-            1 + row
-                .windows(2)
-                .filter(|w| item[w[0] as usize] != item[w[1] as usize])
-                .count()
-                - usize::from(row.is_empty())
-        };
         let mut event_rows = split_rows(&mut order, &event_ptr);
-        let pairs: Vec<usize> = if parallel {
-            event_rows.par_iter_mut().map(|r| sort_row(r)).collect()
-        } else {
-            event_rows.iter_mut().map(|r| sort_row(r)).collect()
-        };
+        let pairs = sort_rows_by_item(&item, &mut event_rows, parallel);
         let mut user_ptr = vec![0usize; n_users + 1];
         for u in 0..n_users {
             user_ptr[u + 1] = user_ptr[u] + pairs[u];
         }
-        let nnz = user_ptr[n_users];
-        // Each pair: R = Σ w·r over its watches, S = Σ w over its skips, in event order.
-        // Memory: a pair's item index overwrites the user's own slice of `order` (pair
-        // `k` of a row is written only after its events, all at positions >= k, were
-        // read), so that the peak holds the events plus 5 bytes per pair, not 12.
-        let mut user_conf = vec![0f32; nnz];
-        let mut watched_out = vec![false; nnz];
-        let aggregate = |events: &mut [u32], (conf_out, watched): (&mut [f32], &mut [bool])| {
-            let mut out = 0;
-            let mut at = 0;
-            while at < events.len() {
-                let i = item[events[at] as usize];
-                let (mut w, mut ratio, mut skips) = (false, 0.0, 0.0);
-                while at < events.len() && item[events[at] as usize] == i {
-                    let v = value[events[at] as usize];
-                    if v.is_sign_negative() {
-                        skips += -v;
-                    } else {
-                        w = true;
-                        ratio += v;
-                    }
-                    at += 1;
-                }
-                conf_out[out] = if w {
-                    params.watch_confidence(ratio)
-                } else {
-                    params.skip_confidence(skips)
-                };
-                watched[out] = w;
-                events[out] = i;
-                out += 1;
-            }
-        };
-        {
-            let out_rows: Vec<(&mut [f32], &mut [bool])> = split_rows(&mut user_conf, &user_ptr)
-                .into_iter()
-                .zip(split_rows(&mut watched_out, &user_ptr))
-                .collect();
-            if parallel {
-                event_rows
-                    .par_iter_mut()
-                    .zip(out_rows)
-                    .for_each(|(events, out)| aggregate(events, out));
-            } else {
-                event_rows
-                    .iter_mut()
-                    .zip(out_rows)
-                    .for_each(|(events, out)| aggregate(events, out));
-            }
-        }
+        let (user_conf, watched_out) = aggregate_pairs(
+            params,
+            (&item, &value),
+            &mut event_rows,
+            &user_ptr,
+            parallel,
+        );
         drop(event_rows);
         drop((item, value));
-        // Each row's items to the front of its slot (rows only move left: user_ptr[u] <=
-        // event_ptr[u]), then the spare capacity back to the allocator.
-        let mut user_items = order;
-        for u in 0..n_users {
-            user_items.copy_within(event_ptr[u]..event_ptr[u] + pairs[u], user_ptr[u]);
-        }
-        user_items.truncate(nnz);
-        user_items.shrink_to_fit();
+        let user_items = compact_rows(order, &event_ptr, &pairs, &user_ptr);
         let user_pref: Vec<f32> = watched_out
             .iter()
             .map(|&w| if w { 1.0 } else { 0.0 })
             .collect();
         drop(watched_out);
-        // Popularity counts viewers who watched, not those who swiped it away.
-        let mut popularity = vec![0f32; n_items];
-        let mut skipped_pairs = 0;
-        for (&i, &p) in user_items.iter().zip(&user_pref) {
-            if p == 1.0 {
-                popularity[i as usize] += 1.0;
-            } else {
-                skipped_pairs += 1;
-            }
-        }
+        let (popularity, skipped_pairs) = watched_popularity(&user_items, &user_pref, n_items);
         let mut data = Interactions::from_user_rows(
             n_users, n_items, user_ptr, user_items, user_conf, user_pref,
         );
@@ -562,6 +471,178 @@ impl<'p> EventSink<'p> {
     }
 }
 
+/// [`EventSink::finish`], step 1: dense indices in id order (`ranks`: each first-seen
+/// index's rank, users then items); with recency (`ts` not empty), each value becomes its
+/// event's mass (w·r for a watch, −w for a skip: the sign bit still marks skips, even
+/// when w underflows to 0).
+fn remap_and_decay(
+    params: &FeedbackParams,
+    newest: i64,
+    (user_rank, item_rank): (&[u32], &[u32]),
+    (user, item, value): (&mut [u32], &mut [u32], &mut [f64]),
+    ts: &[i64],
+    parallel: bool,
+) {
+    let remap = |u: &mut u32, i: &mut u32| {
+        *u = user_rank[*u as usize];
+        *i = item_rank[*i as usize];
+    };
+    let decay = |v: &mut f64, t: i64| {
+        let w = params.recency((newest - t) as f64);
+        *v = if v.is_sign_negative() { -w } else { w * *v };
+    };
+    if parallel {
+        user.par_iter_mut()
+            .zip(item.par_iter_mut())
+            .for_each(|(u, i)| remap(u, i));
+        if !ts.is_empty() {
+            value
+                .par_iter_mut()
+                .zip(ts.par_iter())
+                .for_each(|(v, &t)| decay(v, t));
+        }
+    } else {
+        user.iter_mut()
+            .zip(item.iter_mut())
+            .for_each(|(u, i)| remap(u, i));
+        value.iter_mut().zip(ts).for_each(|(v, &t)| decay(v, t));
+    }
+}
+
+/// [`EventSink::finish`], step 2: events grouped by user, in event order (a stable
+/// counting sort of their indices): the CSR pointers over users, and the event indices.
+// Event indices below u32::MAX: a model's entries are u32-indexed (Interactions).
+#[allow(clippy::cast_possible_truncation)]
+fn group_by_user(user: &[u32], n_users: usize) -> (Vec<usize>, Vec<u32>) {
+    let mut event_ptr = vec![0usize; n_users + 1];
+    for &u in user {
+        event_ptr[u as usize + 1] += 1;
+    }
+    for u in 0..n_users {
+        event_ptr[u + 1] += event_ptr[u];
+    }
+    let mut order = vec![0u32; user.len()];
+    let mut next = event_ptr.clone();
+    for (e, &u) in user.iter().enumerate() {
+        order[next[u as usize]] = e as u32;
+        next[u as usize] += 1;
+    }
+    (event_ptr, order)
+}
+
+/// [`EventSink::finish`], step 3: each user's events by item, ties in event order;
+/// returns each user's number of distinct items (pairs).
+fn sort_rows_by_item(item: &[u32], event_rows: &mut [&mut [u32]], parallel: bool) -> Vec<usize> {
+    let sort_row = |row: &mut [u32]| -> usize {
+        row.sort_unstable_by_key(|&e| u64::from(item[e as usize]) << 32 | u64::from(e));
+        1 + row
+            .windows(2)
+            .filter(|w| item[w[0] as usize] != item[w[1] as usize])
+            .count()
+            - usize::from(row.is_empty())
+    };
+    if parallel {
+        event_rows.par_iter_mut().map(|r| sort_row(r)).collect()
+    } else {
+        event_rows.iter_mut().map(|r| sort_row(r)).collect()
+    }
+}
+
+/// [`EventSink::finish`], step 4: each pair's confidence and whether it was watched, from
+/// R = Σ w·r over its watches, S = Σ w over its skips, in event order.
+/// Memory: a pair's item index overwrites the user's own slice of `order` (pair `k` of a
+/// row is written only after its events, all at positions >= k, were read), so that the
+/// peak holds the events plus 5 bytes per pair, not 12.
+fn aggregate_pairs(
+    params: &FeedbackParams,
+    (item, value): (&[u32], &[f64]),
+    event_rows: &mut [&mut [u32]],
+    user_ptr: &[usize],
+    parallel: bool,
+) -> (Vec<f32>, Vec<bool>) {
+    let nnz = user_ptr[user_ptr.len() - 1];
+    let mut user_conf = vec![0f32; nnz];
+    let mut watched_out = vec![false; nnz];
+    let aggregate = |events: &mut [u32], (conf_out, watched): (&mut [f32], &mut [bool])| {
+        let mut out = 0;
+        let mut at = 0;
+        while at < events.len() {
+            let i = item[events[at] as usize];
+            let (mut w, mut ratio, mut skips) = (false, 0.0, 0.0);
+            while at < events.len() && item[events[at] as usize] == i {
+                let v = value[events[at] as usize];
+                if v.is_sign_negative() {
+                    skips += -v;
+                } else {
+                    w = true;
+                    ratio += v;
+                }
+                at += 1;
+            }
+            conf_out[out] = if w {
+                params.watch_confidence(ratio)
+            } else {
+                params.skip_confidence(skips)
+            };
+            watched[out] = w;
+            events[out] = i;
+            out += 1;
+        }
+    };
+    {
+        let out_rows: Vec<(&mut [f32], &mut [bool])> = split_rows(&mut user_conf, user_ptr)
+            .into_iter()
+            .zip(split_rows(&mut watched_out, user_ptr))
+            .collect();
+        if parallel {
+            event_rows
+                .par_iter_mut()
+                .zip(out_rows)
+                .for_each(|(events, out)| aggregate(events, out));
+        } else {
+            event_rows
+                .iter_mut()
+                .zip(out_rows)
+                .for_each(|(events, out)| aggregate(events, out));
+        }
+    }
+    (user_conf, watched_out)
+}
+
+/// [`EventSink::finish`], step 5: each row's items (written by [`aggregate_pairs`] at the
+/// front of its events' slot) moved to the front of its pair slot (rows only move left:
+/// `user_ptr[u] <= event_ptr[u]`), then the spare capacity back to the allocator.
+fn compact_rows(
+    mut order: Vec<u32>,
+    event_ptr: &[usize],
+    pairs: &[usize],
+    user_ptr: &[usize],
+) -> Vec<u32> {
+    for u in 0..pairs.len() {
+        order.copy_within(event_ptr[u]..event_ptr[u] + pairs[u], user_ptr[u]);
+    }
+    order.truncate(user_ptr[pairs.len()]);
+    order.shrink_to_fit();
+    order
+}
+
+/// [`EventSink::finish`], step 6: popularity counts viewers who watched, not those who
+/// swiped it away; also the number of skipped-only pairs.
+// Exactly 1.0 on purpose: the preference of a watched pair is set to 1.0, not computed.
+#[allow(clippy::float_cmp)]
+fn watched_popularity(user_items: &[u32], user_pref: &[f32], n_items: usize) -> (Vec<f32>, usize) {
+    let mut popularity = vec![0f32; n_items];
+    let mut skipped_pairs = 0;
+    for (&i, &p) in user_items.iter().zip(user_pref) {
+        if p == 1.0 {
+            popularity[i as usize] += 1.0;
+        } else {
+            skipped_pairs += 1;
+        }
+    }
+    (popularity, skipped_pairs)
+}
+
 /// `data` cut into the rows of a CSR pointer array (`ptr[0] = 0`, `ptr.last() = len`).
 fn split_rows<'a, T>(mut data: &'a mut [T], ptr: &[usize]) -> Vec<&'a mut [T]> {
     let mut rows = Vec::with_capacity(ptr.len().saturating_sub(1));
@@ -574,6 +655,14 @@ fn split_rows<'a, T>(mut data: &'a mut [T], ptr: &[usize]) -> Vec<&'a mut [T]> {
 }
 
 #[cfg(test)]
+// Tests: small generated data (every index and count far inside its type), and floats
+// compared bit for bit on purpose.
+#[allow(
+    clippy::float_cmp,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 mod tests {
     use super::*;
     use crate::model::interactions::Entry;
@@ -588,17 +677,19 @@ mod tests {
         }
         distinct.dedup();
         let index = if ids.len() < PARALLEL_FROM {
-            ids.iter().map(|id| distinct_index(&distinct, id)).collect()
+            ids.iter()
+                .map(|id| distinct_index(&distinct, *id))
+                .collect()
         } else {
             ids.par_iter()
-                .map(|id| distinct_index(&distinct, id))
+                .map(|id| distinct_index(&distinct, *id))
                 .collect()
         };
         (distinct, index)
     }
 
-    fn distinct_index(distinct: &[i64], id: &i64) -> u32 {
-        distinct.binary_search(id).expect("id present") as u32
+    fn distinct_index(distinct: &[i64], id: i64) -> u32 {
+        distinct.binary_search(&id).expect("id present") as u32
     }
 
     /// The previous implementation (stable sorts of all events by pair key): the
@@ -608,7 +699,7 @@ mod tests {
         let (items, item_index) = dense_ids(events.item_ids);
         // Per event: pair key, whether it is a skip, its mass (w·r for a watch, w for a skip).
         let event = |e: usize| {
-            let key = (user_index[e] as u64) << 32 | item_index[e] as u64;
+            let key = u64::from(user_index[e]) << 32 | u64::from(item_index[e]);
             let weight = params.recency((newest - events.ts[e]) as f64);
             let (watch, duration) = (events.watch_time[e], events.duration[e]);
             if params.is_skip(watch, duration) {
@@ -691,8 +782,8 @@ mod tests {
 
     fn lcg(state: &mut u64) -> u64 {
         *state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         *state >> 33
     }
 

@@ -63,6 +63,8 @@ type Csr = (Vec<usize>, Vec<u32>, Vec<f32>, Vec<f32>);
 
 /// Counting sort by row, then sort each row by column: deterministic for any input
 /// order when (row, column) pairs are unique.
+// Indices below u32::MAX: users and items are u32 indices (the model's index space).
+#[allow(clippy::cast_possible_truncation)]
 #[cfg(test)]
 fn build_csr(
     n_rows: usize,
@@ -194,6 +196,8 @@ impl Interactions {
     /// # Panics
     /// If the arrays are inconsistent (`user_ptr` not of length `n_users + 1` or not
     /// ending at the number of entries, an item out of range).
+    // Indices below u32::MAX: users and items are u32 indices (the model's index space).
+    #[allow(clippy::cast_possible_truncation)]
     pub fn from_user_rows(
         n_users: usize,
         n_items: usize,
@@ -292,6 +296,8 @@ impl Interactions {
     }
 
     /// Whether every unobserved pair has weight exactly 1 (the uniform model).
+    // Exactly 1.0 on purpose: the default weights are set to 1.0, not computed.
+    #[allow(clippy::float_cmp)]
     pub fn uniform_missing_weight(&self) -> bool {
         self.missing_weight.iter().all(|&w| w == 1.0)
     }
@@ -314,18 +320,26 @@ impl Interactions {
 
     /// Sum of all confidences (f64, fixed order).
     pub fn total_confidence(&self) -> f64 {
-        self.user_conf.iter().map(|&c| c as f64).sum()
+        self.user_conf.iter().map(|&c| f64::from(c)).sum()
     }
 }
 
 #[cfg(test)]
+// Tests: small generated data (every index and count far inside its type), and floats
+// compared bit for bit on purpose.
+#[allow(
+    clippy::float_cmp,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 mod tests {
     use super::*;
 
     fn lcg(state: &mut u64) -> u64 {
         *state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         *state >> 33
     }
 

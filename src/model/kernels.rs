@@ -47,6 +47,20 @@
 //! checked (or clamped) before the loop, and masked loads/stores touch only in-bounds
 //! lanes.
 
+// The hot arithmetic stays as written (its exact operation sequence is the contract above):
+// - `as` casts between float widths and lane counts/masks are exact here or intended;
+// - `#[inline(always)]` on the bodies: each must be inlined into its `#[target_feature]`
+//   caller to be compiled with that caller's features (LLVM will not inline across them);
+// - `use std::arch::x86_64::*` in the SIMD bodies: the intrinsics, by their Intel names.
+#![allow(
+    clippy::cast_lossless,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::inline_always,
+    clippy::wildcard_imports
+)]
+
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Number of partial sums of [`dot`] (the lane layout every level reproduces).
@@ -175,7 +189,9 @@ fn axpy_body(y: &mut [f32], a: f32, x: &[f32]) {
 #[inline(always)]
 fn gemv_body(g: &[f32], v: &[f32], out: &mut [f32]) {
     let n = out.len();
-    out.iter_mut().for_each(|o| *o = 0.0);
+    for o in out.iter_mut() {
+        *o = 0.0;
+    }
     for (j, &vj) in v.iter().enumerate() {
         let row = &g[j * n..(j + 1) * n];
         for (o, &gjk) in out.iter_mut().zip(row) {
@@ -195,7 +211,7 @@ fn syr_body(acc: &mut [f64], xs: &[f64], ws: &[f64]) {
         r += 4;
     }
     while r < ws.len() {
-        syr_block::<1>(acc, &xs[r * dim..(r + 1) * dim], &ws[r..r + 1], dim);
+        syr_block::<1>(acc, &xs[r * dim..(r + 1) * dim], &ws[r..=r], dim);
         r += 1;
     }
 }
@@ -296,7 +312,7 @@ pub fn dot_at(level: Level, a: &[f32], b: &[f32]) -> f32 {
 /// once and the per-row kernel inlined into the loop (a catalogue scan calls this).
 #[inline]
 pub fn dot_rows(query: &[f32], data: &[f32], out: &mut [f32]) {
-    dot_rows_at(level(), query, data, out)
+    dot_rows_at(level(), query, data, out);
 }
 
 /// [`dot_rows`] at a given level (must be supported; lower levels are always fine).
@@ -322,7 +338,7 @@ pub fn dot_rows_at(level: Level, query: &[f32], data: &[f32], out: &mut [f32]) {
 /// `y += a·x` element-wise (one FMA per element), over the common length.
 #[inline]
 pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    axpy_at(level(), y, a, x)
+    axpy_at(level(), y, a, x);
 }
 
 pub fn axpy_at(level: Level, y: &mut [f32], a: f32, x: &[f32]) {
@@ -346,7 +362,7 @@ pub fn axpy_at(level: Level, y: &mut [f32], a: f32, x: &[f32]) {
 /// If `g.len() != n²` or `v.len() != n`.
 #[inline]
 pub fn gemv_sym(g: &[f32], v: &[f32], out: &mut [f32]) {
-    gemv_sym_at(level(), g, v, out)
+    gemv_sym_at(level(), g, v, out);
 }
 
 pub fn gemv_sym_at(level: Level, g: &[f32], v: &[f32], out: &mut [f32]) {
@@ -376,7 +392,7 @@ where
     F: FnMut(usize) -> Option<G>,
     G: FnOnce(f32) -> f32,
 {
-    gather_dot_axpy_at(level(), table, cols, v, acc, coef)
+    gather_dot_axpy_at(level(), table, cols, v, acc, coef);
 }
 
 pub fn gather_dot_axpy_at<F, G>(
@@ -428,7 +444,7 @@ pub fn gather_dot_axpy_at<F, G>(
 /// If `xs.len() != ws.len()·n` or `acc.len() != n²`.
 #[inline]
 pub fn syr_upper_f64(acc: &mut [f64], xs: &[f64], ws: &[f64]) {
-    syr_upper_f64_at(level(), acc, xs, ws)
+    syr_upper_f64_at(level(), acc, xs, ws);
 }
 
 pub fn syr_upper_f64_at(level: Level, acc: &mut [f64], xs: &[f64], ws: &[f64]) {
@@ -653,7 +669,7 @@ mod x86 {
         G: FnOnce(f32) -> f32,
     {
         let dim = v.len();
-        // SAFETY (all arms): the caller's guarantees, passed on unchanged.
+        // SAFETY: (all arms) the caller's guarantees, passed on unchanged.
         unsafe {
             match dim {
                 16 => return gather_avx512_regs::<1, F, G>(table, cols, v, acc, coef),
@@ -716,7 +732,7 @@ mod x86 {
                 // SAFETY: `ahead` is a checked row index, so the address is inside
                 // `table`; a prefetch reads nothing architecturally.
                 unsafe {
-                    let p = base.add(ahead as usize * dim) as *const i8;
+                    let p = base.add(ahead as usize * dim).cast::<i8>();
                     for line in (0..dim * 4).step_by(64) {
                         _mm_prefetch::<_MM_HINT_T0>(p.add(line));
                     }
@@ -746,7 +762,7 @@ mod x86 {
     /// AVX-512F present; shapes as `syr_upper_f64_at` checks.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn syr_avx512(acc: &mut [f64], xs: &[f64], ws: &[f64]) {
-        syr_body(acc, xs, ws)
+        syr_body(acc, xs, ws);
     }
 
     // -- AVX2 + FMA -----------------------------------------------------------------------
@@ -849,7 +865,7 @@ mod x86 {
     /// AVX2 and FMA present; `y.len() == x.len()`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn axpy_avx2(y: &mut [f32], a: f32, x: &[f32]) {
-        axpy_body(y, a, x)
+        axpy_body(y, a, x);
     }
 
     /// # Safety
@@ -895,7 +911,7 @@ mod x86 {
         G: FnOnce(f32) -> f32,
     {
         let dim = v.len();
-        // SAFETY (all arms): the caller's guarantees, passed on unchanged.
+        // SAFETY: (all arms) the caller's guarantees, passed on unchanged.
         unsafe {
             match dim {
                 16 => return gather_avx2_regs::<2, F, G>(table, cols, v, acc, coef),
@@ -948,7 +964,7 @@ mod x86 {
             if let Some(&ahead) = cols.get(k + PREFETCH_AHEAD) {
                 // SAFETY: a checked row index; a prefetch reads nothing architecturally.
                 unsafe {
-                    let p = base.add(ahead as usize * dim) as *const i8;
+                    let p = base.add(ahead as usize * dim).cast::<i8>();
                     for line in (0..dim * 4).step_by(64) {
                         _mm_prefetch::<_MM_HINT_T0>(p.add(line));
                     }
@@ -989,18 +1005,26 @@ mod x86 {
     /// AVX2 and FMA present; shapes as `syr_upper_f64_at` checks.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn syr_avx2(acc: &mut [f64], xs: &[f64], ws: &[f64]) {
-        syr_body(acc, xs, ws)
+        syr_body(acc, xs, ws);
     }
 }
 
 #[cfg(test)]
+// Tests: small generated data (every index and count far inside its type), and floats
+// compared bit for bit on purpose.
+#[allow(
+    clippy::float_cmp,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 mod tests {
     use super::*;
 
     fn lcg(s: &mut u64) -> u64 {
         *s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         *s >> 33
     }
 
@@ -1082,9 +1106,9 @@ mod tests {
             // Rows of a table, gathered with a coefficient that depends on the dot.
             let table = values(n * 37, &mut s);
             let cols: Vec<u32> = (0..60).map(|_| (lcg(&mut s) % 37) as u32).collect();
-            let conf = values(60, &mut s);
+            let confidence = values(60, &mut s);
             let coef = |k: usize| {
-                let ck = conf[k];
+                let ck = confidence[k];
                 (ck != 0.0).then_some(move |t: f32| ck * 2.0 - t)
             };
             let mut acc_want = values(n, &mut s);
@@ -1093,10 +1117,10 @@ mod tests {
             // The fused kernel is dot then axpy.
             let mut acc_sep = acc0.clone();
             for (k, &c) in cols.iter().enumerate() {
-                if conf[k] != 0.0 {
+                if confidence[k] != 0.0 {
                     let y = &table[c as usize * n..(c as usize + 1) * n];
                     let t = dot_at(Level::Scalar, y, &v);
-                    axpy_at(Level::Scalar, &mut acc_sep, conf[k] * 2.0 - t, y);
+                    axpy_at(Level::Scalar, &mut acc_sep, confidence[k] * 2.0 - t, y);
                 }
             }
             assert_eq!(bits(&acc_sep), bits(&acc_want));

@@ -98,7 +98,7 @@ mod tests {
         // B: all zero.
         assert!((m.precision - (2.0 / 3.0) / 2.0).abs() < 1e-12);
         assert!((m.recall - 0.5).abs() < 1e-12);
-        assert!((m.map - ((1.0 + 2.0 / 3.0) / 2.0) / 2.0).abs() < 1e-12);
+        assert!((m.map - f64::midpoint(1.0, 2.0 / 3.0) / 2.0).abs() < 1e-12);
         let ndcg_a = 1.5 / (1.0 + 1.0 / 3f64.log2());
         assert!((m.ndcg - ndcg_a / 2.0).abs() < 1e-12);
         assert!((m.coverage - 6.0 / 10.0).abs() < 1e-12);

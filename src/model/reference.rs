@@ -15,6 +15,9 @@
 //! and `w_i = pop_i^ω / mean_j(pop_j^ω)` (`pop_i`: distinct users with an observed pair
 //! on item `i`; `ω = 0` gives `w_i = 1`, the uniform model of Hu, Koren, Volinsky 2008).
 
+// Test-only reference code: f64 results rounded to f32 on purpose, as the solver does.
+#![allow(clippy::cast_possible_truncation)]
+
 use super::als::{
     check_finite, check_inputs, AlsParams, FitReport, ModelError, RegularizationScaling,
 };
@@ -65,7 +68,7 @@ pub fn user_step(
 ) -> Factors {
     let w = &data.missing_weight;
     exact_step(data.by_user(), items, regularization, scaling, |_, j| {
-        w[j] as f64
+        f64::from(w[j])
     })
 }
 
@@ -79,7 +82,7 @@ pub fn item_step(
 ) -> Factors {
     let w = &data.missing_weight;
     exact_step(data.by_item(), users, regularization, scaling, |i, _| {
-        w[i] as f64
+        f64::from(w[i])
     })
 }
 
@@ -116,23 +119,23 @@ fn exact_step(
             let m = missing(u, j);
             for a in 0..f {
                 for b in 0..f {
-                    a_mat[a * f + b] += m * y[a] as f64 * y[b] as f64;
+                    a_mat[a * f + b] += m * f64::from(y[a]) * f64::from(y[b]);
                 }
             }
         }
-        let lambda = scaling.row_lambda(regularization, cols.len()) as f64;
+        let lambda = f64::from(scaling.row_lambda(regularization, cols.len()));
         for k in 0..f {
             a_mat[k * f + k] += lambda;
         }
         let mut b = vec![0.0f64; f];
         for k in 0..cols.len() {
             let y = fixed.row(cols[k] as usize);
-            let (c, p) = (conf[k] as f64, pref[k] as f64);
+            let (c, p) = (f64::from(conf[k]), f64::from(pref[k]));
             let m = missing(u, cols[k] as usize);
             for a in 0..f {
-                b[a] += c * p * y[a] as f64;
+                b[a] += c * p * f64::from(y[a]);
                 for bb in 0..f {
-                    a_mat[a * f + bb] += (c - m) * y[a] as f64 * y[bb] as f64;
+                    a_mat[a * f + bb] += (c - m) * f64::from(y[a]) * f64::from(y[bb]);
                 }
             }
         }
@@ -156,12 +159,12 @@ pub fn loss_dense(
     let (nu, ni) = (data.n_users, data.n_items);
     // Dense (c, p), unobserved = (w_i, 0).
     let mut cp: Vec<(f64, f64)> = (0..nu * ni)
-        .map(|k| (data.missing_weight[k % ni] as f64, 0.0))
+        .map(|k| (f64::from(data.missing_weight[k % ni]), 0.0))
         .collect();
     for u in 0..nu {
         let (cols, conf, pref) = data.user_row(u);
         for k in 0..cols.len() {
-            cp[u * ni + cols[k] as usize] = (conf[k] as f64, pref[k] as f64);
+            cp[u * ni + cols[k] as usize] = (f64::from(conf[k]), f64::from(pref[k]));
         }
     }
     let mut l = 0.0f64;
@@ -173,11 +176,11 @@ pub fn loss_dense(
         }
     }
     for u in 0..nu {
-        let lambda = scaling.row_lambda(regularization, data.user_row(u).0.len()) as f64;
+        let lambda = f64::from(scaling.row_lambda(regularization, data.user_row(u).0.len()));
         l += lambda * dot_f64(users.row(u), users.row(u));
     }
     for i in 0..ni {
-        let lambda = scaling.row_lambda(regularization, data.item_row(i).0.len()) as f64;
+        let lambda = f64::from(scaling.row_lambda(regularization, data.item_row(i).0.len()));
         l += lambda * dot_f64(items.row(i), items.row(i));
     }
     let denom: f64 = cp.iter().map(|&(c, _)| c).sum();
@@ -195,8 +198,8 @@ mod tests {
         for u in 0..25u32 {
             for i in 0..18u32 {
                 s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
                 let r = s >> 33;
                 if r.is_multiple_of(4) {
                     let skip = r.is_multiple_of(3);
@@ -267,11 +270,11 @@ mod tests {
                     S::Sqrt => n.sqrt(),
                 }
             };
-            let w = |i: usize| data.missing_weight[i] as f64;
+            let w = |i: usize| f64::from(data.missing_weight[i]);
             let dense = |u: usize, i: usize| {
                 let (cols, conf, pref) = data.user_row(u);
                 match cols.iter().position(|&j| j as usize == i) {
-                    Some(k) => (conf[k] as f64, pref[k] as f64),
+                    Some(k) => (f64::from(conf[k]), f64::from(pref[k])),
                     None => (w(i), 0.0),
                 }
             };
@@ -286,12 +289,12 @@ mod tests {
                     let y = items.row(i);
                     let t = dot_f64(x, y);
                     for a in 0..4 {
-                        grad[a] += c * (t - p) * y[a] as f64;
+                        grad[a] += c * (t - p) * f64::from(y[a]);
                     }
                 }
                 let lambda_u = lambda(data.user_row(u).1);
                 for a in 0..4 {
-                    grad[a] += lambda_u * x[a] as f64;
+                    grad[a] += lambda_u * f64::from(x[a]);
                     assert!(
                         grad[a].abs() < 1e-5,
                         "ω {omega}, {scaling:?}, user {u}: gradient {grad:?}"
@@ -307,12 +310,12 @@ mod tests {
                     let x = users.row(u);
                     let t = dot_f64(x, y);
                     for a in 0..4 {
-                        grad[a] += c * (t - p) * x[a] as f64;
+                        grad[a] += c * (t - p) * f64::from(x[a]);
                     }
                 }
                 let lambda_i = lambda(data.item_row(i).1);
                 for a in 0..4 {
-                    grad[a] += lambda_i * y[a] as f64;
+                    grad[a] += lambda_i * f64::from(y[a]);
                     assert!(
                         grad[a].abs() < 1e-4,
                         "ω {omega}, item {i}: gradient {grad:?}"

@@ -12,6 +12,19 @@
 //! The result of a first pass only selects candidates (within its bound), so its
 //! summation order is free. The f32 scan is [`kernels::dot_rows`].
 
+// The quantising arithmetic stays as written (the error bounds are proven for it):
+// - `as` casts: float widths and quantised values clamped to the target range before the
+//   cast (`clamp(-127.0, 127.0)`, `q + 128` in 1..=255, byte reinterpretation of the
+//   query bytes), row indices below `rows` (the u32 index space of `topk`);
+// - `use std::arch::x86_64::*` in the SIMD bodies: the intrinsics, by their Intel names.
+#![allow(
+    clippy::cast_lossless,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::wildcard_imports
+)]
+
 use super::factors::{dot, Factors};
 use super::kernels::{self, Level};
 
@@ -65,7 +78,7 @@ pub fn dot_rows_half(query: &[f32], data: &[u16], out: &mut [f32]) {
         // SAFETY: `level` returns Avx2 only when AVX2 and FMA were detected; F16C is
         // checked here.
         Level::Avx2 if std::arch::is_x86_feature_detected!("f16c") => unsafe {
-            dot_half_avx2(query, data, out)
+            dot_half_avx2(query, data, out);
         },
         _ => dot_half_loop(query, data, out),
     }
@@ -83,8 +96,12 @@ unsafe fn dot_half_avx512(query: &[f32], data: &[u16], out: &mut [f32]) {
         for c in 0..full {
             // SAFETY: c * 16 + 16 <= split <= dim = query.len() = row.len(): the 16-float
             // load and the 16-half (32-byte) load read inside their slices.
-            let q = _mm512_loadu_ps(query.as_ptr().add(c * 16));
-            let h = _mm256_loadu_si256(row.as_ptr().add(c * 16).cast());
+            let (q, h) = unsafe {
+                (
+                    _mm512_loadu_ps(query.as_ptr().add(c * 16)),
+                    _mm256_loadu_si256(row.as_ptr().add(c * 16).cast()),
+                )
+            };
             acc = _mm512_fmadd_ps(q, _mm512_cvtph_ps(h), acc);
         }
         let mut total = _mm512_reduce_add_ps(acc);
@@ -107,11 +124,16 @@ unsafe fn dot_half_avx2(query: &[f32], data: &[u16], out: &mut [f32]) {
         for c in 0..full {
             // SAFETY: c * 8 + 8 <= split <= dim = query.len() = row.len(): the 8-float
             // load and the 8-half (16-byte) load read inside their slices.
-            let q = _mm256_loadu_ps(query.as_ptr().add(c * 8));
-            let h = _mm_loadu_si128(row.as_ptr().add(c * 8).cast());
+            let (q, h) = unsafe {
+                (
+                    _mm256_loadu_ps(query.as_ptr().add(c * 8)),
+                    _mm_loadu_si128(row.as_ptr().add(c * 8).cast()),
+                )
+            };
             acc[c & 1] = _mm256_fmadd_ps(q, _mm256_cvtph_ps(h), acc[c & 1]);
         }
-        let mut total = hsum_avx(_mm256_add_ps(acc[0], acc[1]));
+        // SAFETY: this function's features (AVX2) include AVX, all `hsum_avx` needs.
+        let mut total = unsafe { hsum_avx(_mm256_add_ps(acc[0], acc[1])) };
         for (q, &h) in query[split..].iter().zip(&row[split..]) {
             total = q.mul_add(half::f16::from_bits(h).to_f32(), total);
         }
@@ -177,7 +199,7 @@ const NORM_FLOOR: f32 = 1e-15;
 
 /// Slack kept in every rounding argument below: `|y/s − round(y/s)| ≤ 1/2 + 2⁻¹⁷`
 /// (f32 division is within 2⁻²⁴ relative of `y/s`, and `|y/s| ≤ 127·(1 + 2⁻²³)`).
-const HALF_STEP: f32 = 0.5 + 1.0 / 131072.0;
+const HALF_STEP: f32 = 0.5 + 1.0 / 131_072.0;
 
 impl Int8Factors {
     /// None when a value is not finite or the matrix is empty (the f32 scan is used).
@@ -411,7 +433,7 @@ unsafe fn int8_candidates_vnni(
         for (g, &w) in query.words.iter().enumerate() {
             // SAFETY: block < rows.div_ceil(16) = the number of blocks, g < groups, so
             // base + g * 64 + 64 <= data.len() (blocks * groups * 64).
-            let y = _mm512_loadu_si512(items.data.as_ptr().add(base + g * 64).cast());
+            let y = unsafe { _mm512_loadu_si512(items.data.as_ptr().add(base + g * 64).cast()) };
             acc[g & 3] = _mm512_dpbusd_epi32(acc[g & 3], y, _mm512_set1_epi32(w));
         }
         let sum = _mm512_add_epi32(
@@ -420,8 +442,12 @@ unsafe fn int8_candidates_vnni(
         );
         let first = block * INT8_BLOCK;
         // SAFETY: scale and l1 hold blocks * 16 values, first + 16 <= that.
-        let s = _mm512_loadu_ps(items.scale.as_ptr().add(first));
-        let l1 = _mm512_loadu_ps(items.l1.as_ptr().add(first));
+        let (s, l1) = unsafe {
+            (
+                _mm512_loadu_ps(items.scale.as_ptr().add(first)),
+                _mm512_loadu_ps(items.l1.as_ptr().add(first)),
+            )
+        };
         let mut a = _mm512_mul_ps(
             _mm512_mul_ps(t, s),
             _mm512_cvtepi32_ps(_mm512_sub_epi32(sum, offset)),
@@ -429,10 +455,9 @@ unsafe fn int8_candidates_vnni(
         let mut b = _mm512_fmadd_ps(c_scale, s, _mm512_mul_ps(c_l1, l1));
         if let Some(inv) = query.cosine {
             // SAFETY: inv_norm holds blocks * 16 values, first + 16 <= that.
-            let w = _mm512_mul_ps(
-                _mm512_set1_ps(inv),
-                _mm512_loadu_ps(items.inv_norm.as_ptr().add(first)),
-            );
+            let w = _mm512_mul_ps(_mm512_set1_ps(inv), unsafe {
+                _mm512_loadu_ps(items.inv_norm.as_ptr().add(first))
+            });
             a = _mm512_mul_ps(a, w);
             let slack = _mm512_set1_ps(4e-6);
             b = _mm512_fmadd_ps(
@@ -446,8 +471,10 @@ unsafe fn int8_candidates_vnni(
             continue;
         }
         // SAFETY: both arrays hold 16 f32.
-        _mm512_storeu_ps(a_lanes.as_mut_ptr(), a);
-        _mm512_storeu_ps(b_lanes.as_mut_ptr(), b);
+        unsafe {
+            _mm512_storeu_ps(a_lanes.as_mut_ptr(), a);
+            _mm512_storeu_ps(b_lanes.as_mut_ptr(), b);
+        }
         while mask != 0 {
             let r = mask.trailing_zeros() as usize;
             mask &= mask - 1;
@@ -558,7 +585,7 @@ mod tests {
                     let mut v = Vec::new();
                     // SAFETY: `vnni` confirmed the features.
                     unsafe {
-                        int8_candidates_vnni(&query, &int8, from, to, f32::NEG_INFINITY, &mut v)
+                        int8_candidates_vnni(&query, &int8, from, to, f32::NEG_INFINITY, &mut v);
                     };
                     let want: Vec<_> = loop_out[from..to].to_vec();
                     assert_eq!(v.len(), want.len());

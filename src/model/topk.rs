@@ -3,6 +3,10 @@
 //! Ordering everywhere: higher score first; equal scores (including `0.0` vs `-0.0`) by
 //! lower index first; NaN scores rank below every number.
 
+// Row indices are cast `usize as u32` in the scans' hot loops: `two_pass` clamps the rows
+// to `u32::MAX` and the factor matrices index items with u32 (as `Interactions` does).
+#![allow(clippy::cast_possible_truncation)]
+
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
@@ -19,7 +23,7 @@ struct Cand {
 
 impl Cand {
     /// Better-first comparison of two candidates.
-    fn better_first(&self, other: &Self) -> Ordering {
+    fn better_first(self, other: Self) -> Ordering {
         let by_score = match (self.score.is_nan(), other.score.is_nan()) {
             (false, false) => other
                 .score
@@ -46,7 +50,7 @@ impl PartialOrd for Cand {
 }
 impl Ord for Cand {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.better_first(other)
+        self.better_first(*other)
     }
 }
 
@@ -188,7 +192,7 @@ pub fn top_k_dot_bounded(
         dot_rows(query, items.row(i), &mut s);
         s[0]
     };
-    match first_pass(query, items, first).and_then(|c| two_pass(items.rows, k, exclude, c, &exact))
+    match first_pass(query, items, first).and_then(|c| two_pass(items.rows, k, exclude, &c, &exact))
     {
         Some(ranked) => ranked,
         None => top_k_dot(query, items, k, exclude),
@@ -219,7 +223,7 @@ pub fn top_k_cosine_bounded(
         cosine(s[0], nq, norms[i])
     };
     let ranked = Int8Query::cosine(query, nq, int8)
-        .and_then(|q| two_pass(items.rows, k, &[of as u32], int8_pass(q, int8), &exact));
+        .and_then(|q| two_pass(items.rows, k, &[of as u32], &int8_pass(q, int8), &exact));
     ranked.unwrap_or_else(|| top_k_cosine(items, norms, of, k))
 }
 
@@ -294,7 +298,7 @@ fn two_pass(
     rows: usize,
     k: usize,
     exclude: &[u32],
-    candidates_of: Candidates,
+    candidates_of: &Candidates,
     exact: &(dyn Fn(usize) -> f32 + Sync),
 ) -> Option<Vec<(u32, f32)>> {
     let rows = rows.min(u32::MAX as usize);
@@ -497,8 +501,8 @@ mod tests {
         let scores: Vec<(u32, f32)> = (0..2000u32)
             .map(|i| {
                 s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
                 (i, ((s >> 40) % 50) as f32) // many ties
             })
             .collect();

@@ -28,11 +28,11 @@
 use std::collections::HashSet;
 
 use super::als::{self, AlsParams, RegularizationScaling};
-use super::metrics::Accumulator;
 use super::factors::mix64;
 use super::factors::Factors;
 use super::feedback::Confidence;
 use super::interactions::Interactions;
+use super::metrics::Accumulator;
 use super::topk::top_k_dot;
 
 /// One setting tried by a tuned refit.
@@ -92,12 +92,15 @@ pub struct Scored {
 }
 
 fn pair_hash(seed: u64, user: i64, item: i64) -> u64 {
-    mix64(mix64(mix64(seed ^ 0x7475_6e65) ^ user as u64) ^ item as u64)
+    mix64(mix64(mix64(seed ^ 0x7475_6e65) ^ user.cast_unsigned()) ^ item.cast_unsigned())
 }
 
 /// Re-weights `data` in place from `alpha = from` to `alpha = to`: watched pairs (p = 1)
 /// get the confidence they would have had with `to` (`ratio`: c = α·R scales by
 /// `to / from`; the others, c = 1 + α·f(R): `c − 1` does); skips keep theirs.
+// Exact equality on purpose: an unchanged value needs no rescaling.
+// f64 -> f32 on purpose: computed in f64, rounded once to the stored f32 precision.
+#[allow(clippy::float_cmp, clippy::cast_possible_truncation)]
 pub fn set_alpha(data: &mut Interactions, form: Confidence, from: f64, to: f64) {
     if from <= 0.0 || from == to {
         return;
@@ -106,8 +109,8 @@ pub fn set_alpha(data: &mut Interactions, form: Confidence, from: f64, to: f64) 
     let map = |c: &mut f32, p: f32| {
         if p > 0.0 {
             *c = match form {
-                Confidence::Ratio => (*c as f64 * scale) as f32,
-                _ => (1.0 + (*c as f64 - 1.0) * scale) as f32,
+                Confidence::Ratio => (f64::from(*c) * scale) as f32,
+                _ => (1.0 + (f64::from(*c) - 1.0) * scale) as f32,
             };
         }
     };
@@ -128,6 +131,8 @@ pub struct Split {
 
 /// Splits `data` (see the module doc); `full_watch` is the confidence of one full watch
 /// under the options the data was built with.
+// Indices below u32::MAX: users and items are u32 indices (the model's index space).
+#[allow(clippy::cast_possible_truncation)]
 pub fn split(
     data: &Interactions,
     user_ids: &[i64],
@@ -159,7 +164,7 @@ pub fn split(
         }
         ptr.push(kept_items.len());
         if !relevant.is_empty() {
-            scored.push((mix64(seed ^ user_id as u64), u as u32, relevant));
+            scored.push((mix64(seed ^ user_id.cast_unsigned()), u as u32, relevant));
         }
     }
     scored.sort_by_key(|s| (s.0, s.1));
@@ -174,7 +179,7 @@ pub fn split(
         kept_conf,
         kept_pref,
     );
-    train.missing_weight = data.missing_weight.clone();
+    train.missing_weight.clone_from(&data.missing_weight);
     Split {
         train,
         relevant: scored.into_iter().map(|(_, u, r)| (u, r)).collect(),
@@ -235,6 +240,8 @@ impl std::fmt::Display for Skipped {
 /// Tries every [`LADDER`] candidate on the hold-out split of `data` (`base` gives the
 /// other ALS parameters). Err when there is nothing to choose by (too little data, or no
 /// fit converged): the caller keeps its own options.
+// f64 -> f32 on purpose: computed in f64, rounded once to the stored f32 precision.
+#[allow(clippy::cast_possible_truncation)]
 pub fn choose(
     data: &Interactions,
     user_ids: &[i64],
@@ -329,6 +336,14 @@ pub fn choose(
 }
 
 #[cfg(test)]
+// Tests: small generated data (every index and count far inside its type), and floats
+// compared bit for bit on purpose.
+#[allow(
+    clippy::float_cmp,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 mod tests {
     use super::*;
     use crate::model::interactions::Entry;

@@ -98,12 +98,14 @@ pub fn k(who: &str, value: ValueRef<'_>) -> Result<usize> {
 pub fn model_name<'a>(who: &str, value: ValueRef<'a>) -> Result<Option<&'a str>> {
     match value {
         ValueRef::Null => Ok(None),
-        ValueRef::Text(t) => std::str::from_utf8(t).map(Some).map_err(|_| Error::Argument {
-            who: who.to_string(),
-            argument: "model",
-            expected: "a table name".to_string(),
-            got: "invalid UTF-8".to_string(),
-        }),
+        ValueRef::Text(t) => std::str::from_utf8(t)
+            .map(Some)
+            .map_err(|_| Error::Argument {
+                who: who.to_string(),
+                argument: "model",
+                expected: "a table name".to_string(),
+                got: "invalid UTF-8".to_string(),
+            }),
         other => Err(Error::Argument {
             who: who.to_string(),
             argument: "model",

@@ -20,7 +20,10 @@ use crate::store::read_holdout;
 
 const WHO: &str = "foryou_evaluate";
 
-pub fn foryou_evaluate(ctx: &Context<'_>, state: &Arc<ConnectionState>) -> rusqlite::Result<String> {
+pub fn foryou_evaluate(
+    ctx: &Context<'_>,
+    state: &Arc<ConnectionState>,
+) -> rusqlite::Result<String> {
     Ok(evaluate(ctx, state)?)
 }
 

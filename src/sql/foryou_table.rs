@@ -138,11 +138,12 @@ impl FeedTable {
                 got: duration.to_string(),
             });
         }
+        // Seconds since 1970 stay far below i64::MAX.
+        #[allow(clippy::cast_possible_wrap)]
         let ts = match at(Column::Ts) {
             ValueRef::Null => SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0),
+                .map_or(0, |d| d.as_secs() as i64),
             value => args::integer(who, "ts", value)?,
         };
         Ok(Event {
@@ -239,7 +240,7 @@ unsafe impl<'vtab> VTab<'vtab> for FeedTable {
     }
 }
 
-impl<'vtab> CreateVTab<'vtab> for FeedTable {
+impl CreateVTab<'_> for FeedTable {
     const KIND: VTabKind = VTabKind::Default;
 
     // xCreate: validates the `key = value` options and creates the shadow tables.
@@ -263,7 +264,7 @@ impl<'vtab> CreateVTab<'vtab> for FeedTable {
     }
 }
 
-impl<'vtab> UpdateVTab<'vtab> for FeedTable {
+impl UpdateVTab<'_> for FeedTable {
     // DELETE: removes one event by rowid.
     fn delete(&mut self, rowid: ValueRef<'_>) -> Result<()> {
         guarded("foryou", || match self.rowid_of(rowid)? {
@@ -352,18 +353,15 @@ unsafe impl VTabCursor for EventCursor<'_> {
                     .map(Some)
             };
             let (only, user) = (read(BY_ROWID), read(BY_USER));
-            match (only, user) {
-                (Some(only), Some(user)) => {
-                    self.only = only;
-                    self.user = user;
-                    Ok(self.fetch(None)?)
-                }
-                _ => {
-                    self.rows.clear();
-                    self.at = 0;
-                    self.exhausted = true;
-                    Ok(())
-                }
+            if let (Some(only), Some(user)) = (only, user) {
+                self.only = only;
+                self.user = user;
+                Ok(self.fetch(None)?)
+            } else {
+                self.rows.clear();
+                self.at = 0;
+                self.exhausted = true;
+                Ok(())
             }
         })
     }
@@ -412,8 +410,8 @@ static MODULE: OnceLock<ffi::sqlite3_module> = OnceLock::new();
 unsafe extern "C" fn x_rename(vtab: *mut sqlite3_vtab, new_name: *const c_char) -> c_int {
     // SAFETY: SQLite passes the vtab pointer it got from xCreate/xConnect, which points at
     // a live FeedTable (repr(C), base first), and a valid NUL-terminated name.
-    let table = &mut *(vtab as *mut FeedTable);
-    let new_name = CStr::from_ptr(new_name).to_string_lossy().into_owned();
+    let (table, new_name) = unsafe { (&mut *vtab.cast::<FeedTable>(), CStr::from_ptr(new_name)) };
+    let new_name = new_name.to_string_lossy().into_owned();
     let result = guarded("foryou", || {
         let renamed = table.shadow.rename(&table.conn, &new_name)?;
         table.who = format!("foryou: {}", renamed.table);
@@ -424,7 +422,9 @@ unsafe extern "C" fn x_rename(vtab: *mut sqlite3_vtab, new_name: *const c_char) 
         Ok(()) => ffi::SQLITE_OK,
         Err(e) => {
             if !table.base.zErrMsg.is_null() {
-                ffi::sqlite3_free(table.base.zErrMsg.cast());
+                // SAFETY: a non-NULL zErrMsg was allocated with sqlite3_malloc (by SQLite
+                // or by `sqlite_string`), and is replaced just below.
+                unsafe { ffi::sqlite3_free(table.base.zErrMsg.cast()) };
             }
             table.base.zErrMsg = sqlite_string(&e.to_string());
             ffi::SQLITE_ERROR
@@ -437,7 +437,7 @@ fn sqlite_string(text: &str) -> *mut c_char {
     let bytes = text.as_bytes();
     // SAFETY: we allocate len + 1 bytes, copy len bytes and write the terminating NUL.
     unsafe {
-        let out = ffi::sqlite3_malloc64(bytes.len() as u64 + 1) as *mut u8;
+        let out = ffi::sqlite3_malloc64(bytes.len() as u64 + 1).cast::<u8>();
         if !out.is_null() {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len());
             *out.add(bytes.len()) = 0;
@@ -450,8 +450,8 @@ fn sqlite_string(text: &str) -> *mut c_char {
 // mode keeps users from corrupting them by hand.
 unsafe extern "C" fn x_shadow_name(suffix: *const c_char) -> c_int {
     // SAFETY: SQLite passes a valid NUL-terminated string.
-    let suffix = CStr::from_ptr(suffix).to_bytes();
-    PARTS.iter().any(|p| p.as_bytes() == suffix) as c_int
+    let suffix = unsafe { CStr::from_ptr(suffix) }.to_bytes();
+    c_int::from(PARTS.iter().any(|p| p.as_bytes() == suffix))
 }
 
 /// Registers the `foryou` module on `conn`.
@@ -463,7 +463,7 @@ pub fn register(conn: &Connection) -> Result<()> {
         // callbacks rusqlite has no trait method for. iVersion 3 is supported by SQLite
         // >= 3.26; the version-2 savepoint callbacks stay NULL (optional).
         let mut module: ffi::sqlite3_module =
-            unsafe { std::ptr::read((&BASE_MODULE as *const Module<FeedTable>).cast()) };
+            unsafe { std::ptr::read(std::ptr::from_ref::<Module<FeedTable>>(&BASE_MODULE).cast()) };
         module.iVersion = 3;
         module.xRename = Some(x_rename);
         module.xShadowName = Some(x_shadow_name);

@@ -3,12 +3,16 @@
 use rusqlite::functions::Context;
 use rusqlite::Result;
 
+// The signature rusqlite's create_scalar_function takes.
+#[allow(clippy::unnecessary_wraps)]
 pub fn foryou_version(_: &Context<'_>) -> Result<&'static str> {
     Ok(env!("CARGO_PKG_VERSION"))
 }
 
 /// One `key: value` per line: extension version, SQLite version, SIMD level, the
 /// catalogue scan's first pass, CPUs, storage format.
+// The signature rusqlite's create_scalar_function takes.
+#[allow(clippy::unnecessary_wraps)]
 pub fn foryou_debug(_: &Context<'_>) -> Result<String> {
     let simd = crate::model::kernels::level().name();
     let scan = if crate::model::scan::vnni() {

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::ffi::{c_int, CStr};
+use std::fmt::Write as _;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -87,14 +88,16 @@ unsafe impl<'vtab, F: TableFunction> VTab<'vtab> for FunctionTable<F> {
         guarded(F::NAME, || {
             let mut at: Vec<Option<usize>> = vec![None; F::ARGUMENTS.len()];
             for (i, c) in info.constraints().enumerate() {
-                let column = c.column() - OUTPUT_COLUMNS;
-                if column < 0 || c.operator() != IndexConstraintOp::SQLITE_INDEX_CONSTRAINT_EQ {
+                let Ok(column) = usize::try_from(c.column() - OUTPUT_COLUMNS) else {
+                    continue;
+                };
+                if c.operator() != IndexConstraintOp::SQLITE_INDEX_CONSTRAINT_EQ {
                     continue;
                 }
                 if !c.is_usable() {
                     return Ok(false);
                 }
-                at[column as usize] = Some(i);
+                at[column] = Some(i);
             }
             let mut idx_num = 0;
             let mut argv = 1;
@@ -165,8 +168,10 @@ unsafe impl<F: TableFunction> VTabCursor for RankedCursor<'_, F> {
                         F::ARGUMENTS[..F::REQUIRED].join(", "),
                         F::ARGUMENTS[F::REQUIRED..]
                             .iter()
-                            .map(|a| format!(" [, {a}]"))
-                            .collect::<String>()
+                            .fold(String::new(), |mut s, a| {
+                                let _ = write!(s, " [, {a}]");
+                                s
+                            })
                     ),
                 });
             }
@@ -193,16 +198,19 @@ unsafe impl<F: TableFunction> VTabCursor for RankedCursor<'_, F> {
     }
 
     // xColumn: item_id, score, rank (1 = best), then the arguments.
+    // Row positions: at most k <= 10,000 rows.
+    #[allow(clippy::cast_possible_wrap)]
     fn column(&self, ctx: &mut Context, i: c_int) -> Result<()> {
         guarded(F::NAME, || {
             let (item, score) = self.rows[self.at];
             match i {
                 0 => ctx.set_result(&item),
-                1 => ctx.set_result(&(score as f64)),
+                1 => ctx.set_result(&f64::from(score)),
                 2 => ctx.set_result(&(self.at as i64 + 1)),
                 _ => ctx.set_result(
-                    self.args
-                        .get((i - OUTPUT_COLUMNS) as usize)
+                    usize::try_from(i - OUTPUT_COLUMNS)
+                        .ok()
+                        .and_then(|j| self.args.get(j))
                         .unwrap_or(&Value::Null),
                 ),
             }
@@ -210,6 +218,8 @@ unsafe impl<F: TableFunction> VTabCursor for RankedCursor<'_, F> {
         })
     }
 
+    // Row positions: at most k <= 10,000 rows.
+    #[allow(clippy::cast_possible_wrap)]
     fn rowid(&self) -> Result<i64> {
         Ok(self.at as i64 + 1)
     }

@@ -25,7 +25,9 @@ pub fn foryou_tables(conn: &Connection, schema: &str) -> Result<Vec<String>> {
         "SELECT name, sql FROM {}.sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'",
         quote(schema)
     ))?;
-    let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+    let rows = stmt.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
     let mut names = Vec::new();
     for row in rows {
         let (name, sql) = row?;

@@ -18,7 +18,11 @@ pub struct Event {
     pub ts: i64,
 }
 
-fn event_at(row: &rusqlite::Row<'_>, first: usize, user_id: Option<i64>) -> rusqlite::Result<Event> {
+fn event_at(
+    row: &rusqlite::Row<'_>,
+    first: usize,
+    user_id: Option<i64>,
+) -> rusqlite::Result<Event> {
     let (user_id, next) = match user_id {
         Some(id) => (id, first),
         None => (row.get(first)?, first + 1),
@@ -36,8 +40,15 @@ impl Shadow {
     /// Stores one event; `id` None lets SQLite choose the rowid. Returns the rowid.
     pub fn insert_event(&self, conn: &Connection, id: Option<i64>, e: &Event) -> Result<i64> {
         let mut stmt = conn.prepare_cached(&self.sql.event_insert)?;
-        stmt.execute(params![id, e.user_id, e.item_id, e.watch_time, e.duration, e.ts])
-            .map_err(|error| self.rowid_taken(id, error))?;
+        stmt.execute(params![
+            id,
+            e.user_id,
+            e.item_id,
+            e.watch_time,
+            e.duration,
+            e.ts
+        ])
+        .map_err(|error| self.rowid_taken(id, error))?;
         Ok(conn.last_insert_rowid())
     }
 
@@ -45,7 +56,15 @@ impl Shadow {
     pub fn update_event(&self, conn: &Connection, id: i64, new_id: i64, e: &Event) -> Result<bool> {
         let mut stmt = conn.prepare_cached(&self.sql.event_update)?;
         let changed = stmt
-            .execute(params![id, new_id, e.user_id, e.item_id, e.watch_time, e.duration, e.ts])
+            .execute(params![
+                id,
+                new_id,
+                e.user_id,
+                e.item_id,
+                e.watch_time,
+                e.duration,
+                e.ts
+            ])
             .map_err(|error| self.rowid_taken(Some(new_id), error))?;
         Ok(changed == 1)
     }
@@ -144,7 +163,7 @@ impl Shadow {
         let mut stmt = Stmt(std::ptr::null_mut());
         // SAFETY: `sql` is NUL-terminated (length −1), `stmt.0` receives the statement.
         let rc = unsafe {
-            ffi::sqlite3_prepare_v2(db, sql.as_ptr(), -1, &mut stmt.0, std::ptr::null_mut())
+            ffi::sqlite3_prepare_v2(db, sql.as_ptr(), -1, &raw mut stmt.0, std::ptr::null_mut())
         };
         if rc != ffi::SQLITE_OK {
             return Err(failure(db, rc));
@@ -181,7 +200,9 @@ impl Shadow {
             .prepare_cached(&self.sql.id_span)?
             .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(match (lo, hi) {
-            (Some(lo), Some(hi)) => u64::try_from(i128::from(hi) - i128::from(lo) + 1).unwrap_or(u64::MAX),
+            (Some(lo), Some(hi)) => {
+                u64::try_from(i128::from(hi) - i128::from(lo) + 1).unwrap_or(u64::MAX)
+            }
             _ => 0,
         })
     }

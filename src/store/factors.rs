@@ -91,7 +91,9 @@ impl Shadow {
     /// The `<table>_model` rows, or None before the first refit.
     pub fn model_meta(&self, conn: &Connection) -> Result<Option<ModelMeta>> {
         let mut stmt = conn.prepare_cached(&self.sql.model_rows)?;
-        let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Value>(1)?)))?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Value>(1)?))
+        })?;
         let (mut version, mut tag, mut upto, mut report, mut newest, mut options) =
             (None, None, None, None, None, None);
         for row in rows {
@@ -106,16 +108,21 @@ impl Shadow {
             }
         }
         Ok(match (version, tag, upto, report, newest, options) {
-            (Some(version), Some(tag), Some(events_upto), Some(report), Some(newest_ts), Some(options)) => {
-                Some(ModelMeta {
-                    version,
-                    tag,
-                    events_upto,
-                    report,
-                    newest_ts,
-                    options,
-                })
-            }
+            (
+                Some(version),
+                Some(tag),
+                Some(events_upto),
+                Some(report),
+                Some(newest_ts),
+                Some(options),
+            ) => Some(ModelMeta {
+                version,
+                tag,
+                events_upto,
+                report,
+                newest_ts,
+                options,
+            }),
             _ => None,
         })
     }
@@ -138,7 +145,11 @@ impl Shadow {
         if partial_popularity || items.popularity.len() != items.ids.len() {
             return Err(self.damaged(
                 "items",
-                format!("{} ids for {} popularity values", items.ids.len(), items.popularity.len()),
+                format!(
+                    "{} ids for {} popularity values",
+                    items.ids.len(),
+                    items.popularity.len()
+                ),
             ));
         }
         Ok(Some(StoredModel {
@@ -194,7 +205,11 @@ impl Shadow {
             }
         };
         while let Some(row) = rows.next()? {
-            let (ids, data, popularity) = (blob(row, 0, "ids")?, blob(row, 1, "factors")?, blob(row, 2, "popularity")?);
+            let (ids, data, popularity) = (
+                blob(row, 0, "ids")?,
+                blob(row, 1, "factors")?,
+                blob(row, 2, "popularity")?,
+            );
             out.partial |= ids.len() % 8 != 0 || data.len() % 4 != 0;
             out.partial_popularity |= popularity.len() % 4 != 0;
             out.ids.extend(le_i64(&ids));
@@ -206,6 +221,8 @@ impl Shadow {
 
     /// Replaces the stored model. The caller runs this inside [`Shadow::atomically`], so
     /// another connection sees the old model or the new one, never a mix.
+    // Chunk numbers: fewer chunks than rows, far below i64::MAX.
+    #[allow(clippy::cast_possible_wrap)]
     pub fn write_model(&self, conn: &Connection, model: &StoredModel) -> Result<()> {
         conn.prepare_cached(&self.sql.users_delete)?.execute([])?;
         conn.prepare_cached(&self.sql.items_delete)?.execute([])?;
@@ -239,10 +256,19 @@ struct Decoded {
 }
 
 /// (ids blob, factors blob) of each chunk of [`CHUNK_ROWS`] rows.
-fn chunked<'a>(ids: &'a [i64], factors: &'a Factors) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + 'a {
+fn chunked<'a>(
+    ids: &'a [i64],
+    factors: &'a Factors,
+) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + 'a {
     (0..ids.len()).step_by(CHUNK_ROWS).map(move |first| {
         let last = (first + CHUNK_ROWS).min(ids.len());
-        let id_blob = ids[first..last].iter().flat_map(|id| id.to_le_bytes()).collect();
-        (id_blob, f32_blob(&factors.data[first * factors.dim..last * factors.dim]))
+        let id_blob = ids[first..last]
+            .iter()
+            .flat_map(|id| id.to_le_bytes())
+            .collect();
+        (
+            id_blob,
+            f32_blob(&factors.data[first * factors.dim..last * factors.dim]),
+        )
     })
 }

@@ -143,9 +143,7 @@ impl Statements {
             model_rows: format!("SELECT key, value FROM {model}"),
             model_put: format!("INSERT OR REPLACE INTO {model}(key, value) VALUES (?1, ?2)"),
             users_select: format!("SELECT ids, factors, NULL FROM {users} ORDER BY chunk"),
-            items_select: format!(
-                "SELECT ids, factors, popularity FROM {items} ORDER BY chunk"
-            ),
+            items_select: format!("SELECT ids, factors, popularity FROM {items} ORDER BY chunk"),
             users_delete: format!("DELETE FROM {users}"),
             items_delete: format!("DELETE FROM {items}"),
             users_insert: format!("INSERT INTO {users}(chunk, ids, factors) VALUES (?1, ?2, ?3)"),
@@ -158,9 +156,8 @@ impl Statements {
 
 impl Shadow {
     pub fn new(schema: &str, table: &str) -> Self {
-        let qualified = |part: &str| {
-            format!("{}.{}", quote(schema), quote(&format!("{table}_{part}")))
-        };
+        let qualified =
+            |part: &str| format!("{}.{}", quote(schema), quote(&format!("{table}_{part}")));
         Shadow {
             schema: schema.to_string(),
             table: table.to_string(),

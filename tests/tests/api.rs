@@ -80,7 +80,10 @@ fn loading_adds_exactly_the_documented_modules() {
 
     assert!(before.is_subset(&after));
     let added: BTreeSet<String> = after.difference(&before).cloned().collect();
-    let documented: BTreeSet<String> = MODULES.iter().map(|m| m.to_string()).collect();
+    let documented: BTreeSet<String> = MODULES
+        .iter()
+        .map(std::string::ToString::to_string)
+        .collect();
     assert_eq!(added, documented);
 }
 

@@ -151,6 +151,7 @@ fn non_finite_numbers_are_refused() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, checked step by step in order
 fn wrong_types_in_table_functions() {
     let conn = memory();
     table(&conn);

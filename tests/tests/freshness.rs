@@ -1,6 +1,13 @@
 //! A feed that reacts now: fold-in of fresh events on read, new items, incremental and
 //! automatic refits, and what other connections see.
 
+// Test data: counts, ids, ranks and timestamps far inside every integer type they are cast to.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
 mod common;
 
 use common::{checkerboard, error_of, int, message, model_option};
@@ -191,9 +198,9 @@ fn a_new_user_with_events_is_folded_in_and_one_without_gets_popularity() {
     assert_eq!(feed(&conn, 777_777, 10), popular);
 }
 
-/// Solves (Σ_j w_j y_j y_jᵀ + Σ (c − w_i) y_i y_iᵀ + λI) x = Σ c p y in f64 by Gaussian
+/// Solves `(Σ_j w_j y_j y_jᵀ + Σ (c − w_i) y_i y_iᵀ + λI) x = Σ c p y` in f64 by Gaussian
 /// elimination: an independent implementation of the refit's user step, solved exactly
-/// (`weights` are the missing-data weights w_j of the items).
+/// (`weights` are the missing-data weights `w_j` of the items).
 fn exact_user_vector(
     items: &[Vec<f64>],
     weights: &[f64],
@@ -262,7 +269,8 @@ fn fold_in_with_scaled_regularization_equals_an_exact_user_step() {
 /// step, with missing-data weights `w_i = pop_i^ω / mean_j(pop_j^ω)` (all 1 for ω = 0)
 /// and the user's penalty `λ_u = λ · s(n_u)`, `n_u` their number of distinct items:
 /// `s = 1` (none), `n_u` (count), `√n_u` (sqrt). `given` says where the scaling is set:
-/// "create", "refit" (options_json) or "" (none at CREATE for "none", else the default).
+/// "create", "refit" (`options_json`) or "" (none at CREATE for "none", else the default).
+#[allow(clippy::too_many_lines)] // one scenario, checked step by step in order
 fn fold_in_equals_an_exact_user_step(omega: f64, scaling: &str, given: &str) {
     let conn = memory();
     let (alpha, reg) = (3.0, 0.2);
@@ -312,7 +320,7 @@ fn fold_in_equals_an_exact_user_step(omega: f64, scaling: &str, given: &str) {
         factors.extend(
             f_blob
                 .chunks(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64),
+                .map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap()))),
         );
     }
     let dim = factors.len() / ids.len();
@@ -332,7 +340,10 @@ fn fold_in_equals_an_exact_user_step(omega: f64, scaling: &str, given: &str) {
     let mean = raw.iter().sum::<f64>() / raw.len() as f64;
     let weights: Vec<f64> = raw.iter().map(|r| r / mean).collect();
     if omega == 0.0 {
-        assert!(weights.iter().all(|&w| w == 1.0));
+        #[allow(clippy::float_cmp)] // pop^0 / mean = 1.0 exactly, on purpose
+        {
+            assert!(weights.iter().all(|&w| w == 1.0));
+        }
     } else {
         let (lo, hi) = weights
             .iter()
@@ -730,8 +741,12 @@ fn auto_refit_over_damaged_storage_fails_the_insert() {
     checkerboard(&conn, "feed"); // 100 events: the 5th, 10th, ... ran refits
     let version = int(&conn, "SELECT value FROM feed_model WHERE key = 'version'");
     assert!(version >= 1);
-    conn.execute_batch("UPDATE feed_items SET ids = x'00'").unwrap();
-    let explicit = error_of(&conn, "SELECT foryou_refit('feed', '{\"mode\": \"incremental\"}')");
+    conn.execute_batch("UPDATE feed_items SET ids = x'00'")
+        .unwrap();
+    let explicit = error_of(
+        &conn,
+        "SELECT foryou_refit('feed', '{\"mode\": \"incremental\"}')",
+    );
     assert!(explicit.contains("feed_items is damaged"), "{explicit}");
     let before = int(&conn, "SELECT count(*) FROM feed");
     // Four inserts stay below the next check; the fifth runs the refit, which fails.
@@ -773,7 +788,10 @@ fn auto_refit_keeps_a_hand_chosen_factor_count() {
     )
     .unwrap();
     checkerboard(&conn, "feed");
-    int(&conn, "SELECT length(foryou_refit('feed', '{\"factors\": 6}'))");
+    int(
+        &conn,
+        "SELECT length(foryou_refit('feed', '{\"factors\": 6}'))",
+    );
     let version = int(&conn, "SELECT value FROM feed_model WHERE key = 'version'");
     conn.execute_batch(
         "WITH RECURSIVE n(value) AS (SELECT 100 UNION ALL SELECT value + 1 FROM n WHERE value < 109)
@@ -787,7 +805,10 @@ fn auto_refit_keeps_a_hand_chosen_factor_count() {
         version + 2
     );
     assert_eq!(
-        int(&conn, "SELECT json_extract(value, '$.factors') FROM feed_model WHERE key = 'report'"),
+        int(
+            &conn,
+            "SELECT json_extract(value, '$.factors') FROM feed_model WHERE key = 'report'"
+        ),
         6
     );
 }

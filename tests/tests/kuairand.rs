@@ -4,6 +4,13 @@
 //! metrics (200 rows); used to check loading, the zero-duration rule and both skip rules
 //! against counts computed here from the CSV itself.
 
+// Test data: counts, ids, ranks and timestamps far inside every integer type they are cast to.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
 mod common;
 
 use common::*;

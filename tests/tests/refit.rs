@@ -1,6 +1,13 @@
 //! `foryou_refit`: what it learns (a checkerboard of two tastes), determinism across
 //! thread counts, atomicity, the JSON report, and its errors.
 
+// Test data: counts, ids, ranks and timestamps far inside every integer type they are cast to.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
 mod common;
 
 use std::collections::{BTreeSet, HashSet};

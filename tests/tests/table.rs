@@ -1,6 +1,13 @@
 //! The `foryou` virtual table: events in and out, shadow tables, DROP, RENAME, option
 //! and value validation, statement atomicity, persistence.
 
+// Test data: counts, ids, ranks and timestamps far inside every integer type they are cast to.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
 mod common;
 
 use common::*;
@@ -74,6 +81,7 @@ fn expected_schema(t: &str, create: &str) -> Vec<(String, String, String, Option
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, checked step by step in order
 fn insert_select_update_delete_round_trip() {
     let conn = memory();
     conn.execute_batch("CREATE VIRTUAL TABLE feed USING foryou(factors = 4)")
@@ -479,8 +487,7 @@ fn create_options_accept_case_quotes_and_booleans() {
         config
             .iter()
             .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .unwrap_or(Value::Null)
+            .map_or(Value::Null, |(_, v)| v.clone())
     };
     assert_eq!(get("factors"), Value::Integer(3));
     assert_eq!(get("alpha"), Value::Real(2.5));

@@ -1,5 +1,12 @@
 //! Helpers shared by the integration test files (each file is its own crate and
 //! compiles this module with `mod common;`; not every file uses every helper).
+
+// Test data: counts, ids, ranks and timestamps far inside every integer type they are cast to.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 #![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
@@ -18,8 +25,7 @@ impl TempDir {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+            .map_or(0, |d| d.as_nanos());
         let dir = std::env::temp_dir().join(format!(
             "foryou-tests-{tag}-{}-{nanos:x}-{}",
             std::process::id(),
@@ -94,7 +100,7 @@ pub fn text(conn: &Connection, sql: &str) -> String {
         .unwrap_or_else(|e| panic!("{sql}: {}", message(&e)))
 }
 
-/// Rows of a ranked table function (`recommend`/`similar_items`): (item_id, score, rank).
+/// Rows of a ranked table function (`recommend`/`similar_items`): (`item_id`, score, rank).
 pub fn ranked(conn: &Connection, sql: &str) -> Vec<(i64, f64, i64)> {
     let mut stmt = conn
         .prepare(sql)
