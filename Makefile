@@ -1,4 +1,4 @@
-# foryou: make loadable | test | demo | eval | bench | reference | clean
+# foryou: make loadable | test | lint | demo | eval | bench | reference | clean
 CARGO ?= cargo
 PYTHON ?= python3
 # The extension the docs are rendered with (a path without .so, as .load takes it).
@@ -6,7 +6,7 @@ FORYOU_EXT ?= $(CURDIR)/target/release/libforyou
 EXT := target/release/libforyou.so
 
 .PHONY: loadable test unit integration golden example demo eval eval-quick bench bench-quick clean \
-	reference docs-check
+	reference docs-check lint
 
 # The loadable extension: target/release/libforyou.so (load it as ./target/release/libforyou).
 loadable:
@@ -18,6 +18,13 @@ test: loadable unit integration golden example docs-check
 
 unit:
 	$(CARGO) test --release -p foryou --lib
+
+# The lint gate: formatting, then clippy (pedantic, see [workspace.lints] in Cargo.toml) on each
+# package separately (their rusqlite features cannot be built together), warnings as errors.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release -p foryou --all-targets -- -D warnings
+	$(CARGO) clippy --release -p foryou-tests --all-targets -- -D warnings
 
 integration: loadable
 	FORYOU_EXT=$(CURDIR)/target/release/libforyou $(CARGO) test --release -p foryou-tests
