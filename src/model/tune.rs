@@ -53,7 +53,7 @@ const fn candidate(alpha: f64, regularization: f64, scaling: RegularizationScali
 
 /// The candidates, lightest prior first: the untuned defaults (λ per observed pair),
 /// then √n-scaled priors from a personal to a near-popularity model (chosen with
-/// `make eval`: each is the best of its dataset's search or next to it; see the README).
+/// `make eval`: each is the best of its dataset's search or next to it; see docs/model.md).
 pub const LADDER: &[Candidate] = &[
     candidate(2.0, 0.2, RegularizationScaling::Count),
     candidate(1.0, 1.0, RegularizationScaling::Sqrt),
