@@ -164,6 +164,15 @@ impl FeedbackParams {
         (1.0 + f64::from(self.skip_weight) * skips.clamp(0.0, MAX_SKIPS)) as f32
     }
 
+    /// Recency weight of an event at `ts` when the newest event is at `newest`.
+    pub fn recency_at(&self, newest: i64, ts: i64) -> f64 {
+        // In i128: the difference of any two i64 is exact there (in i64 it can overflow,
+        // e.g. ts = i64::MIN), and converts to the same f64 as the i64 one when that fits.
+        #[allow(clippy::cast_precision_loss)]
+        let age = (i128::from(newest) - i128::from(ts)) as f64;
+        self.recency(age)
+    }
+
     /// Recency weight of an event `age_seconds` older than the newest one.
     pub fn recency(&self, age_seconds: f64) -> f64 {
         if self.half_life_days > 0.0 {
@@ -488,7 +497,7 @@ fn remap_and_decay(
         *i = item_rank[*i as usize];
     };
     let decay = |v: &mut f64, t: i64| {
-        let w = params.recency((newest - t) as f64);
+        let w = params.recency_at(newest, t);
         *v = if v.is_sign_negative() { -w } else { w * *v };
     };
     if parallel {
@@ -700,7 +709,7 @@ mod tests {
         // Per event: pair key, whether it is a skip, its mass (w·r for a watch, w for a skip).
         let event = |e: usize| {
             let key = u64::from(user_index[e]) << 32 | u64::from(item_index[e]);
-            let weight = params.recency((newest - events.ts[e]) as f64);
+            let weight = params.recency_at(newest, events.ts[e]);
             let (watch, duration) = (events.watch_time[e], events.duration[e]);
             if params.is_skip(watch, duration) {
                 (key, true, weight)
@@ -948,6 +957,18 @@ mod tests {
         assert_eq!(p.recency(2.0 * 86_400.0), 0.5);
         assert_eq!(p.recency(4.0 * 86_400.0), 0.25);
         assert_eq!(FeedbackParams::default().recency(1e9), 1.0);
+    }
+
+    #[test]
+    fn recency_of_extreme_timestamps_does_not_overflow() {
+        let params = FeedbackParams {
+            half_life_days: 1.0,
+            ..FeedbackParams::default()
+        };
+        assert_eq!(params.recency_at(i64::MAX, i64::MIN), 0.0);
+        assert_eq!(params.recency_at(1_700_000_000, i64::MIN), 0.0);
+        assert_eq!(params.recency_at(i64::MAX, i64::MAX), 1.0);
+        assert_eq!(params.recency_at(86_400, 0), 0.5);
     }
 
     #[test]

@@ -1,0 +1,101 @@
+//! Regression tests of the reliability findings (issue 12): what a crafted file, an
+//! all-skip table or an automatic refit over one must not do to the host or to serving.
+
+mod common;
+
+use common::{error_of, int, memory, rows};
+
+fn fitted_feed(options: &str) -> rusqlite::Connection {
+    let conn = memory();
+    conn.execute_batch(&format!(
+        "CREATE VIRTUAL TABLE feed USING foryou({options});
+         WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 200)
+         INSERT INTO feed(user_id, item_id, watch_time, duration, ts)
+         SELECT v % 7, v % 11, 10, 10, 1700000000 + v FROM n;"
+    ))
+    .unwrap();
+    int(&conn, "SELECT length(foryou_refit('feed')) > 0");
+    conn
+}
+
+/// One stored item row of 100,000 factors used to make serving allocate dim × dim
+/// floats (80 GB) and abort the process; it is a damaged table.
+#[test]
+fn a_crafted_huge_embedding_is_damaged_storage_not_an_abort() {
+    let conn = fitted_feed("factors = 4, tune = false");
+    conn.execute_batch(
+        "UPDATE feed_items SET ids = x'0100000000000000', factors = zeroblob(400000), \
+         popularity = x'0000803f'",
+    )
+    .unwrap();
+    for sql in [
+        "SELECT * FROM recommend(1, 3)",
+        "SELECT * FROM similar_items(1, 3)",
+        "SELECT foryou_refit('feed', '{\"mode\": \"incremental\"}')",
+    ] {
+        assert_eq!(
+            error_of(&conn, sql),
+            "foryou: feed_items is damaged: 1 ids for 100000 factor values",
+            "{sql}"
+        );
+    }
+    // A full refit does not read the damaged model, and replaces it.
+    int(&conn, "SELECT length(foryou_refit('feed')) > 0");
+    assert_eq!(rows(&conn, "SELECT * FROM recommend(100, 3)").len(), 3);
+}
+
+/// A refit that sees only skips stores no user vectors; that is a valid model
+/// (popularity serves every user), not a damaged one.
+#[test]
+fn a_model_without_user_vectors_serves_and_refits() {
+    let conn = memory();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE feed USING foryou(factors = 4);
+         INSERT INTO feed(user_id, item_id, watch_time, duration, ts)
+         VALUES (1, 1, 1, 30, 1), (2, 2, 1, 30, 2), (3, 1, 1, 30, 3);",
+    )
+    .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&common::text(&conn, "SELECT foryou_refit('feed')")).unwrap();
+    assert_eq!(report["skipped_pairs"], 3);
+    assert_eq!(int(&conn, "SELECT count(*) FROM feed_users"), 0);
+    assert_eq!(
+        rows(&conn, "SELECT item_id FROM recommend(1, 3)"),
+        rows(&conn, "SELECT 2")
+    );
+    assert_eq!(rows(&conn, "SELECT * FROM recommend(99, 3)").len(), 2);
+    assert_eq!(rows(&conn, "SELECT * FROM similar_items(1, 3)").len(), 1);
+    let again: serde_json::Value = serde_json::from_str(&common::text(
+        &conn,
+        "SELECT foryou_refit('feed', '{\"mode\": \"incremental\"}')",
+    ))
+    .unwrap();
+    assert_eq!(
+        (again["mode"].as_str(), again["version"].as_i64()),
+        (Some("incremental"), Some(2))
+    );
+}
+
+/// The same with every event a skip by the refit's own options, and automatic refits
+/// after it: they keep running (the model version moves on).
+#[test]
+fn automatic_refits_go_on_after_an_all_skip_model() {
+    let conn = fitted_feed("factors = 4, tune = false, auto_refit = 5");
+    let first = int(&conn, "SELECT value FROM feed_model WHERE key = 'version'");
+    int(
+        &conn,
+        "SELECT length(foryou_refit('feed', '{\"skip_ratio\": 1000}')) > 0",
+    );
+    assert_eq!(int(&conn, "SELECT count(*) FROM feed_users"), 0);
+    conn.execute_batch(
+        "WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 10)
+         INSERT INTO feed(user_id, item_id, watch_time, duration, ts)
+         SELECT 50 + v, v % 11, 10, 10, 1800000000 + v FROM n;",
+    )
+    .unwrap();
+    assert_eq!(
+        int(&conn, "SELECT value FROM feed_model WHERE key = 'version'"),
+        first + 3
+    );
+    assert!(int(&conn, "SELECT count(*) FROM feed_users") > 0);
+}
