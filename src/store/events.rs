@@ -39,7 +39,14 @@ fn event_at(
 impl Shadow {
     /// Stores one event; `id` None lets SQLite choose the rowid. Returns the rowid.
     pub fn insert_event(&self, conn: &Connection, id: Option<i64>, e: &Event) -> Result<i64> {
-        let mut stmt = conn.prepare_cached(&self.sql.event_insert)?;
+        // In autocommit mode the caller's statement is the whole transaction, and the
+        // plain form (no statement journal) is cheaper.
+        let sql = if conn.is_autocommit() {
+            &self.sql.event_insert
+        } else {
+            &self.sql.event_insert_journaled
+        };
+        let mut stmt = conn.prepare_cached(sql)?;
         stmt.execute(params![
             id,
             e.user_id,

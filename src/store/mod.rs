@@ -60,6 +60,10 @@ struct Statements {
     config_select: String,
     config_insert: String,
     event_insert: String,
+    /// The same as an `INSERT ... SELECT`, which SQLite runs with a statement journal:
+    /// inside the caller's transaction, a disk-full or out-of-memory failure then undoes
+    /// this statement (and the caller's statement) only, not the whole transaction.
+    event_insert_journaled: String,
     event_update: String,
     event_delete: String,
     /// Paged scans: one rowid, one user, or everything, from a first rowid on.
@@ -107,6 +111,10 @@ impl Statements {
                 "INSERT INTO {events}(id, user_id, item_id, watch_time, duration, ts) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
             ),
+            event_insert_journaled: format!(
+                "INSERT INTO {events}(id, user_id, item_id, watch_time, duration, ts) \
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6"
+            ),
             event_update: format!(
                 "UPDATE {events} SET id = ?2, user_id = ?3, item_id = ?4, watch_time = ?5, \
                  duration = ?6, ts = ?7 WHERE id = ?1"
@@ -141,14 +149,16 @@ impl Statements {
             catalogue_size: format!("SELECT count(DISTINCT item_id) FROM {events}"),
             model_tag: format!("SELECT value FROM {model} WHERE key = 'tag'"),
             model_rows: format!("SELECT key, value FROM {model}"),
-            model_put: format!("INSERT OR REPLACE INTO {model}(key, value) VALUES (?1, ?2)"),
+            // The model's writes as INSERT ... SELECT, for the statement journal (see
+            // `event_insert_journaled`): a refit that fails undoes only itself.
+            model_put: format!("INSERT OR REPLACE INTO {model}(key, value) SELECT ?1, ?2"),
             users_select: format!("SELECT ids, factors, NULL FROM {users} ORDER BY chunk"),
             items_select: format!("SELECT ids, factors, popularity FROM {items} ORDER BY chunk"),
             users_delete: format!("DELETE FROM {users}"),
             items_delete: format!("DELETE FROM {items}"),
-            users_insert: format!("INSERT INTO {users}(chunk, ids, factors) VALUES (?1, ?2, ?3)"),
+            users_insert: format!("INSERT INTO {users}(chunk, ids, factors) SELECT ?1, ?2, ?3"),
             items_insert: format!(
-                "INSERT INTO {items}(chunk, ids, factors, popularity) VALUES (?1, ?2, ?3, ?4)"
+                "INSERT INTO {items}(chunk, ids, factors, popularity) SELECT ?1, ?2, ?3, ?4"
             ),
         }
     }

@@ -99,3 +99,62 @@ fn automatic_refits_go_on_after_an_all_skip_model() {
     );
     assert!(int(&conn, "SELECT count(*) FROM feed_users") > 0);
 }
+
+/// Disk full inside the caller's own transaction: the failing INSERT (or refit) undoes
+/// only itself, as a plain table's statement does; the caller's earlier rows stay, the
+/// transaction goes on, and the stored model is the previous one.
+#[test]
+fn disk_full_in_the_callers_transaction_undoes_only_the_failing_statement() {
+    let dir = common::TempDir::new("full");
+    let conn = common::open(&dir.join("full.db"));
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE feed USING foryou(factors = 8, tune = false);
+         CREATE TABLE mine(x);
+         CREATE TABLE staging(u, i);
+         WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 20000)
+         INSERT INTO staging SELECT v % 300, v % 2000 FROM n;
+         INSERT INTO feed(user_id, item_id, watch_time, duration, ts)
+         SELECT u, i, 10, 10, 1 FROM staging LIMIT 500;",
+    )
+    .unwrap();
+    int(&conn, "SELECT length(foryou_refit('feed')) > 0");
+    let pages = int(&conn, "PRAGMA page_count");
+    int(&conn, &format!("PRAGMA max_page_count = {}", pages + 3));
+    conn.execute_batch("BEGIN; INSERT INTO mine VALUES (1);")
+        .unwrap();
+    let full = conn
+        .execute_batch(
+            "INSERT INTO feed(user_id, item_id, watch_time, duration, ts) \
+             SELECT u, i, 10, 10, 2 FROM staging",
+        )
+        .unwrap_err();
+    assert_eq!(
+        full.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DiskFull),
+        "{full}"
+    );
+    assert!(
+        !conn.is_autocommit(),
+        "the caller's transaction was rolled back"
+    );
+    assert_eq!(int(&conn, "SELECT count(*) FROM mine"), 1);
+    assert_eq!(int(&conn, "SELECT count(*) FROM feed"), 500);
+    // A refit that needs more pages than are left fails the same way.
+    conn.execute_batch(
+        "INSERT INTO feed(user_id, item_id, watch_time, duration, ts)
+         SELECT u, i, 10, 10, 3 FROM staging LIMIT 60",
+    )
+    .unwrap();
+    let refit = error_of(&conn, "SELECT foryou_refit('feed', '{\"factors\": 64}')");
+    assert!(refit.contains("full"), "{refit}");
+    assert!(!conn.is_autocommit());
+    assert_eq!(int(&conn, "SELECT count(*) FROM mine"), 1);
+    assert_eq!(int(&conn, "SELECT count(*) FROM feed"), 560);
+    assert_eq!(
+        int(&conn, "SELECT value FROM feed_model WHERE key = 'version'"),
+        1
+    );
+    conn.execute_batch("COMMIT").unwrap();
+    assert_eq!(int(&conn, "SELECT count(*) FROM mine"), 1);
+    assert_eq!(rows(&conn, "SELECT * FROM recommend(1, 3)").len(), 3);
+}
