@@ -79,6 +79,8 @@ pub enum Error {
     },
     /// The table was written in another storage format (or none is recorded).
     Format { table: String, found: Option<i64> },
+    /// An INSERT whose own statement reads the shadow table the events go to.
+    ReadsOwnEvents { table: String },
     /// An INSERT or UPDATE chose a rowid that another event has.
     RowidTaken { table: String, id: i64 },
     /// The refit's worker threads could not be started.
@@ -230,6 +232,10 @@ impl fmt::Display for Error {
             Error::Format { table, found: None } => write!(
                 f,
                 "foryou: table {table} has no format_version in {table}_config"
+            ),
+            Error::ReadsOwnEvents { table } => write!(
+                f,
+                "foryou: {table}: this INSERT reads {table}_events, where its rows go, and would never end; select from {table} instead"
             ),
             Error::RowidTaken { table, id } => {
                 write!(f, "foryou: {table}: an event with rowid {id} already exists")

@@ -22,7 +22,7 @@ use crate::engine::cache::load_options;
 use crate::engine::options::Options;
 use crate::engine::refit::auto_refit;
 use crate::error::{Error, Result as FyResult};
-use crate::store::{Event, Shadow, PARTS};
+use crate::store::{Event, Shadow, SourceCheck, PARTS};
 
 /// The declared schema of every `foryou` table.
 pub const CREATE_SQL: &CStr =
@@ -57,6 +57,8 @@ pub struct FeedTable {
     options: Options,
     /// Events inserted through this connection since the last `auto_refit` check.
     inserted_since_check: u64,
+    /// The caller's statement run last checked by `check_insert_source`.
+    source: SourceCheck,
 }
 
 fn args_as_str<'a>(args: &'a [&'a [u8]]) -> FyResult<Vec<&'a str>> {
@@ -100,6 +102,7 @@ impl FeedTable {
             shadow,
             options,
             inserted_since_check: 0,
+            source: SourceCheck::default(),
         };
         Ok((Cow::Borrowed(CREATE_SQL), table))
     }
@@ -281,6 +284,8 @@ impl UpdateVTab<'_> for FeedTable {
             let values: Vec<ValueRef<'_>> = args.iter().collect();
             let id = self.rowid_of(values[1])?;
             let event = self.event_from(&values[2..])?;
+            self.shadow
+                .check_insert_source(&self.conn, &mut self.source)?;
             let rowid = self.shadow.insert_event(&self.conn, id, &event)?;
             if self.options.auto_refit > 0 {
                 self.inserted_since_check += 1;

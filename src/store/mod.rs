@@ -26,7 +26,7 @@ mod schema;
 
 use rusqlite::{ffi, Connection};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub use catalog::{foryou_tables, read_holdout};
 pub use events::Event;
@@ -214,6 +214,90 @@ impl Shadow {
     }
 }
 
+/// The run of the caller's statement that [`Shadow::check_insert_source`] last passed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceCheck {
+    /// The running write statement (its address), its run count and its text: SQLite
+    /// may give a new statement the address of a finalized one, so the text is compared
+    /// too.
+    statement: usize,
+    runs: i32,
+    text: Vec<u8>,
+}
+
+impl Shadow {
+    /// Refuses an event INSERT whose own statement reads `<table>_events`, the shadow
+    /// table the rows go to: SQLite does not buffer such a source (it cannot know the
+    /// virtual table writes there), so the scan would see every inserted row and the
+    /// statement would never end. The text is searched once per run of a statement.
+    pub fn check_insert_source(&self, conn: &Connection, last: &mut SourceCheck) -> Result<()> {
+        let Some((stmt, runs)) = running_write_statement(conn) else {
+            return Ok(());
+        };
+        // SAFETY: `stmt` is a live statement of this connection (just found in its
+        // list, on this thread; it cannot be finalized while it runs our callback), and
+        // sqlite3_sql returns its NUL-terminated text, owned by the statement and
+        // unchanged while it runs; the borrow ends before this function returns.
+        let text = unsafe {
+            let sql = ffi::sqlite3_sql(stmt);
+            if sql.is_null() {
+                &[][..]
+            } else {
+                std::ffi::CStr::from_ptr(sql).to_bytes()
+            }
+        };
+        if last.statement == stmt as usize && last.runs == runs && last.text == text {
+            return Ok(());
+        }
+        if names_identifier(
+            &String::from_utf8_lossy(text),
+            &format!("{}_events", self.table),
+        ) {
+            return Err(Error::ReadsOwnEvents {
+                table: self.table.clone(),
+            });
+        }
+        *last = SourceCheck {
+            statement: stmt as usize,
+            runs,
+            text: text.to_vec(),
+        };
+        Ok(())
+    }
+}
+
+/// Whether `identifier` occurs in `sql` as a whole name (case-insensitive, bare or
+/// quoted).
+fn names_identifier(sql: &str, identifier: &str) -> bool {
+    let text = sql.to_ascii_lowercase();
+    let name = identifier.to_ascii_lowercase();
+    let is_name_char = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
+    let bytes = text.as_bytes();
+    text.match_indices(&name).any(|(at, _)| {
+        let before = at.checked_sub(1).map(|i| bytes[i]);
+        let after = bytes.get(at + name.len()).copied();
+        !before.is_some_and(is_name_char) && !after.is_some_and(is_name_char)
+    })
+}
+
+/// The statement that writes and is running on `conn`, with its run count.
+fn running_write_statement(conn: &Connection) -> Option<(*mut ffi::sqlite3_stmt, i32)> {
+    // SAFETY: as in `write_statement_running`; sqlite3_stmt_status only reads a counter
+    // of a statement from the connection's list.
+    unsafe {
+        let db = conn.handle();
+        let mut stmt = ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
+        while !stmt.is_null() {
+            if ffi::sqlite3_stmt_busy(stmt) != 0 && ffi::sqlite3_stmt_readonly(stmt) == 0 {
+                let runs = ffi::sqlite3_stmt_status(stmt, ffi::SQLITE_STMTSTATUS_RUN, 0);
+                return Some((stmt, runs));
+            }
+            stmt = ffi::sqlite3_next_stmt(db, stmt);
+        }
+    }
+    None
+}
+
 /// Whether a statement that writes is running on `conn`: then SQLite refuses to open a
 /// savepoint ("SQL statements in progress"), exactly when one of its statements is
 /// busy (stepped, not reset) and not read-only.
@@ -244,5 +328,21 @@ mod tests {
         let s = Shadow::new("main", "we\"ird");
         assert_eq!(s.name("events"), "\"main\".\"we\"\"ird_events\"");
         assert!(s.sql.event_insert.contains("\"main\".\"we\"\"ird_events\""));
+    }
+
+    #[test]
+    fn identifiers_are_found_whole() {
+        assert!(names_identifier(
+            "INSERT INTO feed SELECT * FROM feed_events",
+            "feed_events"
+        ));
+        assert!(names_identifier(
+            "select * from \"FEED_EVENTS\" e",
+            "feed_events"
+        ));
+        assert!(names_identifier("FROM main.feed_events;", "feed_events"));
+        assert!(!names_identifier("FROM feed_events_archive", "feed_events"));
+        assert!(!names_identifier("FROM my_feed_events", "feed_events"));
+        assert!(!names_identifier("FROM feed", "feed_events"));
     }
 }

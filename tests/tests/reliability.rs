@@ -158,3 +158,43 @@ fn disk_full_in_the_callers_transaction_undoes_only_the_failing_statement() {
     assert_eq!(int(&conn, "SELECT count(*) FROM mine"), 1);
     assert_eq!(rows(&conn, "SELECT * FROM recommend(1, 3)").len(), 3);
 }
+
+/// `INSERT INTO feed SELECT ... FROM feed_events` read its own inserts and never ended;
+/// it is refused at once and stores nothing. Selecting from `feed` itself works (SQLite
+/// buffers a source that is the target virtual table).
+#[test]
+fn an_insert_reading_its_own_shadow_table_is_refused_not_endless() {
+    let conn = memory();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE feed USING foryou(factors = 4);
+         INSERT INTO feed(user_id, item_id, watch_time, duration, ts)
+         VALUES (1, 1, 10, 10, 1), (2, 2, 10, 10, 2);",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        error_of(
+            &conn,
+            "INSERT INTO feed(user_id, item_id, watch_time, duration, ts) \
+             SELECT user_id, item_id, watch_time, duration, ts FROM feed_events"
+        ),
+        "foryou: feed: this INSERT reads feed_events, where its rows go, and would never end; \
+         select from feed instead"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(int(&conn, "SELECT count(*) FROM feed"), 2);
+    conn.execute_batch(
+        "INSERT INTO feed(user_id, item_id, watch_time, duration, ts)
+         SELECT user_id, item_id, watch_time, duration, ts + 10 FROM feed",
+    )
+    .unwrap();
+    assert_eq!(int(&conn, "SELECT count(*) FROM feed"), 4);
+    // A table whose name only starts like the shadow table's is an ordinary source.
+    conn.execute_batch(
+        "CREATE TABLE feed_events_archive AS SELECT * FROM feed_events;
+         INSERT INTO feed(user_id, item_id, watch_time, duration, ts)
+         SELECT user_id, item_id, watch_time, duration, ts FROM feed_events_archive",
+    )
+    .unwrap();
+    assert_eq!(int(&conn, "SELECT count(*) FROM feed"), 8);
+}
