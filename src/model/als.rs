@@ -1364,6 +1364,46 @@ mod tests {
         assert_eq!(r2.loss.to_bits(), r2.loss_history[3].to_bits());
     }
 
+    #[test]
+    fn a_stop_flag_stops_the_fit_and_changes_nothing_unraised() {
+        let data = random_problem(60, 40, 20, 4).with_popularity_weights(0.5);
+        let params = AlsParams {
+            factors: 8,
+            iterations: 5,
+            seed: 2,
+            ..AlsParams::default()
+        };
+        let bits = |f: &Factors| f.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let flag = AtomicBool::new(false);
+        let (u1, i1, r1) = fit(&data, &params, &pool(2)).unwrap();
+        let (u2, i2, r2) = fit_stoppable(&data, &params, &pool(3), &flag).unwrap();
+        assert_eq!((bits(&u1), bits(&i1)), (bits(&u2), bits(&i2)));
+        assert_eq!(r1.loss.to_bits(), r2.loss.to_bits());
+        flag.store(true, Ordering::Relaxed);
+        assert_eq!(
+            fit_stoppable(&data, &params, &pool(2), &flag).unwrap_err(),
+            ModelError::Stopped
+        );
+        assert_eq!(
+            fit_warm_stoppable(&data, &params, &pool(2), u1, i1, &flag).unwrap_err(),
+            ModelError::Stopped
+        );
+        // A sweep started with the flag raised solves no row.
+        let mut target = u2.clone();
+        cg_sweep_exact(
+            data.by_user(),
+            &i2,
+            &mut target,
+            MissingWeights::Uniform,
+            0.1,
+            RegularizationScaling::Count,
+            3,
+            &pool(2),
+            &flag,
+        );
+        assert_eq!(bits(&target), bits(&u2));
+    }
+
     /// The whole fit on every kernel level this CPU has (scalar, AVX2 + FMA, AVX-512):
     /// bit-identical factors and loss, as on a CPU that has only that level. (Switching
     /// the process-wide level under other tests is harmless for the same reason.)

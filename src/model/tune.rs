@@ -465,6 +465,22 @@ mod tests {
                 .unwrap()
                 .unwrap()
         };
+        // A raised stop flag abandons the choice.
+        let stop = AtomicBool::new(true);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let base = AlsParams {
+            factors: 4,
+            iterations: 6,
+            seed: 3,
+            ..AlsParams::default()
+        };
+        assert_eq!(
+            choose(&data, &users, &items, built, &base, &pool, &stop).unwrap_err(),
+            ModelError::Stopped
+        );
         // 6 sweeps: a first stage of 2 for every candidate, 4 more for the survivors.
         let (a, b) = (run(6, 1), run(6, 2));
         assert_eq!(a.chosen, b.chosen);

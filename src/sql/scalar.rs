@@ -7,8 +7,9 @@
 //! message is set first and the code after it (`sqlite3_result_error_code` keeps a
 //! message already set), and an out-of-memory error is reported with
 //! `sqlite3_result_error_nomem`, as SQLite's own functions do. A NUL byte in a message
-//! (it can echo a model name or an options key) is shown as `\0`: SQLite's messages are
-//! C strings, and rusqlite dropped a message it could not convert, leaving only
+//! (it can echo a model name or an options key) is shown as `␀` (U+2400), as rusqlite
+//! shows it in the virtual tables' messages: SQLite's messages are C strings, and
+//! rusqlite's trampoline dropped a message it could not convert, leaving only
 //! "constraint failed".
 //!
 //! The body, and everything the trampoline does, runs under `catch_unwind`: no panic
@@ -226,7 +227,8 @@ fn set_error(ctx: *mut ffi::sqlite3_context, error: &Error) {
         unsafe { ffi::sqlite3_result_error_nomem(ctx) };
         return;
     }
-    let message = error.to_string().replace('\0', "\\0");
+    // As rusqlite shows a NUL in the messages of the virtual tables (`recommend`...).
+    let message = error.to_string().replace('\0', "\u{2400}");
     // A message is far shorter than 2 GiB; a longer one would be cut, not overrun.
     let n = c_int::try_from(message.len()).unwrap_or(c_int::MAX);
     // SAFETY: `ctx` is the live context of this call; `message` is valid for `n` bytes

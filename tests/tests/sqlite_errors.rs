@@ -53,6 +53,8 @@ fn failure(conn: &Connection, sql: &str) -> (Option<ErrorCode>, String) {
 fn a_refit_blocked_by_another_writer_fails_with_busy() {
     let dir = TempDir::new("busy");
     let (path, conn) = file_fixture(&dir);
+    // rusqlite's default is 5 s; the lock is held throughout anyway.
+    conn.busy_timeout(Duration::from_millis(50)).unwrap();
     let before = stored(&conn);
     let writer = open(&path);
     writer
@@ -123,15 +125,23 @@ fn foryou_evaluate_keeps_sqlites_code() {
 
 #[test]
 fn a_nul_byte_in_a_model_name_or_an_option_key_is_named() {
+    // Shown as U+2400, as rusqlite shows it in the virtual tables' messages.
     let conn = memory();
     conn.execute_batch("CREATE VIRTUAL TABLE feed USING foryou(factors = 4, tune = false)")
         .unwrap();
     checkerboard(&conn, "feed");
+    assert_eq!(
+        error_of(
+            &conn,
+            "SELECT * FROM recommend(1, 3, 'fe' || char(0) || 'ed')"
+        ),
+        "recommend: no foryou table named 'fe␀ed' in schema 'main' (foryou tables: feed)"
+    );
     let (code, message) = failure(&conn, "SELECT foryou_refit('fe' || char(0) || 'ed')");
     assert_eq!(code, Some(ErrorCode::Unknown));
     assert_eq!(
         message,
-        "foryou_refit: no foryou table named 'fe\\0ed' in schema 'main' (foryou tables: feed)"
+        "foryou_refit: no foryou table named 'fe␀ed' in schema 'main' (foryou tables: feed)"
     );
     let (code, message) = failure(
         &conn,
@@ -140,7 +150,7 @@ fn a_nul_byte_in_a_model_name_or_an_option_key_is_named() {
     assert_eq!(code, Some(ErrorCode::Unknown));
     assert!(
         message.starts_with(
-            "foryou_refit: unrecognized option 'ite\\0rations' in options_json (per-refit options: "
+            "foryou_refit: unrecognized option 'ite␀rations' in options_json (per-refit options: "
         ),
         "{message}"
     );
@@ -150,7 +160,7 @@ fn a_nul_byte_in_a_model_name_or_an_option_key_is_named() {
     );
     assert_eq!(
         message,
-        "foryou_evaluate: no foryou table named 'fe\\0ed' in schema 'main' (foryou tables: feed)"
+        "foryou_evaluate: no foryou table named 'fe␀ed' in schema 'main' (foryou tables: feed)"
     );
 }
 
