@@ -18,7 +18,7 @@ mod model;
 mod sql;
 mod store;
 
-use sql::{evaluate, foryou_table, info, recommend, refit, similar_items};
+use sql::{evaluate, foryou_table, info, recommend, refit, scalar, similar_items};
 
 /// Registers every SQL object on one connection.
 // The signature Connection::extension_init2 takes.
@@ -39,13 +39,16 @@ fn register(db: Connection) -> Result<bool> {
         FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_INNOCUOUS,
         info::foryou_debug,
     )?;
+    // These two can fail with SQLite's own error (BUSY, READONLY, INTERRUPT...): our
+    // trampoline keeps its code, rusqlite's would report SQLITE_ERROR.
     // Writes the database: never from a trigger or view (DIRECTONLY).
     let writes = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
     for n_args in 0..=2 {
-        db.create_scalar_function("foryou_refit", n_args, writes, refit::foryou_refit)?;
+        scalar::register(&db, c"foryou_refit", n_args, writes, refit::foryou_refit)?;
     }
-    db.create_scalar_function(
-        "foryou_evaluate",
+    scalar::register(
+        &db,
+        c"foryou_evaluate",
         3,
         FunctionFlags::SQLITE_UTF8,
         move |ctx| evaluate::foryou_evaluate(ctx, &state),

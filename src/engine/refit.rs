@@ -9,12 +9,20 @@
 //!    `regularization` and its scaling on a hold-out split (`model::tune`); the ALS fit,
 //!    from the seed (full) or from the stored model (incremental).
 //! 3. The model and its report are written back on the calling thread inside one
-//!    savepoint ([`crate::store::Shadow::atomically`]).
+//!    savepoint ([`crate::store::Shadow::atomically`]), which first takes the write lock:
+//!    the version is read under it, so two refits at once store two versions.
+//!
+//! Cancelling: while the workers compute, the calling thread looks every few
+//! milliseconds for an `sqlite3_interrupt` of the connection
+//! ([`crate::store::interruption`]) and, on one, raises the stop flag the model reads
+//! between and inside its sweeps: the refit ends with SQLite's INTERRUPT error soon
+//! after, and the previous model is kept. A read-only database fails with READONLY
+//! before any work.
 //!
 //! An incremental refit keeps the stored model's tuned values; a full refit chooses again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
@@ -24,7 +32,7 @@ use super::options::Options;
 use super::workers;
 use crate::error::{Error, Result};
 use crate::model::{als, feedback, tune, AlsParams, Factors, FitReport, Interactions};
-use crate::store::{ModelMeta, Shadow, StoredModel};
+use crate::store::{self, ModelMeta, Shadow, StoredModel};
 
 const WHO: &str = "foryou_refit";
 
@@ -38,9 +46,28 @@ pub enum Mode {
     Incremental,
 }
 
-/// Runs one refit of `shadow` and stores the result; returns the JSON report.
+/// Runs one refit of `shadow` and stores the result; returns the JSON report. An error
+/// of SQLite's (BUSY, READONLY, INTERRUPT, FULL...) keeps its code and is named:
+/// `foryou_refit: cannot refit <table> (<SQLite's message>); the previous model is kept`.
 pub fn refit(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) -> Result<String> {
+    refit_unnamed(conn, shadow, options, mode).map_err(|e| match e {
+        Error::Sqlite(source @ rusqlite::Error::SqliteFailure(..)) => Error::SqliteWhile {
+            context: format!("{WHO}: cannot refit {}", shadow.table),
+            source,
+            hint: "; the previous model is kept",
+        },
+        other => other,
+    })
+}
+
+fn refit_unnamed(
+    conn: &Connection,
+    shadow: &Shadow,
+    options: &Options,
+    mode: Mode,
+) -> Result<String> {
     let started = Instant::now();
+    shadow.check_writable(conn)?;
     let feedback_params = options.feedback();
     // Size the buffers once (the rowid span bounds the count; capped, so that a few
     // huge explicit rowids cannot make it reserve a lot: beyond 2^24 events the
@@ -59,7 +86,7 @@ pub fn refit(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) 
     };
     let options = options_for_fit(&shadow.table, options, previous.as_ref())?;
     let newest = sink.newest_ts();
-    let fitted = fit(sink, &options, previous.as_ref())?;
+    let fitted = fit(conn, sink, &options, previous.as_ref())?;
     let Fitted {
         feedback: fb,
         users,
@@ -70,42 +97,48 @@ pub fn refit(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) 
         options,
     } = fitted;
 
-    let version = shadow.model_meta(conn)?.map_or(0, |m| m.version) + 1;
-    let report = Report {
-        shadow,
-        mode: if previous.is_some() {
-            Mode::Incremental
-        } else {
-            Mode::Full
-        },
-        version,
-        feedback: &fb,
-        events: event_count,
-        options: &options,
-        fit: &fit_report,
-        tuned: tuned.as_ref(),
-        threads,
-        seconds: started.elapsed().as_secs_f64(),
-    }
-    .to_json();
-    let (user_ids, users) = users_with_taste(&fb.data, fb.user_ids, users);
-    let stored = StoredModel {
-        user_ids,
-        users,
-        item_ids: fb.item_ids,
-        items,
-        popularity: fb.popularity,
-        meta: ModelMeta {
-            version,
-            tag: new_tag(version),
-            events_upto: last_id,
-            report: report.clone(),
-            newest_ts: newest,
-            options: options.training_json(),
-        },
+    let mode = if previous.is_some() {
+        Mode::Incremental
+    } else {
+        Mode::Full
     };
-    Shadow::atomically(conn, || shadow.write_model(conn, &stored))?;
-    Ok(report)
+    Shadow::atomically(conn, || {
+        // The version is read under the write lock: a refit of another connection
+        // that ends at the same moment waits for this one, and then counts it.
+        shadow.lock_for_write(conn)?;
+        let version = shadow.model_meta(conn)?.map_or(0, |m| m.version) + 1;
+        let report = Report {
+            shadow,
+            mode,
+            version,
+            feedback: &fb,
+            events: event_count,
+            options: &options,
+            fit: &fit_report,
+            tuned: tuned.as_ref(),
+            threads,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+        .to_json();
+        let (user_ids, users) = users_with_taste(&fb.data, fb.user_ids, users);
+        let stored = StoredModel {
+            user_ids,
+            users,
+            item_ids: fb.item_ids,
+            items,
+            popularity: fb.popularity,
+            meta: ModelMeta {
+                version,
+                tag: new_tag(version),
+                events_upto: last_id,
+                report: report.clone(),
+                newest_ts: newest,
+                options: options.training_json(),
+            },
+        };
+        shadow.write_model(conn, &stored)?;
+        Ok(report)
+    })
 }
 
 /// The automatic refit behind the `auto_refit = N` option, run by the INSERT that brings
@@ -182,8 +215,10 @@ struct Fitted {
     options: Options,
 }
 
-/// Aggregates the events and fits, on a pool of `options.threads` workers.
+/// Aggregates the events and fits, on a pool of `options.threads` workers, while this
+/// thread watches `conn` for an interruption (see the module doc).
 fn fit(
+    conn: &Connection,
     sink: feedback::EventSink<'_>,
     options: &Options,
     previous: Option<&StoredModel>,
@@ -204,17 +239,23 @@ fn fit(
     };
     let newest = sink.newest_ts();
     let tune_now = options.tune && previous.is_none();
-    let (fb, fitted, tuned, threads) = workers::with_pool(options.threads, |pool| {
-        let (fb, fitted, tuned) = pool.install(|| {
+    let stop = AtomicBool::new(false);
+    let (computed, interrupted, threads) = workers::with_pool(options.threads, |pool| {
+        let job = || {
             let mut fb = sink.finish(newest);
-            let tuned = tune_now.then(|| {
+            let tuned = match tune_now.then(|| {
                 let built = tune::Built {
                     form: options.confidence,
                     alpha: options.alpha,
                     full_watch: feedback_params.watch_confidence(1.0),
                 };
-                tune::choose(&fb.data, &fb.user_ids, &fb.item_ids, built, &params, pool)
-            });
+                let (users, items) = (&fb.user_ids, &fb.item_ids);
+                tune::choose(&fb.data, users, items, built, &params, pool, &stop)
+            }) {
+                None => None,
+                Some(Ok(tuned)) => Some(tuned),
+                Some(Err(stopped)) => return Err(stopped),
+            };
             if let Some(Ok(t)) = &tuned {
                 tune::set_alpha(
                     &mut fb.data,
@@ -232,19 +273,33 @@ fn fit(
                 Some(p) => {
                     let users = warm_start(&fb.user_ids, &p.user_ids, &p.users, params.seed, 0);
                     let items = warm_start(&fb.item_ids, &p.item_ids, &p.items, params.seed, 1);
-                    als::fit_warm(&fb.data, &params, pool, users, items)
+                    als::fit_warm_stoppable(&fb.data, &params, pool, users, items, &stop)
                 }
-                None => als::fit(&fb.data, &params, pool),
+                None => als::fit_stoppable(&fb.data, &params, pool, &stop),
             };
-            (fb, fitted, tuned)
-        });
-        (fb, fitted, tuned, pool.current_num_threads())
+            Ok((fb, fitted, tuned))
+        };
+        let (computed, interrupted) =
+            workers::watched(pool, &stop, job, || store::interruption(conn));
+        (computed, interrupted, pool.current_num_threads())
     })
     .map_err(|e| Error::Threads {
         who: WHO,
         threads: options.threads,
         detail: e.to_string(),
     })?;
+    if let Some(interrupt) = interrupted {
+        // Whatever the job got to, it is dropped: the refit was interrupted.
+        return Err(Error::Sqlite(interrupt));
+    }
+    let Some(Ok((fb, fitted, tuned))) = computed else {
+        // Only the stop flag, raised with `interrupted` set, stops the job; and a job
+        // that panicked has been raised again by `watched`.
+        return Err(Error::Internal {
+            who: WHO.to_string(),
+            detail: "the fit stopped without an interruption".to_string(),
+        });
+    };
     let (users, items, fit_report) =
         fitted.map_err(|source| Error::Diverged { who: WHO, source })?;
     let mut options = options.clone();

@@ -96,6 +96,8 @@
 //! weight is 1), like `implicit`'s `calculate_loss`, computed without visiting
 //! unobserved pairs: `Σ_unobserved w_i (x·y)² = Σ_u x_uᵀ(YᵀWY)x_u − Σ_observed w_i (x·y)²`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rayon::prelude::*;
 
 use super::factors::{axpy, dot, dot_f64, Factors};
@@ -214,6 +216,8 @@ pub enum ModelError {
     },
     /// A parameter is out of range (message says which).
     InvalidParams(String),
+    /// The stop flag was raised (see [`fit_stoppable`]); the fit was abandoned.
+    Stopped,
 }
 
 impl std::fmt::Display for ModelError {
@@ -230,6 +234,7 @@ impl std::fmt::Display for ModelError {
                 "warm-start {side} factors are {rows}x{dim}, expected {expected_rows}x{expected_dim}"
             ),
             ModelError::InvalidParams(msg) => write!(f, "invalid ALS parameters: {msg}"),
+            ModelError::Stopped => write!(f, "the fit was stopped before its end"),
         }
     }
 }
@@ -281,16 +286,45 @@ pub(crate) fn check_finite(users: &Factors, items: &Factors) -> Result<(), Model
     Ok(())
 }
 
+/// A stop flag that is never raised: the fits without one.
+static NEVER: AtomicBool = AtomicBool::new(false);
+
+/// Whether another thread raised `stop`. Relaxed: the flag carries no data, and a fit
+/// that sees it a little late only stops a little later.
+pub fn stopped(stop: &AtomicBool) -> bool {
+    stop.load(Ordering::Relaxed)
+}
+
 /// Cold start: users = `Factors::random(n_users, f, seed, 0)`, items =
 /// `Factors::random(n_items, f, seed, 1)`, then [`fit_warm`].
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the refit stops its fits: the tests run the fits without a flag"
+    )
+)]
 pub fn fit(
     data: &Interactions,
     params: &AlsParams,
     pool: &rayon::ThreadPool,
 ) -> Result<(Factors, Factors, FitReport), ModelError> {
+    fit_stoppable(data, params, pool, &NEVER)
+}
+
+/// [`fit`] that gives up with [`ModelError::Stopped`] soon after another thread raises
+/// `stop`: the flag is read before every half-sweep, before every row of a sweep and
+/// before the loss. While it is not raised, the result is [`fit`]'s, bit for bit (it
+/// only decides whether work is done, never how).
+pub fn fit_stoppable(
+    data: &Interactions,
+    params: &AlsParams,
+    pool: &rayon::ThreadPool,
+    stop: &AtomicBool,
+) -> Result<(Factors, Factors, FitReport), ModelError> {
     check_inputs(data, params)?;
     let (users, items) = cold_start(data, params);
-    fit_warm(data, params, pool, users, items)
+    fit_warm_impl(data, params, pool, users, items, false, stop)
 }
 
 /// [`fit`] that also records the loss after every iteration in
@@ -303,7 +337,7 @@ pub fn fit_traced(
 ) -> Result<(Factors, Factors, FitReport), ModelError> {
     check_inputs(data, params)?;
     let (users, items) = cold_start(data, params);
-    fit_warm_impl(data, params, pool, users, items, true)
+    fit_warm_impl(data, params, pool, users, items, true, &NEVER)
 }
 
 /// The seeded initial factors of a cold start.
@@ -317,6 +351,13 @@ fn cold_start(data: &Interactions, params: &AlsParams) -> (Factors, Factors) {
 /// Warm start from given factors (shapes must match `data` and `params.factors`, else
 /// [`ModelError::ShapeMismatch`]). Stops early with [`ModelError::NonFinite`] as soon as
 /// an iteration produces a non-finite factor.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the refit stops its fits: the tests run the fits without a flag"
+    )
+)]
 pub fn fit_warm(
     data: &Interactions,
     params: &AlsParams,
@@ -324,10 +365,23 @@ pub fn fit_warm(
     users: Factors,
     items: Factors,
 ) -> Result<(Factors, Factors, FitReport), ModelError> {
-    fit_warm_impl(data, params, pool, users, items, false)
+    fit_warm_impl(data, params, pool, users, items, false, &NEVER)
 }
 
-/// [`fit_warm`]; with `trace`, the loss after every iteration too.
+/// [`fit_warm`] with a stop flag, as [`fit_stoppable`].
+pub fn fit_warm_stoppable(
+    data: &Interactions,
+    params: &AlsParams,
+    pool: &rayon::ThreadPool,
+    users: Factors,
+    items: Factors,
+    stop: &AtomicBool,
+) -> Result<(Factors, Factors, FitReport), ModelError> {
+    fit_warm_impl(data, params, pool, users, items, false, stop)
+}
+
+/// [`fit_warm`]; with `trace`, the loss after every iteration too; abandoned with
+/// [`ModelError::Stopped`] once `stop` is raised.
 fn fit_warm_impl(
     data: &Interactions,
     params: &AlsParams,
@@ -335,6 +389,7 @@ fn fit_warm_impl(
     mut users: Factors,
     mut items: Factors,
     trace: bool,
+    stop: &AtomicBool,
 ) -> Result<(Factors, Factors, FitReport), ModelError> {
     check_inputs(data, params)?;
     for (side, f, rows) in [
@@ -362,9 +417,19 @@ fn fit_warm_impl(
             MissingWeights::Target(&data.missing_weight),
         )
     };
+    // A sweep cut short by `stop` leaves some rows unsolved: its factors are dropped.
+    let go_on = || {
+        if stopped(stop) {
+            Err(ModelError::Stopped)
+        } else {
+            Ok(())
+        }
+    };
+    let (user_w, item_w) = (user_w.normalized(), item_w.normalized());
     let mut loss_history = Vec::with_capacity(if trace { params.iterations } else { 0 });
     for _ in 0..params.iterations {
-        cg_sweep(
+        go_on()?;
+        cg_sweep_exact(
             data.by_user(),
             &items,
             &mut users,
@@ -373,8 +438,10 @@ fn fit_warm_impl(
             scaling,
             params.cg_steps,
             pool,
+            stop,
         );
-        cg_sweep(
+        go_on()?;
+        cg_sweep_exact(
             data.by_item(),
             &users,
             &mut items,
@@ -383,12 +450,15 @@ fn fit_warm_impl(
             scaling,
             params.cg_steps,
             pool,
+            stop,
         );
+        go_on()?;
         check_finite(&users, &items)?;
         if trace {
             loss_history.push(loss(data, &users, &items, reg, scaling, pool));
         }
     }
+    go_on()?;
     let last = match loss_history.last() {
         Some(&l) => l,
         None => loss(data, &users, &items, reg, scaling, pool),
@@ -445,6 +515,13 @@ impl MissingWeights<'_> {
 /// # Panics
 /// If `weights` does not have one entry per row of its side.
 #[allow(clippy::too_many_arguments)]
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the refit stops its fits: the tests run the fits without a flag"
+    )
+)]
 pub fn cg_sweep(
     rows: CsrView<'_>,
     fixed: &Factors,
@@ -464,10 +541,12 @@ pub fn cg_sweep(
         scaling,
         cg_steps,
         pool,
+        &NEVER,
     );
 }
 
-/// [`cg_sweep`] without the all-ones shortcut (tests compare the two paths).
+/// [`cg_sweep`] without the all-ones shortcut (tests compare the two paths); once
+/// `stop` is raised, the rows not yet started are left as they are.
 // f64 -> f32 on purpose: computed in f64, rounded once to the stored f32 precision.
 #[allow(clippy::cast_possible_truncation)]
 #[allow(clippy::too_many_arguments)]
@@ -480,6 +559,7 @@ fn cg_sweep_exact(
     scaling: RegularizationScaling,
     cg_steps: usize,
     pool: &rayon::ThreadPool,
+    stop: &AtomicBool,
 ) {
     let dim = target.dim;
     // With one λ for all rows it is folded into the shared Gramian of the user step (the
@@ -527,7 +607,7 @@ fn cg_sweep_exact(
                     ad: vec![0.0; dim],
                 },
                 |s, (row, x)| {
-                    if row < rows.n_rows() {
+                    if row < rows.n_rows() && !stopped(stop) {
                         let data = rows.row(row);
                         let rw = match weights {
                             MissingWeights::Uniform => RowWeight::One,
@@ -1284,6 +1364,46 @@ mod tests {
         assert_eq!(r2.loss.to_bits(), r2.loss_history[3].to_bits());
     }
 
+    #[test]
+    fn a_stop_flag_stops_the_fit_and_changes_nothing_unraised() {
+        let data = random_problem(60, 40, 20, 4).with_popularity_weights(0.5);
+        let params = AlsParams {
+            factors: 8,
+            iterations: 5,
+            seed: 2,
+            ..AlsParams::default()
+        };
+        let bits = |f: &Factors| f.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let flag = AtomicBool::new(false);
+        let (u1, i1, r1) = fit(&data, &params, &pool(2)).unwrap();
+        let (u2, i2, r2) = fit_stoppable(&data, &params, &pool(3), &flag).unwrap();
+        assert_eq!((bits(&u1), bits(&i1)), (bits(&u2), bits(&i2)));
+        assert_eq!(r1.loss.to_bits(), r2.loss.to_bits());
+        flag.store(true, Ordering::Relaxed);
+        assert_eq!(
+            fit_stoppable(&data, &params, &pool(2), &flag).unwrap_err(),
+            ModelError::Stopped
+        );
+        assert_eq!(
+            fit_warm_stoppable(&data, &params, &pool(2), u1, i1, &flag).unwrap_err(),
+            ModelError::Stopped
+        );
+        // A sweep started with the flag raised solves no row.
+        let mut target = u2.clone();
+        cg_sweep_exact(
+            data.by_user(),
+            &i2,
+            &mut target,
+            MissingWeights::Uniform,
+            0.1,
+            RegularizationScaling::Count,
+            3,
+            &pool(2),
+            &flag,
+        );
+        assert_eq!(bits(&target), bits(&u2));
+    }
+
     /// The whole fit on every kernel level this CPU has (scalar, AVX2 + FMA, AVX-512):
     /// bit-identical factors and loss, as on a CPU that has only that level. (Switching
     /// the process-wide level under other tests is harmless for the same reason.)
@@ -1552,6 +1672,7 @@ mod tests {
             RegularizationScaling::None,
             3,
             &pool(3),
+            &NEVER,
         );
         assert_eq!(bits(&a), bits(&b));
         // ω > 0 changes the weights and the fit.

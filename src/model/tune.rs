@@ -26,8 +26,9 @@
 //! deterministic, like the fit.
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
 
-use super::als::{self, AlsParams, RegularizationScaling};
+use super::als::{self, AlsParams, ModelError, RegularizationScaling};
 use super::factors::mix64;
 use super::factors::Factors;
 use super::feedback::Confidence;
@@ -186,16 +187,20 @@ pub fn split(
     }
 }
 
-/// Hold-out NDCG@10 of the factors fitted on `train`.
+/// Hold-out NDCG@10 of the factors fitted on `train` (None, too, once `stop` is raised).
 fn score(
     train: &Interactions,
     relevant: &[(u32, HashSet<i64>)],
     item_ids: &[i64],
     users: &Factors,
     items: &Factors,
+    stop: &AtomicBool,
 ) -> Option<f64> {
     let mut acc = Accumulator::default();
     for (u, relevant) in relevant {
+        if als::stopped(stop) {
+            return None;
+        }
         let (seen, _, _) = train.user_row(*u as usize);
         let ranked: Vec<i64> = top_k_dot(users.row(*u as usize), items, K, seen)
             .into_iter()
@@ -238,8 +243,11 @@ impl std::fmt::Display for Skipped {
 }
 
 /// Tries every [`LADDER`] candidate on the hold-out split of `data` (`base` gives the
-/// other ALS parameters). Err when there is nothing to choose by (too little data, or no
-/// fit converged): the caller keeps its own options.
+/// other ALS parameters). `Ok(Err)` when there is nothing to choose by (too little data,
+/// or no fit converged): the caller keeps its own options. `Err(ModelError::Stopped)`
+/// soon after another thread raises `stop` (checked by every fit, see
+/// [`als::fit_stoppable`], and between the users scored); while it is not raised, the
+/// outcome does not depend on it.
 // f64 -> f32 on purpose: computed in f64, rounded once to the stored f32 precision.
 #[allow(clippy::cast_possible_truncation)]
 pub fn choose(
@@ -249,7 +257,8 @@ pub fn choose(
     built: Built,
     base: &AlsParams,
     pool: &rayon::ThreadPool,
-) -> Result<Outcome, Skipped> {
+    stop: &AtomicBool,
+) -> Result<Result<Outcome, Skipped>, ModelError> {
     let Built {
         form,
         alpha,
@@ -257,9 +266,9 @@ pub fn choose(
     } = built;
     let split = split(data, user_ids, item_ids, base.seed, full_watch);
     if split.relevant.len() < MIN_USERS {
-        return Err(Skipped::TooFewUsers {
+        return Ok(Err(Skipped::TooFewUsers {
             users: split.relevant.len(),
-        });
+        }));
     }
     let mut train = split.train;
     // Each candidate re-weights the confidences as built, not the previous candidate's.
@@ -275,12 +284,21 @@ pub fn choose(
             ..base.clone()
         };
         let fitted = match start {
-            Some((users, items)) => als::fit_warm(&train, &params, pool, users, items),
-            None => als::fit(&train, &params, pool),
+            Some((users, items)) => {
+                als::fit_warm_stoppable(&train, &params, pool, users, items, stop)
+            }
+            None => als::fit_stoppable(&train, &params, pool, stop),
         };
-        fitted.ok().and_then(|(users, items, _)| {
-            score(&train, &split.relevant, item_ids, &users, &items).map(|s| (s, users, items))
-        })
+        let scored = fitted.ok().and_then(|(users, items, _)| {
+            score(&train, &split.relevant, item_ids, &users, &items, stop)
+                .map(|s| (s, users, items))
+        });
+        // A stopped fit or score is no verdict on the candidate: the choice is abandoned.
+        if als::stopped(stop) {
+            Err(ModelError::Stopped)
+        } else {
+            Ok(scored)
+        }
     };
 
     // Stage 1: every candidate, a third of the sweeps; the best SURVIVORS keep their
@@ -290,7 +308,7 @@ pub fn choose(
     let mut scores = Vec::with_capacity(LADDER.len());
     let mut kept: Vec<(f64, usize, Factors, Factors)> = Vec::with_capacity(SURVIVORS + 1);
     for (n, &c) in LADDER.iter().enumerate() {
-        let fitted = fit(c, first, None);
+        let fitted = fit(c, first, None)?;
         scores.push(Scored {
             candidate: c,
             ndcg: fitted.as_ref().map(|f| f.0),
@@ -305,17 +323,17 @@ pub fn choose(
     // Stage 2: the survivors go on to the full number of sweeps.
     kept.sort_by_key(|k| k.1);
     let finals: Vec<(Option<f64>, usize)> = if first < total {
-        kept.into_iter()
-            .map(|(_, n, users, items)| {
-                let s = fit(LADDER[n], total - first, Some((users, items))).map(|f| f.0);
-                scores[n] = Scored {
-                    candidate: LADDER[n],
-                    ndcg: s,
-                    sweeps: total,
-                };
-                (s, n)
-            })
-            .collect()
+        let mut finals = Vec::with_capacity(kept.len());
+        for (_, n, users, items) in kept {
+            let s = fit(LADDER[n], total - first, Some((users, items)))?.map(|f| f.0);
+            scores[n] = Scored {
+                candidate: LADDER[n],
+                ndcg: s,
+                sweeps: total,
+            };
+            finals.push((s, n));
+        }
+        finals
     } else {
         kept.into_iter().map(|(s, n, _, _)| (Some(s), n)).collect()
     };
@@ -327,12 +345,13 @@ pub fn choose(
             }
         }
     }
-    best.map(|(_, chosen)| Outcome {
-        chosen,
-        scores,
-        users: split.relevant.len(),
-    })
-    .ok_or(Skipped::NoCandidateConverged)
+    Ok(best
+        .map(|(_, chosen)| Outcome {
+            chosen,
+            scores,
+            users: split.relevant.len(),
+        })
+        .ok_or(Skipped::NoCandidateConverged))
 }
 
 #[cfg(test)]
@@ -430,6 +449,7 @@ mod tests {
             alpha: 2.0,
             full_watch: 2.0,
         };
+        let never = AtomicBool::new(false);
         let run = |iterations, threads| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -441,8 +461,26 @@ mod tests {
                 seed: 3,
                 ..AlsParams::default()
             };
-            choose(&data, &users, &items, built, &base, &pool).unwrap()
+            choose(&data, &users, &items, built, &base, &pool, &never)
+                .unwrap()
+                .unwrap()
         };
+        // A raised stop flag abandons the choice.
+        let stop = AtomicBool::new(true);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let base = AlsParams {
+            factors: 4,
+            iterations: 6,
+            seed: 3,
+            ..AlsParams::default()
+        };
+        assert_eq!(
+            choose(&data, &users, &items, built, &base, &pool, &stop).unwrap_err(),
+            ModelError::Stopped
+        );
         // 6 sweeps: a first stage of 2 for every candidate, 4 more for the survivors.
         let (a, b) = (run(6, 1), run(6, 2));
         assert_eq!(a.chosen, b.chosen);
@@ -473,7 +511,7 @@ mod tests {
                 ..AlsParams::default()
             };
             let (u, i, _) = als::fit(&train, &params, &pool).unwrap();
-            score(&train, &split.relevant, &items, &u, &i).unwrap()
+            score(&train, &split.relevant, &items, &u, &i, &never).unwrap()
         };
         let stage1: Vec<f64> = LADDER.iter().map(|&c| scratch(c, 2)).collect();
         let mut order: Vec<usize> = (0..LADDER.len()).collect();

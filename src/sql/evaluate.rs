@@ -8,11 +8,11 @@
 
 use std::sync::Arc;
 
-use rusqlite::functions::Context;
 use rusqlite::types::ValueRef;
 use serde_json::json;
 
 use super::args;
+use super::scalar::Args;
 use crate::engine::cache::ConnectionState;
 use crate::engine::feed;
 use crate::error::{Error, Result};
@@ -20,18 +20,31 @@ use crate::store::read_holdout;
 
 const WHO: &str = "foryou_evaluate";
 
-pub fn foryou_evaluate(
-    ctx: &Context<'_>,
-    state: &Arc<ConnectionState>,
-) -> rusqlite::Result<String> {
-    Ok(evaluate(ctx, state)?)
+/// An error of SQLite's keeps its code and is named:
+/// `foryou_evaluate: cannot evaluate '<model>' (<SQLite's message>)`.
+pub fn foryou_evaluate(ctx: &Args<'_>, state: &Arc<ConnectionState>) -> Result<String> {
+    let conn = ctx.connection()?;
+    let model = args::model_name(WHO, ctx.get(0)?)?;
+    evaluate(&conn, ctx, state, model).map_err(|e| match e {
+        Error::Sqlite(source @ rusqlite::Error::SqliteFailure(..)) => Error::SqliteWhile {
+            context: match model {
+                Some(model) => format!("{WHO}: cannot evaluate '{model}'"),
+                None => format!("{WHO}: cannot evaluate the model"),
+            },
+            source,
+            hint: "",
+        },
+        other => other,
+    })
 }
 
-fn evaluate(ctx: &Context<'_>, state: &Arc<ConnectionState>) -> Result<String> {
-    // SAFETY: the connection is used only on this thread, during this call.
-    let conn = unsafe { ctx.get_connection()? };
-    let model = args::model_name(WHO, ctx.get_raw(0))?;
-    let holdout = match ctx.get_raw(1) {
+fn evaluate(
+    conn: &rusqlite::Connection,
+    ctx: &Args<'_>,
+    state: &Arc<ConnectionState>,
+    model: Option<&str>,
+) -> Result<String> {
+    let holdout = match ctx.get(1)? {
         ValueRef::Text(name) => name,
         other => {
             return Err(Error::Argument {
@@ -44,9 +57,9 @@ fn evaluate(ctx: &Context<'_>, state: &Arc<ConnectionState>) -> Result<String> {
         }
     };
     let holdout = String::from_utf8_lossy(holdout).into_owned();
-    let k = args::k(WHO, ctx.get_raw(2))?;
-    let resolved = state.resolve(&conn, WHO, model)?;
-    let relevant = read_holdout(&conn, &holdout).map_err(|e| match e {
+    let k = args::k(WHO, ctx.get(2)?)?;
+    let resolved = state.resolve(conn, WHO, model)?;
+    let relevant = read_holdout(conn, &holdout).map_err(|e| match e {
         Error::Sqlite(source) => Error::SqliteWhile {
             context: format!("{WHO}: cannot read holdout_table '{holdout}'"),
             source,
@@ -54,7 +67,7 @@ fn evaluate(ctx: &Context<'_>, state: &Arc<ConnectionState>) -> Result<String> {
         },
         other => other,
     })?;
-    let m = feed::evaluate(&conn, &resolved, &relevant, k)?;
+    let m = feed::evaluate(conn, &resolved, &relevant, k)?;
     Ok(json!({
         "model": resolved.shadow.table,
         "k": k,

@@ -1,9 +1,10 @@
 //! The FFI boundary: no panic may unwind into SQLite.
 //!
-//! rusqlite's scalar-function trampolines already catch panics; its virtual-table
-//! trampolines do not. Every virtual-table method body in this crate therefore runs
+//! rusqlite's scalar-function trampolines already catch panics, and so does ours
+//! ([`super::scalar`]); rusqlite's virtual-table trampolines do not. Every virtual-table method body in this crate therefore runs
 //! inside [`guarded`], which turns a panic into an ordinary SQL error.
 
+use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::error::Error;
@@ -18,17 +19,19 @@ use crate::error::Error;
 pub fn guarded<T>(who: &str, body: impl FnOnce() -> Result<T, Error>) -> rusqlite::Result<T> {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(result) => result.map_err(rusqlite::Error::from),
-        Err(payload) => {
-            let detail = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_string());
-            Err(Error::Internal {
-                who: who.to_string(),
-                detail,
-            }
-            .into())
+        Err(payload) => Err(Error::Internal {
+            who: who.to_string(),
+            detail: panic_detail(payload.as_ref()),
         }
+        .into()),
     }
+}
+
+/// The message a panic was raised with.
+pub fn panic_detail(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
 }

@@ -10,7 +10,8 @@
 //! | [`info`] | `foryou_version()`, `foryou_debug()` |
 //!
 //! Shared: [`args`] (argument parsing and its errors), [`guard`] (no panic crosses the
-//! FFI boundary), [`table_function`] (the eponymous virtual tables behind the two
+//! FFI boundary), [`scalar`] (the trampoline of the scalar functions that fail with
+//! SQLite's own codes), [`table_function`] (the eponymous virtual tables behind the two
 //! table-valued functions).
 
 pub mod args;
@@ -20,5 +21,6 @@ pub mod guard;
 pub mod info;
 pub mod recommend;
 pub mod refit;
+pub mod scalar;
 pub mod similar_items;
 pub mod table_function;

@@ -6,10 +6,10 @@
 //! `{"mode": "incremental"}` (factors start from the stored model). The pipeline is
 //! [`crate::engine::refit`].
 
-use rusqlite::functions::Context;
 use rusqlite::types::ValueRef;
 
 use super::args;
+use super::scalar::Args;
 use crate::engine::cache::{load_options, resolve_model};
 use crate::engine::options::Options;
 use crate::engine::refit::{refit, Mode};
@@ -17,21 +17,16 @@ use crate::error::{Error, OptionError, Result};
 
 const WHO: &str = "foryou_refit";
 
-pub fn foryou_refit(ctx: &Context<'_>) -> rusqlite::Result<String> {
-    Ok(run(ctx)?)
-}
-
-fn run(ctx: &Context<'_>) -> Result<String> {
-    // SAFETY: the connection is used only on this thread, during this call.
-    let conn = unsafe { ctx.get_connection()? };
+pub fn foryou_refit(ctx: &Args<'_>) -> Result<String> {
+    let conn = ctx.connection()?;
     let model = match ctx.len() {
         0 => None,
-        _ => args::model_name(WHO, ctx.get_raw(0))?,
+        _ => args::model_name(WHO, ctx.get(0)?)?,
     };
     let shadow = resolve_model(&conn, WHO, model)?;
     let stored = load_options(&conn, &shadow)?;
     let (options, mode) = match ctx.len() {
-        2 => match ctx.get_raw(1) {
+        2 => match ctx.get(1)? {
             ValueRef::Null => (stored, Mode::Full),
             ValueRef::Text(t) => call_options(&stored, &String::from_utf8_lossy(t))?,
             _ => return Err(OptionError::NotText.into()),

@@ -81,6 +81,7 @@ struct Statements {
     model_tag: String,
     model_rows: String,
     model_put: String,
+    model_lock: String,
     users_select: String,
     items_select: String,
     users_delete: String,
@@ -152,6 +153,8 @@ impl Statements {
             // The model's writes as INSERT ... SELECT, for the statement journal (see
             // `event_insert_journaled`): a refit that fails undoes only itself.
             model_put: format!("INSERT OR REPLACE INTO {model}(key, value) SELECT ?1, ?2"),
+            // Changes nothing, but a write statement takes the write lock as it starts.
+            model_lock: format!("DELETE FROM {model} WHERE 0"),
             users_select: format!("SELECT ids, factors, NULL FROM {users} ORDER BY chunk"),
             items_select: format!("SELECT ids, factors, popularity FROM {items} ORDER BY chunk"),
             users_delete: format!("DELETE FROM {users}"),
@@ -266,6 +269,36 @@ impl Shadow {
     }
 }
 
+impl Shadow {
+    /// Takes the database's write lock for the rest of the enclosing
+    /// [`Shadow::atomically`] (waiting as the connection's busy timeout says; BUSY if it
+    /// cannot), so that what `body` reads next cannot change under it before it writes:
+    /// no other connection can write in between.
+    pub fn lock_for_write(&self, conn: &Connection) -> Result<()> {
+        conn.prepare_cached(&self.sql.model_lock)?.execute([])?;
+        Ok(())
+    }
+
+    /// `Ok` when the schema of this table can be written; SQLite's READONLY error when
+    /// it was opened read-only (a write would fail with it, after all the work before).
+    pub fn check_writable(&self, conn: &Connection) -> Result<()> {
+        let Ok(schema) = std::ffi::CString::new(self.schema.as_str()) else {
+            return Ok(());
+        };
+        // SAFETY: the handle of a live connection, used on this thread during this call;
+        // `schema` is a NUL-terminated string that outlives the call, which only reads it.
+        let readonly = unsafe { ffi::sqlite3_db_readonly(conn.handle(), schema.as_ptr()) };
+        if readonly == 1 {
+            return Err(rusqlite::Error::SqliteFailure(
+                ffi::Error::new(ffi::SQLITE_READONLY),
+                Some("attempt to write a readonly database".to_string()),
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
 /// Whether `identifier` occurs in `sql` as a whole name (case-insensitive, bare or
 /// quoted).
 fn names_identifier(sql: &str, identifier: &str) -> bool {
@@ -296,6 +329,26 @@ fn running_write_statement(conn: &Connection) -> Option<(*mut ffi::sqlite3_stmt,
         }
     }
     None
+}
+
+/// SQLite's INTERRUPT error once `sqlite3_interrupt` was called on `conn` while a
+/// statement runs (as during a refit), else None. For a caller that computes off
+/// SQLite for long, on the thread that owns `conn`: SQLite 3.40 has no
+/// `sqlite3_is_interrupted`, but a statement started on an interrupted connection fails
+/// at once with `SQLITE_INTERRUPT` (this runs `SELECT 1`, which touches no table). Any
+/// other failure of that statement is not a reason to stop: None.
+pub fn interruption(conn: &Connection) -> Option<rusqlite::Error> {
+    let result = conn
+        .prepare_cached("SELECT 1")
+        .and_then(|mut stmt| stmt.query_row([], |_| Ok(())));
+    match result {
+        Err(e @ rusqlite::Error::SqliteFailure(..))
+            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) =>
+        {
+            Some(e)
+        }
+        _ => None,
+    }
 }
 
 /// Whether a statement that writes is running on `conn`: then SQLite refuses to open a
