@@ -10,7 +10,9 @@
     clippy::cast_possible_wrap,
     clippy::cast_sign_loss,
     clippy::too_many_lines,
-    clippy::format_push_string
+    clippy::format_push_string,
+    // r.chance(p) twice in one if-chain: two independent random draws, on purpose.
+    clippy::same_functions_in_if_condition
 )]
 
 #[path = "shared.rs"]
@@ -43,7 +45,9 @@ const HANG: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------- the generator
 
-const TABLES: &[&str] = &["feed", "feed", "feed", "t1", "t2", "aux.feed", "aux.t1", "temp.t3"];
+const TABLES: &[&str] = &[
+    "feed", "feed", "feed", "t1", "t2", "aux.feed", "aux.t1", "temp.t3",
+];
 
 fn value(r: &mut Rng) -> String {
     if r.chance(0.35) {
@@ -357,8 +361,16 @@ fn options_json(r: &mut Rng) -> String {
 }
 
 fn ranked_fn(r: &mut Rng) -> String {
-    let f = if r.chance(0.6) { "recommend" } else { "similar_items" };
-    let hidden = if f == "recommend" { "user_id" } else { "of_item" };
+    let f = if r.chance(0.6) {
+        "recommend"
+    } else {
+        "similar_items"
+    };
+    let hidden = if f == "recommend" {
+        "user_id"
+    } else {
+        "of_item"
+    };
     let a = value(r);
     let kk = k(r);
     match r.below(9) {
@@ -455,7 +467,7 @@ fn info(r: &mut Rng) -> String {
 }
 
 fn table(r: &mut Rng) -> &'static str {
-    *r.pick(TABLES)
+    r.pick::<&str>(TABLES)
 }
 
 fn good_row(r: &mut Rng, users: i64, items: i64) -> String {
@@ -568,7 +580,14 @@ fn insert(r: &mut Rng) -> String {
 
 fn update(r: &mut Rng) -> String {
     let t = table(r);
-    let col = *r.pick(&["user_id", "item_id", "watch_time", "duration", "ts", "rowid"]);
+    let col = *r.pick(&[
+        "user_id",
+        "item_id",
+        "watch_time",
+        "duration",
+        "ts",
+        "rowid",
+    ]);
     let v = match r.below(4) {
         0 => format!("{col} + 1"),
         1 => r.pick(ROWIDS).to_string(),
@@ -616,7 +635,11 @@ fn select_table(r: &mut Rng) -> String {
             value(r),
             value(r)
         ),
-        _ => format!("SELECT * FROM {t} WHERE rowid IN ({}, {})", value(r), value(r)),
+        _ => format!(
+            "SELECT * FROM {t} WHERE rowid IN ({}, {})",
+            value(r),
+            value(r)
+        ),
     }
 }
 
@@ -708,7 +731,9 @@ fn crafted_chunk(r: &mut Rng) -> (String, String, String) {
         }
         _ => (*r.pick(&["x''", "x'00'", "'abc'", "5", "x'0100000000000000'"])).to_string(),
     };
-    let floats = *r.pick(&["0000c07f", "0000807f", "000080ff", "ffff7f7f", "0000803f", "00000000", "01000000"]);
+    let floats = *r.pick(&[
+        "0000c07f", "0000807f", "000080ff", "ffff7f7f", "0000803f", "00000000", "01000000",
+    ]);
     let factors = match r.below(4) {
         0 => format!("zeroblob({})", rows * dim * 4),
         1 => format!("randomblob({})", rows * dim * 4),
@@ -896,11 +921,13 @@ fn gen_batch(seed: u64, batch: u64, size: usize) -> Vec<Step> {
             74..=83 => (false, txn(&mut r)),
             _ => (true, crafted(&mut r)),
         };
-        let interrupt_ms = if !plain && (sql.contains("foryou_refit") || sql.contains("INSERT")) && r.chance(0.12) {
-            Some(r.range(0, 30) as u64)
-        } else {
-            None
-        };
+        let interrupt_ms =
+            if !plain && (sql.contains("foryou_refit") || sql.contains("INSERT")) && r.chance(0.12)
+            {
+                Some(r.range(0, 30) as u64)
+            } else {
+                None
+            };
         steps.push(Step {
             plain,
             sql,
@@ -953,7 +980,9 @@ fn out(line: &str) {
 }
 
 fn mentions_scalar(sql: &str) -> bool {
-    sql.contains("foryou_refit") || sql.contains("foryou_evaluate") || sql.contains("refit_view")
+    sql.contains("foryou_refit")
+        || sql.contains("foryou_evaluate")
+        || sql.contains("refit_view")
         || sql.contains("INSERT")
 }
 
@@ -1022,7 +1051,10 @@ fn child(seed: u64, batch: u64, size: usize, only: Option<&[usize]>) {
                     if self_insert(&step.sql) {
                         out(&format!("K {i} self-insert-never-ends {msg}"));
                     } else {
-                        out(&format!("F {i} hang statement ran over {}s ({msg})", HANG.as_secs()));
+                        out(&format!(
+                            "F {i} hang statement ran over {}s ({msg})",
+                            HANG.as_secs()
+                        ));
                     }
                 }
                 if fired {
@@ -1037,10 +1069,13 @@ fn child(seed: u64, batch: u64, size: usize, only: Option<&[usize]>) {
                 }
                 if let Some(want) = shared::condition_code(&msg) {
                     if !shared::code_matches(want, code) {
-                        if mentions_scalar(&step.sql) && code == Some(rusqlite::ErrorCode::Unknown) {
+                        if mentions_scalar(&step.sql) && code == Some(rusqlite::ErrorCode::Unknown)
+                        {
                             out(&format!("K {i} scalar-error-code {msg} came as {code:?}"));
                         } else {
-                            out(&format!("F {i} wrong-code {msg:?} came as {code:?}, expected {want:?}"));
+                            out(&format!(
+                                "F {i} wrong-code {msg:?} came as {code:?}, expected {want:?}"
+                            ));
                         }
                     }
                 }
@@ -1056,7 +1091,9 @@ fn child(seed: u64, batch: u64, size: usize, only: Option<&[usize]>) {
                         && !step.sql.contains("INSERT")
                         && model_only_change(&expect, &after)
                     {
-                        out(&format!("K {i} refit-kept-by-failed-select {msg} :: {after}"));
+                        out(&format!(
+                            "K {i} refit-kept-by-failed-select {msg} :: {after}"
+                        ));
                     } else if expect != after {
                         out(&format!(
                             "F {i} changed-on-error {msg} :: before {expect} :: after {after}"
@@ -1072,7 +1109,10 @@ fn child(seed: u64, batch: u64, size: usize, only: Option<&[usize]>) {
     // its integrity check, which fails by design on crafted config rows.
     match shared::run(&plain, "PRAGMA main.integrity_check") {
         Ok(rows) if rows.len() == 1 && rows[0][0] == Value::Text("ok".into()) => {}
-        Ok(rows) => out(&format!("F end integrity {:?}", rows.iter().map(|r| shared::show(&r[0])).collect::<Vec<_>>())),
+        Ok(rows) => out(&format!(
+            "F end integrity {:?}",
+            rows.iter().map(|r| shared::show(&r[0])).collect::<Vec<_>>()
+        )),
         Err(e) => out(&format!("F end integrity {}", shared::message(&e))),
     }
     out(&format!("D {run_n} {errors} {interrupts}"));
@@ -1102,7 +1142,9 @@ fn badly_ranked(rows: &[Vec<Value>]) -> Option<String> {
             return Some(format!("row {i} has types {r:?}"));
         };
         if *rank != i as i64 + 1 || !seen.insert(*item) {
-            return Some(format!("row {i}: item {item} rank {rank} (ranks 1.., each item once)"));
+            return Some(format!(
+                "row {i}: item {item} rank {rank} (ranks 1.., each item once)"
+            ));
         }
         match &r[1] {
             // Explored slots (explore > 0) have score NULL, and come last.
@@ -1117,7 +1159,11 @@ fn badly_ranked(rows: &[Vec<Value>]) -> Option<String> {
 // ---------------------------------------------------------------- targeted checks
 
 /// The findings with a targeted check of their own (`--check id`).
-const CHECKS: &[&str] = &["huge-dim-abort", "self-insert-never-ends", "scalar-error-code"];
+const CHECKS: &[&str] = &[
+    "huge-dim-abort",
+    "self-insert-never-ends",
+    "scalar-error-code",
+];
 
 fn setup_small(conn: &Connection) {
     conn.execute_batch(
@@ -1141,11 +1187,17 @@ fn check(id: &str) {
                 "UPDATE feed_items SET ids = x'0100000000000000', factors = zeroblob(400000), popularity = x'0000803f'",
             )
             .unwrap();
-            for sql in ["SELECT * FROM recommend(1, 3)", "SELECT * FROM similar_items(1, 3)"] {
+            for sql in [
+                "SELECT * FROM recommend(1, 3)",
+                "SELECT * FROM similar_items(1, 3)",
+            ] {
                 match shared::run(&conn, sql) {
                     Err(e) if shared::message(&e).contains("damaged") => {}
                     other => {
-                        out(&format!("F {id} {sql} gave {:?}", other.map_err(|e| shared::message(&e))));
+                        out(&format!(
+                            "F {id} {sql} gave {:?}",
+                            other.map_err(|e| shared::message(&e))
+                        ));
                         return;
                     }
                 }
@@ -1183,7 +1235,9 @@ fn check(id: &str) {
         "scalar-error-code" => {
             // BUSY: another connection holds an exclusive lock; no busy timeout.
             let other = Connection::open(&path).unwrap();
-            other.execute_batch("BEGIN EXCLUSIVE; INSERT INTO feed_model VALUES ('x', 1);").unwrap();
+            other
+                .execute_batch("BEGIN EXCLUSIVE; INSERT INTO feed_model VALUES ('x', 1);")
+                .unwrap();
             conn.busy_timeout(Duration::ZERO).unwrap();
             let mut wrong = Vec::new();
             for sql in [
@@ -1192,8 +1246,16 @@ fn check(id: &str) {
                 "SELECT * FROM recommend(1, 3, 'feed')",
             ] {
                 match shared::run(&conn, sql) {
-                    Err(e) if shared::code_matches(rusqlite::ErrorCode::DatabaseBusy, shared::code(&e)) => {}
-                    Err(e) => wrong.push(format!("{sql}: {:?} {:?}", shared::code(&e), shared::message(&e))),
+                    Err(e)
+                        if shared::code_matches(
+                            rusqlite::ErrorCode::DatabaseBusy,
+                            shared::code(&e),
+                        ) => {}
+                    Err(e) => wrong.push(format!(
+                        "{sql}: {:?} {:?}",
+                        shared::code(&e),
+                        shared::message(&e)
+                    )),
                     Ok(_) => wrong.push(format!("{sql}: succeeded under an exclusive lock")),
                 }
             }
@@ -1221,7 +1283,7 @@ struct Outcome {
 }
 
 fn spawn(args: &[String], timeout: Duration) -> Outcome {
-    let exe = std::env::current_exe().unwrap();
+    let exe = shared::self_copy();
     let mut child = Command::new(exe)
         .args(args)
         .stdout(Stdio::piped())
@@ -1286,16 +1348,41 @@ fn spawn(args: &[String], timeout: Duration) -> Outcome {
             _ => {}
         }
     }
-    let tail: String = stderr.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
+    let tail: String = stderr
+        .lines()
+        .rev()
+        .take(6)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join(" | ");
     if timed_out {
-        o.failures.push((last, "hang".into(), format!("the child ran over {}s and was killed", timeout.as_secs())));
+        o.failures.push((
+            last,
+            "hang".into(),
+            format!("the child ran over {}s and was killed", timeout.as_secs()),
+        ));
     } else if let Some(sig) = status.signal() {
-        o.failures.push((last, format!("signal-{sig}"), format!("the child died by signal {sig}: {tail}")));
-    } else if !status.success() || (!done && o.passed.is_empty() && o.known.is_empty() && o.failures.is_empty()) {
-        o.failures.push((last, "exit".into(), format!("the child exited with {status} before its end: {tail}")));
+        o.failures.push((
+            last,
+            format!("signal-{sig}"),
+            format!("the child died by signal {sig}: {tail}"),
+        ));
+    } else if !status.success()
+        || (!done && o.passed.is_empty() && o.known.is_empty() && o.failures.is_empty())
+    {
+        o.failures.push((
+            last,
+            "exit".into(),
+            format!("the child exited with {status} before its end: {tail}"),
+        ));
     }
     if o.statements == 0 {
-        o.statements = lines.iter().filter(|l| l.starts_with("S ") && l != &"S end").count() as u64;
+        o.statements = lines
+            .iter()
+            .filter(|l| l.starts_with("S ") && l != &"S end")
+            .count() as u64;
     }
     o
 }
@@ -1311,13 +1398,25 @@ fn batch_args(seed: u64, batch: u64, size: usize, only: Option<&[usize]>) -> Vec
     ];
     if let Some(o) = only {
         a.push("--only".into());
-        a.push(o.iter().map(ToString::to_string).collect::<Vec<_>>().join(","));
+        a.push(
+            o.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
     }
     a
 }
 
 /// Shrinks the failing batch to fewer statements that still fail the same way.
-fn shrink(seed: u64, batch: u64, size: usize, kind: &str, upto: usize, budget: Duration) -> Vec<usize> {
+fn shrink(
+    seed: u64,
+    batch: u64,
+    size: usize,
+    kind: &str,
+    upto: usize,
+    budget: Duration,
+) -> Vec<usize> {
     let start = Instant::now();
     let mut keep: Vec<usize> = (0..=upto).collect();
     let mut i = keep.len().saturating_sub(1);
@@ -1325,7 +1424,10 @@ fn shrink(seed: u64, batch: u64, size: usize, kind: &str, upto: usize, budget: D
         i -= 1;
         let mut trial = keep.clone();
         trial.remove(i);
-        let o = spawn(&batch_args(seed, batch, size, Some(&trial)), Duration::from_secs(60));
+        let o = spawn(
+            &batch_args(seed, batch, size, Some(&trial)),
+            Duration::from_mins(1),
+        );
         if o.failures.iter().any(|f| f.1 == kind) {
             keep = trial;
         }
@@ -1356,7 +1458,9 @@ fn main() {
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1).cloned())
     };
-    let size: usize = get("--batch-size").and_then(|v| v.parse().ok()).unwrap_or(40);
+    let size: usize = get("--batch-size")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
     if let Some(id) = get("--check") {
         check(&id);
         return;
@@ -1367,7 +1471,10 @@ fn main() {
     if let Some(b) = get("--batch") {
         let batch: u64 = b.parse().expect("--batch N");
         let only: Option<Vec<usize>> = get("--only").map(|s| {
-            s.split(',').filter(|x| !x.is_empty()).map(|x| x.parse().expect("--only i,j")).collect()
+            s.split(',')
+                .filter(|x| !x.is_empty())
+                .map(|x| x.parse().expect("--only i,j"))
+                .collect()
         });
         if args.iter().any(|a| a == "--print") {
             print_batch(&gen_batch(seed, batch, size), only.as_deref());
@@ -1384,7 +1491,9 @@ fn main() {
 
 fn parent(seed: u64, seconds: f64, size: usize) {
     let start = Instant::now();
-    println!("fuzz: seed {seed}, {seconds} s, batches of {size} statements (FUZZ_SEED={seed} to repeat)");
+    println!(
+        "fuzz: seed {seed}, {seconds} s, batches of {size} statements (FUZZ_SEED={seed} to repeat)"
+    );
     let mut failures = 0u64;
     let mut known_hits: BTreeMap<String, u64> = BTreeMap::new();
     let mut xpass: Vec<String> = Vec::new();
@@ -1394,7 +1503,7 @@ fn parent(seed: u64, seconds: f64, size: usize) {
         if !CHECKS.contains(&k.id) {
             continue; // found by the random batches (or by torture: txn-full-rollback)
         }
-        let o = spawn(&["--check".into(), k.id.into()], Duration::from_secs(60));
+        let o = spawn(&["--check".into(), k.id.into()], Duration::from_mins(1));
         let is_known = KNOWN.iter().any(|x| x.id == k.id);
         for f in &o.failures {
             failures += 1;
@@ -1407,16 +1516,19 @@ fn parent(seed: u64, seconds: f64, size: usize) {
         if o.passed.iter().any(|p| p == k.id) {
             if is_known {
                 xpass.push(k.id.to_string());
-                println!("check {}: passes now: the fix landed? remove it from KNOWN", k.id);
+                println!(
+                    "check {}: passes now: the fix landed? remove it from KNOWN",
+                    k.id
+                );
             } else {
-                println!("check {}: ok ({})", k.id, "fixed finding");
+                println!("check {}: ok (fixed finding)", k.id);
             }
         }
     }
     let (mut statements, mut errors, mut interrupts, mut batches) = (0u64, 0u64, 0u64, 0u64);
     let mut batch = 0u64;
     while start.elapsed().as_secs_f64() < seconds {
-        let o = spawn(&batch_args(seed, batch, size, None), Duration::from_secs(120));
+        let o = spawn(&batch_args(seed, batch, size, None), Duration::from_mins(2));
         batches += 1;
         statements += o.statements;
         errors += o.errors;
@@ -1436,16 +1548,27 @@ fn parent(seed: u64, seconds: f64, size: usize) {
         if let Some(first) = o.failures.first() {
             failures += o.failures.len() as u64;
             let steps = gen_batch(seed, batch, size);
-            println!("\nFAIL seed {seed} batch {batch}: {} failure(s)", o.failures.len());
+            println!(
+                "\nFAIL seed {seed} batch {batch}: {} failure(s)",
+                o.failures.len()
+            );
             for f in &o.failures {
                 println!("  at step {}: {} {}", f.0, f.1, f.2);
             }
             let upto = first.0.parse::<usize>().unwrap_or(steps.len() - 1);
             let kind = first.1.clone();
             let keep = shrink(seed, batch, size, &kind, upto, Duration::from_secs(90));
-            println!("  minimal sequence ({} of {} statements) still giving {kind}:", keep.len(), upto + 1);
+            println!(
+                "  minimal sequence ({} of {} statements) still giving {kind}:",
+                keep.len(),
+                upto + 1
+            );
             print_batch(&steps, Some(&keep));
-            let only = keep.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+            let only = keep
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
             println!(
                 "  repro: target/release/fuzz --seed {seed} --batch {batch} --batch-size {size} --only {only}   (add --print for the SQL)\n"
             );
@@ -1467,6 +1590,7 @@ fn parent(seed: u64, seconds: f64, size: usize) {
     println!(
         "fuzz summary: seed {seed}, {statements} statements in {batches} batches, {errors} errors returned, {interrupts} interrupted, {failures} failures, {known_total} known, {secs:.1} s"
     );
+    shared::remove_self_copy();
     if failures > 0 || (strict && known_total > 0) {
         std::process::exit(1);
     }

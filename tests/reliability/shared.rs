@@ -7,7 +7,8 @@
     clippy::cast_possible_truncation,
     clippy::cast_possible_wrap,
     clippy::cast_sign_loss,
-    clippy::missing_panics_doc
+    clippy::missing_panics_doc,
+    clippy::format_push_string
 )]
 
 use rusqlite::types::Value;
@@ -385,6 +386,27 @@ pub fn digest(conn: &Connection) -> String {
         }
     }
     out
+}
+
+/// A private copy of this executable to spawn children from, so that rebuilding the
+/// binary during a long run (which replaces the file) does not break it. Removed by
+/// `remove_self_copy`.
+pub fn self_copy() -> std::path::PathBuf {
+    static COPY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current exe");
+        let dir = std::env::temp_dir().join(format!("foryou-reliability-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let copy = dir.join(exe.file_name().expect("exe name"));
+        std::fs::copy(&exe, &copy).expect("copy the executable");
+        copy
+    })
+    .clone()
+}
+
+pub fn remove_self_copy() {
+    let dir = std::env::temp_dir().join(format!("foryou-reliability-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Seconds since the epoch, for default seeds.

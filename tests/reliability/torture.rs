@@ -8,7 +8,10 @@
     clippy::cast_possible_truncation,
     clippy::cast_possible_wrap,
     clippy::cast_sign_loss,
-    clippy::too_many_lines
+    clippy::too_many_lines,
+    clippy::format_push_string,
+    clippy::similar_names,
+    clippy::doc_markdown
 )]
 
 #[path = "shared.rs"]
@@ -82,7 +85,8 @@ fn template(dir: &Path, mode: &str) -> (PathBuf, Duration) {
     ))
     .unwrap();
     let t = Instant::now();
-    c.query_row("SELECT foryou_refit('feed')", [], |_| Ok(())).unwrap();
+    c.query_row("SELECT foryou_refit('feed')", [], |_| Ok(()))
+        .unwrap();
     (path, t.elapsed())
 }
 
@@ -93,11 +97,17 @@ fn kill_child(path: &Path, kind: &str, seed: u64) {
     let mut r = Rng::new(seed);
     let table = if kind == "auto" { "auto" } else { "feed" };
     let mut count: i64 = c
-        .query_row(&format!("SELECT count(*) FROM {table}_events"), [], |r| r.get(0))
+        .query_row(&format!("SELECT count(*) FROM {table}_events"), [], |r| {
+            r.get(0)
+        })
         .unwrap();
     if kind == "refit" {
         let mut v: i64 = c
-            .query_row("SELECT value FROM feed_model WHERE key = 'version'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM feed_model WHERE key = 'version'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         for n in 0.. {
             out(&format!("R {v}"));
@@ -136,7 +146,8 @@ fn kill_child(path: &Path, kind: &str, seed: u64) {
                     ))
                     .unwrap();
                 for i in 1..=size {
-                    st.execute((BASE_USERS + i % 97, i % 300, MARK + b)).unwrap();
+                    st.execute((BASE_USERS + i % 97, i % 300, MARK + b))
+                        .unwrap();
                 }
                 drop(st);
                 c.execute_batch("COMMIT").unwrap();
@@ -156,16 +167,30 @@ struct KillStats {
 
 /// Checks the state after a kill: integrity, events (every committed batch whole, none
 /// partial), the model (old or old + 1, and it decodes).
-fn verify_after_kill(path: &Path, kind: &str, lines: &[String], base_count: i64, base_version: i64, rep: &mut Report, tag: &str) -> (bool, i64) {
+fn verify_after_kill(
+    path: &Path,
+    kind: &str,
+    lines: &[String],
+    base_count: i64,
+    base_version: i64,
+    rep: &mut Report,
+    tag: &str,
+) -> (bool, i64) {
     let c = open(path);
     let mut ok = true;
-    let integrity: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap_or_else(|e| message(&e));
+    let integrity: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap_or_else(|e| message(&e));
     if integrity != "ok" {
         rep.fail(format!("{tag}: integrity_check {integrity}"));
         ok = false;
     }
     let table = if kind == "auto" { "auto" } else { "feed" };
-    let count: i64 = c.query_row(&format!("SELECT count(*) FROM {table}_events"), [], |r| r.get(0)).unwrap();
+    let count: i64 = c
+        .query_row(&format!("SELECT count(*) FROM {table}_events"), [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     let mut lost = 0;
     if kind != "refit" {
         // Committed: the last C; maybe also the batch announced by a later P.
@@ -176,7 +201,11 @@ fn verify_after_kill(path: &Path, kind: &str, lines: &[String], base_count: i64,
             let p: Vec<&str> = l.split(' ').collect();
             match p[0] {
                 "P" => {
-                    let (b, s, e) = (p[1].parse().unwrap(), p[2].parse().unwrap(), p[3].parse().unwrap());
+                    let (b, s, e) = (
+                        p[1].parse().unwrap(),
+                        p[2].parse().unwrap(),
+                        p[3].parse().unwrap(),
+                    );
                     sizes.insert(b, s);
                     pending = Some((b, s, e));
                 }
@@ -187,31 +216,50 @@ fn verify_after_kill(path: &Path, kind: &str, lines: &[String], base_count: i64,
                 _ => {}
             }
         }
-        let allowed: Vec<i64> = std::iter::once(committed).chain(pending.map(|p| p.2)).collect();
+        let allowed: Vec<i64> = std::iter::once(committed)
+            .chain(pending.map(|p| p.2))
+            .collect();
         if !allowed.contains(&count) {
-            rep.fail(format!("{tag}: {count} events after the kill; committed {committed}, allowed {allowed:?}"));
+            rep.fail(format!(
+                "{tag}: {count} events after the kill; committed {committed}, allowed {allowed:?}"
+            ));
             ok = false;
             if count < committed {
                 lost = committed - count;
             }
         }
         let mut st = c
-            .prepare(&format!("SELECT ts - {MARK}, count(*) FROM {table}_events WHERE ts > {MARK} GROUP BY ts"))
+            .prepare(&format!(
+                "SELECT ts - {MARK}, count(*) FROM {table}_events WHERE ts > {MARK} GROUP BY ts"
+            ))
             .unwrap();
-        let got: Vec<(i64, i64)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+        let got: Vec<(i64, i64)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         for (b, n) in got {
             if sizes.get(&b) != Some(&n) {
-                rep.fail(format!("{tag}: batch {b} has {n} of its {:?} rows (a partial statement)", sizes.get(&b)));
+                rep.fail(format!(
+                    "{tag}: batch {b} has {n} of its {:?} rows (a partial statement)",
+                    sizes.get(&b)
+                ));
                 ok = false;
             }
         }
     } else if count != base_count {
-        rep.fail(format!("{tag}: a refit changed the event count {base_count} -> {count}"));
+        rep.fail(format!(
+            "{tag}: a refit changed the event count {base_count} -> {count}"
+        ));
         ok = false;
     }
     // The model: old or old + 1, complete and decodable.
     let version: Option<i64> = c
-        .query_row(&format!("SELECT value FROM {table}_model WHERE key = 'version'"), [], |r| r.get(0))
+        .query_row(
+            &format!("SELECT value FROM {table}_model WHERE key = 'version'"),
+            [],
+            |r| r.get(0),
+        )
         .ok();
     let mut last_done = base_version;
     let mut in_flight = kind != "insert";
@@ -224,18 +272,28 @@ fn verify_after_kill(path: &Path, kind: &str, lines: &[String], base_count: i64,
         }
     }
     if kind == "refit" {
-        let allowed: Vec<i64> = if in_flight { vec![last_done, last_done + 1] } else { vec![last_done] };
+        let allowed: Vec<i64> = if in_flight {
+            vec![last_done, last_done + 1]
+        } else {
+            vec![last_done]
+        };
         if !version.is_some_and(|v| allowed.contains(&v)) {
-            rep.fail(format!("{tag}: model version {version:?} after the kill, allowed {allowed:?}"));
+            rep.fail(format!(
+                "{tag}: model version {version:?} after the kill, allowed {allowed:?}"
+            ));
             ok = false;
         }
     } else if kind == "insert" && version != Some(base_version) {
-        rep.fail(format!("{tag}: an INSERT changed the model version {base_version} -> {version:?}"));
+        rep.fail(format!(
+            "{tag}: an INSERT changed the model version {base_version} -> {version:?}"
+        ));
         ok = false;
     }
     if let Some(v) = version {
         if let Err(e) = model_consistent(&c, table, v) {
-            rep.fail(format!("{tag}: the model does not decode after the kill: {e}"));
+            rep.fail(format!(
+                "{tag}: the model does not decode after the kill: {e}"
+            ));
             ok = false;
         }
     }
@@ -246,22 +304,39 @@ fn verify_after_kill(path: &Path, kind: &str, lines: &[String], base_count: i64,
 /// blobs have the report's shape, and recommend/similar_items serve it.
 fn model_consistent(c: &Connection, table: &str, version: i64) -> Result<(), String> {
     let report: String = c
-        .query_row(&format!("SELECT value FROM {table}_model WHERE key = 'report'"), [], |r| r.get(0))
+        .query_row(
+            &format!("SELECT value FROM {table}_model WHERE key = 'report'"),
+            [],
+            |r| r.get(0),
+        )
         .map_err(|e| message(&e))?;
     let j: serde_json::Value = serde_json::from_str(&report).map_err(|e| e.to_string())?;
     if j["version"].as_i64() != Some(version) {
-        return Err(format!("report version {} but version {version}", j["version"]));
+        return Err(format!(
+            "report version {} but version {version}",
+            j["version"]
+        ));
     }
     let dim = j["factors"].as_i64().unwrap_or(0);
     for part in ["users", "items"] {
-        let mut st = c.prepare(&format!("SELECT length(ids), length(factors) FROM {table}_{part}")).unwrap();
-        let rows: Vec<(i64, i64)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+        let mut st = c
+            .prepare(&format!(
+                "SELECT length(ids), length(factors) FROM {table}_{part}"
+            ))
+            .unwrap();
+        let rows: Vec<(i64, i64)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         if rows.is_empty() {
             return Err(format!("no {part} chunks"));
         }
         for (ids, f) in rows {
             if ids % 8 != 0 || f != ids / 8 * dim * 4 {
-                return Err(format!("{part} chunk of {ids} id bytes and {f} factor bytes for {dim} factors"));
+                return Err(format!(
+                    "{part} chunk of {ids} id bytes and {f} factor bytes for {dim} factors"
+                ));
             }
         }
     }
@@ -269,7 +344,8 @@ fn model_consistent(c: &Connection, table: &str, version: i64) -> Result<(), Str
         format!("SELECT count(*) FROM recommend(1, 10, '{table}')"),
         format!("SELECT count(*) FROM similar_items(1, 5, '{table}')"),
     ] {
-        c.query_row(&sql, [], |r| r.get::<_, i64>(0)).map_err(|e| format!("{sql}: {}", message(&e)))?;
+        c.query_row(&sql, [], |r| r.get::<_, i64>(0))
+            .map_err(|e| format!("{sql}: {}", message(&e)))?;
     }
     Ok(())
 }
@@ -277,7 +353,12 @@ fn model_consistent(c: &Connection, table: &str, version: i64) -> Result<(), Str
 fn kill_trials(mode: &str, kind: &str, trials: u64, seed: u64, rep: &mut Report) -> KillStats {
     let dir = tempfile::tempdir().unwrap();
     let (template, refit_time) = template(dir.path(), mode);
-    let mut stats = KillStats { trials: 0, survived: 0, rows_lost: 0, mid: 0 };
+    let mut stats = KillStats {
+        trials: 0,
+        survived: 0,
+        rows_lost: 0,
+        mid: 0,
+    };
     let mut r = Rng::stream(seed, 7);
     for t in 0..trials {
         let path = dir.path().join(format!("trial-{t}.db"));
@@ -285,14 +366,27 @@ fn kill_trials(mode: &str, kind: &str, trials: u64, seed: u64, rep: &mut Report)
         let (base_count, base_version) = {
             let c = open(&path);
             let table = if kind == "auto" { "auto" } else { "feed" };
-            let n: i64 = c.query_row(&format!("SELECT count(*) FROM {table}_events"), [], |r| r.get(0)).unwrap();
+            let n: i64 = c
+                .query_row(&format!("SELECT count(*) FROM {table}_events"), [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
             let v: i64 = c
-                .query_row(&format!("SELECT value FROM {table}_model WHERE key = 'version'"), [], |r| r.get(0))
+                .query_row(
+                    &format!("SELECT value FROM {table}_model WHERE key = 'version'"),
+                    [],
+                    |r| r.get(0),
+                )
                 .unwrap_or(0);
             (n, v)
         };
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--kill-child", path.to_str().unwrap(), kind, &(seed ^ t).to_string()])
+        let mut child = Command::new(shared::self_copy())
+            .args([
+                "--kill-child",
+                path.to_str().unwrap(),
+                kind,
+                &(seed ^ t).to_string(),
+            ])
             .env("FORYOU_EXT", foryou_tests::extension_path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -325,14 +419,21 @@ fn kill_trials(mode: &str, kind: &str, trials: u64, seed: u64, rep: &mut Report)
         if !alive {
             let mut err = String::new();
             let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
-            rep.fail(format!("{tag}: the child ended before the kill ({status}): {}", err.lines().last().unwrap_or("")));
+            rep.fail(format!(
+                "{tag}: the child ended before the kill ({status}): {}",
+                err.lines().last().unwrap_or("")
+            ));
             continue;
         }
-        if lines.last().is_some_and(|l| l.starts_with('P') || l.starts_with('R')) {
+        if lines
+            .last()
+            .is_some_and(|l| l.starts_with('P') || l.starts_with('R'))
+        {
             stats.mid += 1;
         }
         stats.trials += 1;
-        let (ok, lost) = verify_after_kill(&path, kind, &lines, base_count, base_version, rep, &tag);
+        let (ok, lost) =
+            verify_after_kill(&path, kind, &lines, base_count, base_version, rep, &tag);
         stats.rows_lost += lost;
         if ok {
             stats.survived += 1;
@@ -349,8 +450,14 @@ fn kill_trials(mode: &str, kind: &str, trials: u64, seed: u64, rep: &mut Report)
 fn model_digest(c: &Connection) -> String {
     let mut s = shared::scalar(c, "SELECT group_concat(key || '=' || value, ';') FROM (SELECT * FROM feed_model WHERE key IN ('tag', 'version') ORDER BY key)");
     for part in ["users", "items"] {
-        let mut st = c.prepare(&format!("SELECT factors FROM feed_{part} ORDER BY chunk")).unwrap();
-        let blobs: Vec<Vec<u8>> = st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        let mut st = c
+            .prepare(&format!("SELECT factors FROM feed_{part} ORDER BY chunk"))
+            .unwrap();
+        let blobs: Vec<Vec<u8>> = st
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         s.push_str(&format!("|{part}:{:x}", shared::fnv(&blobs.concat())));
     }
     s
@@ -364,9 +471,16 @@ fn expect_full(rep: &mut Report, what: &str, r: rusqlite::Result<()>, scalar: bo
     match r {
         Err(e) if shared::code(&e) == Some(ErrorCode::DiskFull) => {}
         Err(e) if scalar && message(&e).contains("database or disk is full") => {
-            rep.known("scalar-error-code", format!("{what}: {:?} {:?}", shared::code(&e), message(&e)));
+            rep.known(
+                "scalar-error-code",
+                format!("{what}: {:?} {:?}", shared::code(&e), message(&e)),
+            );
         }
-        Err(e) => rep.fail(format!("{what}: expected SQLITE_FULL, got {:?} {:?}", shared::code(&e), message(&e))),
+        Err(e) => rep.fail(format!(
+            "{what}: expected SQLITE_FULL, got {:?} {:?}",
+            shared::code(&e),
+            message(&e)
+        )),
         Ok(()) => rep.fail(format!("{what}: succeeded at max_page_count")),
     }
 }
@@ -375,7 +489,9 @@ fn disk_full(mode: &str, rep: &mut Report) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("full.db");
     let c = open(&path);
-    let _: String = c.query_row(&format!("PRAGMA journal_mode = {mode}"), [], |r| r.get(0)).unwrap();
+    let _: String = c
+        .query_row(&format!("PRAGMA journal_mode = {mode}"), [], |r| r.get(0))
+        .unwrap();
     c.execute_batch(
         "CREATE TABLE mine(x);
          CREATE VIRTUAL TABLE feed USING foryou(factors = 4, iterations = 2, tune = false);
@@ -385,26 +501,63 @@ fn disk_full(mode: &str, rep: &mut Report) {
     )
     .unwrap();
     let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
-    let _: i64 = c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| r.get(0)).unwrap();
+    let _: i64 = c
+        .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     let (ev, model) = (events_digest(&c), model_digest(&c));
     let tag = format!("disk full ({mode})");
     let unchanged = |rep: &mut Report, c: &Connection, what: &str| {
         if events_digest(c) != ev {
-            rep.fail(format!("{tag}: {what} changed the events: {ev} -> {}", events_digest(c)));
+            rep.fail(format!(
+                "{tag}: {what} changed the events: {ev} -> {}",
+                events_digest(c)
+            ));
         }
         if model_digest(c) != model {
-            rep.fail(format!("{tag}: {what} changed the model: {model} -> {}", model_digest(c)));
+            rep.fail(format!(
+                "{tag}: {what} changed the model: {model} -> {}",
+                model_digest(c)
+            ));
         }
     };
     let bulk = "INSERT INTO feed(user_id, item_id, watch_time, duration, ts) SELECT value, value, 10, 30, value FROM generate_series(1, 50000)";
-    expect_full(rep, &format!("{tag}: INSERT ... SELECT"), c.execute_batch(bulk), false);
+    expect_full(
+        rep,
+        &format!("{tag}: INSERT ... SELECT"),
+        c.execute_batch(bulk),
+        false,
+    );
     unchanged(rep, &c, "a failed INSERT ... SELECT");
-    expect_full(rep, &format!("{tag}: a full refit with more factors"), c.query_row("SELECT foryou_refit('feed', '{\"factors\": 64}')", [], |_| Ok(())), true);
+    expect_full(
+        rep,
+        &format!("{tag}: a full refit with more factors"),
+        c.query_row(
+            "SELECT foryou_refit('feed', '{\"factors\": 64}')",
+            [],
+            |_| Ok(()),
+        ),
+        true,
+    );
     unchanged(rep, &c, "a failed refit");
-    expect_full(rep, &format!("{tag}: incremental refit after bulk"), Ok(()).and_then(|()| c.query_row("SELECT foryou_refit('feed', '{\"factors\": 128, \"mode\": \"full\"}')", [], |_| Ok(()))), true);
+    expect_full(
+        rep,
+        &format!("{tag}: incremental refit after bulk"),
+        Ok(()).and_then(|()| {
+            c.query_row(
+                "SELECT foryou_refit('feed', '{\"factors\": 128, \"mode\": \"full\"}')",
+                [],
+                |_| Ok(()),
+            )
+        }),
+        true,
+    );
     unchanged(rep, &c, "a failed refit");
     // Row by row until full: every row before is kept, none after.
-    let before: i64 = c.query_row("SELECT count(*) FROM feed", [], |r| r.get(0)).unwrap();
+    let before: i64 = c
+        .query_row("SELECT count(*) FROM feed", [], |r| r.get(0))
+        .unwrap();
     let mut n = 0i64;
     let err = loop {
         match c.execute(
@@ -418,41 +571,97 @@ fn disk_full(mode: &str, rep: &mut Report) {
             break rusqlite::Error::InvalidQuery;
         }
     };
-    expect_full(rep, &format!("{tag}: single-row INSERT #{n}"), Err(err), false);
-    let after: i64 = c.query_row("SELECT count(*) FROM feed", [], |r| r.get(0)).unwrap();
+    expect_full(
+        rep,
+        &format!("{tag}: single-row INSERT #{n}"),
+        Err(err),
+        false,
+    );
+    let after: i64 = c
+        .query_row("SELECT count(*) FROM feed", [], |r| r.get(0))
+        .unwrap();
     if after != before + n {
-        rep.fail(format!("{tag}: {n} single-row INSERTs succeeded but the count went {before} -> {after}"));
+        rep.fail(format!(
+            "{tag}: {n} single-row INSERTs succeeded but the count went {before} -> {after}"
+        ));
     }
     // Inside the caller's transaction: only the failing statement is undone.
-    c.execute_batch("BEGIN; INSERT INTO mine VALUES (1);").unwrap();
-    expect_full(rep, &format!("{tag}: INSERT ... SELECT in the caller's transaction"), c.execute_batch(bulk), false);
+    c.execute_batch("BEGIN; INSERT INTO mine VALUES (1);")
+        .unwrap();
+    expect_full(
+        rep,
+        &format!("{tag}: INSERT ... SELECT in the caller's transaction"),
+        c.execute_batch(bulk),
+        false,
+    );
     let in_txn = !c.is_autocommit();
-    let mine: i64 = c.query_row("SELECT count(*) FROM mine", [], |r| r.get(0)).unwrap();
+    let mine: i64 = c
+        .query_row("SELECT count(*) FROM mine", [], |r| r.get(0))
+        .unwrap();
     if !in_txn || mine != 1 {
-        rep.known("txn-full-rollback", format!("{tag}: after the failed INSERT the transaction is {} and mine has {mine} row(s)", if in_txn { "open" } else { "gone" }));
+        rep.known(
+            "txn-full-rollback",
+            format!(
+                "{tag}: after the failed INSERT the transaction is {} and mine has {mine} row(s)",
+                if in_txn { "open" } else { "gone" }
+            ),
+        );
     }
     if in_txn {
-        expect_full(rep, &format!("{tag}: refit in the caller's transaction"), c.query_row("SELECT foryou_refit('feed', '{\"factors\": 64}')", [], |_| Ok(())), true);
-        let mine: i64 = c.query_row("SELECT count(*) FROM mine", [], |r| r.get(0)).unwrap();
+        expect_full(
+            rep,
+            &format!("{tag}: refit in the caller's transaction"),
+            c.query_row(
+                "SELECT foryou_refit('feed', '{\"factors\": 64}')",
+                [],
+                |_| Ok(()),
+            ),
+            true,
+        );
+        let mine: i64 = c
+            .query_row("SELECT count(*) FROM mine", [], |r| r.get(0))
+            .unwrap();
         if c.is_autocommit() || mine != 1 {
             rep.known("txn-full-rollback", format!("{tag}: after the failed refit the transaction is {} and mine has {mine} row(s)", if c.is_autocommit() { "gone" } else { "open" }));
         }
         let _ = c.execute_batch("ROLLBACK");
     }
     // The control: a plain table in the same situation keeps the transaction.
-    c.execute_batch("BEGIN; INSERT INTO mine VALUES (2);").unwrap();
-    let plain = c.execute_batch("INSERT INTO mine SELECT randomblob(1000) FROM generate_series(1, 100000)");
+    c.execute_batch("BEGIN; INSERT INTO mine VALUES (2);")
+        .unwrap();
+    let plain =
+        c.execute_batch("INSERT INTO mine SELECT randomblob(1000) FROM generate_series(1, 100000)");
     let control = !c.is_autocommit();
     let _ = c.execute_batch("ROLLBACK");
     if plain.is_ok() || !control {
-        println!("note {tag}: the control (a plain table) {}", if control { "did not fill the disk" } else { "lost its transaction too" });
+        println!(
+            "note {tag}: the control (a plain table) {}",
+            if control {
+                "did not fill the disk"
+            } else {
+                "lost its transaction too"
+            }
+        );
     }
-    let _: i64 = c.query_row("PRAGMA max_page_count = 1000000000", [], |r| r.get(0)).unwrap();
-    let integrity: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let _: i64 = c
+        .query_row("PRAGMA max_page_count = 1000000000", [], |r| r.get(0))
+        .unwrap();
+    let integrity: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     if integrity != "ok" {
         rep.fail(format!("{tag}: integrity_check {integrity}"));
     }
-    if let Err(e) = model_consistent(&c, "feed", c.query_row("SELECT value FROM feed_model WHERE key = 'version'", [], |r| r.get(0)).unwrap()) {
+    if let Err(e) = model_consistent(
+        &c,
+        "feed",
+        c.query_row(
+            "SELECT value FROM feed_model WHERE key = 'version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap(),
+    ) {
         rep.fail(format!("{tag}: the model does not decode: {e}"));
     }
 }
@@ -460,16 +669,22 @@ fn disk_full(mode: &str, rep: &mut Report) {
 // ---------------------------------------------------------------- (c) concurrent WAL load
 
 fn floats(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 fn ids(b: &[u8]) -> Vec<i64> {
-    b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
+    b.chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 /// (ids, factors) of `feed_<part>` as read by `c` (in its transaction).
 fn read_factors(c: &Connection, part: &str) -> rusqlite::Result<(Vec<i64>, Vec<f32>)> {
-    let mut st = c.prepare(&format!("SELECT ids, factors FROM feed_{part} ORDER BY chunk"))?;
+    let mut st = c.prepare(&format!(
+        "SELECT ids, factors FROM feed_{part} ORDER BY chunk"
+    ))?;
     let mut rows = st.query([])?;
     let (mut all_ids, mut all_f) = (Vec::new(), Vec::new());
     while let Some(r) = rows.next()? {
@@ -486,26 +701,43 @@ const STABLE_USERS: i64 = 60;
 fn checked_read(c: &Connection, r: &mut Rng) -> rusqlite::Result<Result<(), String>> {
     c.execute_batch("BEGIN")?;
     let res = (|| {
-        let version: i64 = c.query_row("SELECT value FROM feed_model WHERE key = 'version'", [], |r| r.get(0))?;
-        let report: String = c.query_row("SELECT value FROM feed_model WHERE key = 'report'", [], |r| r.get(0))?;
+        let version: i64 = c.query_row(
+            "SELECT value FROM feed_model WHERE key = 'version'",
+            [],
+            |r| r.get(0),
+        )?;
+        let report: String = c.query_row(
+            "SELECT value FROM feed_model WHERE key = 'report'",
+            [],
+            |r| r.get(0),
+        )?;
         let j: serde_json::Value = serde_json::from_str(&report).unwrap();
         if j["version"].as_i64() != Some(version) {
-            return Ok(Err(format!("report of version {} beside version {version}", j["version"])));
+            return Ok(Err(format!(
+                "report of version {} beside version {version}",
+                j["version"]
+            )));
         }
         let dim = j["factors"].as_i64().unwrap() as usize;
         let (uids, uf) = read_factors(c, "users")?;
         let (iids, itf) = read_factors(c, "items")?;
         if uf.len() != uids.len() * dim || itf.len() != iids.len() * dim {
-            return Ok(Err(format!("version {version}: blobs of another dimension than {dim}")));
+            return Ok(Err(format!(
+                "version {version}: blobs of another dimension than {dim}"
+            )));
         }
         let user = r.range(0, STABLE_USERS - 1);
         let Some(ui) = uids.iter().position(|&u| u == user) else {
-            return Ok(Err(format!("version {version}: stable user {user} has no vector")));
+            return Ok(Err(format!(
+                "version {version}: stable user {user} has no vector"
+            )));
         };
         let uvec = &uf[ui * dim..(ui + 1) * dim];
         let watched: HashSet<i64> = {
             let mut st = c.prepare("SELECT item_id FROM feed WHERE user_id = ?1")?;
-            let w = st.query_map([user], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            let w = st
+                .query_map([user], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
             w
         };
         let mut expected: Vec<(f64, i64)> = iids
@@ -514,17 +746,29 @@ fn checked_read(c: &Connection, r: &mut Rng) -> rusqlite::Result<Result<(), Stri
             .filter(|(_, id)| !watched.contains(id))
             .map(|(n, &id)| {
                 let v = &itf[n * dim..(n + 1) * dim];
-                (uvec.iter().zip(v).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum::<f64>(), id)
+                (
+                    uvec.iter()
+                        .zip(v)
+                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                        .sum::<f64>(),
+                    id,
+                )
             })
             .collect();
         expected.sort_by(|a, b| b.0.total_cmp(&a.0));
         let k = 10usize;
         let mut st = c.prepare("SELECT item_id, score FROM recommend(?1, ?2)")?;
-        let got: Vec<(i64, f64)> = st.query_map((user, k as i64), |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        let got: Vec<(i64, f64)> = st
+            .query_map((user, k as i64), |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
         let tol = |x: f64| 1e-4 * (1.0 + x.abs());
         let score_of = |id: i64| expected.iter().find(|e| e.1 == id).map(|e| e.0);
         if got.len() != k.min(expected.len()) {
-            return Ok(Err(format!("version {version}: recommend({user}, {k}) gave {} rows of {}", got.len(), expected.len())));
+            return Ok(Err(format!(
+                "version {version}: recommend({user}, {k}) gave {} rows of {}",
+                got.len(),
+                expected.len()
+            )));
         }
         for (n, (id, score)) in got.iter().enumerate() {
             match score_of(*id) {
@@ -538,15 +782,29 @@ fn checked_read(c: &Connection, r: &mut Rng) -> rusqlite::Result<Result<(), Stri
         // similar_items: cosine of the item vectors.
         let item_n = r.below(iids.len() as u64) as usize;
         let iv = &itf[item_n * dim..(item_n + 1) * dim];
-        let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+        let norm = |v: &[f32]| {
+            v.iter()
+                .map(|x| f64::from(*x) * f64::from(*x))
+                .sum::<f64>()
+                .sqrt()
+        };
         let mut st = c.prepare("SELECT item_id, score FROM similar_items(?1, 5)")?;
-        let sim: Vec<(i64, f64)> = st.query_map([iids[item_n]], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        let sim: Vec<(i64, f64)> = st
+            .query_map([iids[item_n]], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
         for (id, score) in sim {
             let Some(m) = iids.iter().position(|&x| x == id) else {
-                return Ok(Err(format!("version {version}: similar_items gave item {id}, not in the version")));
+                return Ok(Err(format!(
+                    "version {version}: similar_items gave item {id}, not in the version"
+                )));
             };
             let jv = &itf[m * dim..(m + 1) * dim];
-            let cos = iv.iter().zip(jv).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum::<f64>() / (norm(iv) * norm(jv));
+            let cos = iv
+                .iter()
+                .zip(jv)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum::<f64>()
+                / (norm(iv) * norm(jv));
             if (cos - score).abs() > 1e-3 {
                 return Ok(Err(format!("version {version}: similar_items({}) item {id} score {score}, the version gives {cos}", iids[item_n])));
             }
@@ -571,7 +829,9 @@ fn load(seconds: f64, seed: u64, rep: &mut Report) -> String {
     let path = dir.path().join("load.db");
     {
         let c = open(&path);
-        let _: String = c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).unwrap();
+        let _: String = c
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .unwrap();
         c.execute_batch(&format!(
             "CREATE VIRTUAL TABLE feed USING foryou(factors = 8, iterations = 3, incremental_iterations = 1, tune = false);
              INSERT INTO feed(user_id, item_id, watch_time, duration, ts)
@@ -587,19 +847,34 @@ fn load(seconds: f64, seed: u64, rep: &mut Report) -> String {
     let mut handles = Vec::new();
     // An error: BUSY is fine (counted); "database is locked" as SQLITE_ERROR from a scalar
     // function is the KNOWN scalar-error-code; anything else is a failure.
-    let classify = |e: &rusqlite::Error, scalar: bool, who: &str, stats: &LoadStats, problems: &Mutex<Vec<(bool, String)>>| {
+    let classify = |e: &rusqlite::Error,
+                    scalar: bool,
+                    who: &str,
+                    stats: &LoadStats,
+                    problems: &Mutex<Vec<(bool, String)>>| {
         let m = message(e);
         if shared::code_matches(ErrorCode::DatabaseBusy, shared::code(e)) {
             stats.busy.fetch_add(1, Ordering::Relaxed);
         } else if scalar && m.contains("database is locked") {
             stats.busy.fetch_add(1, Ordering::Relaxed);
-            problems.lock().unwrap().push((true, format!("{who}: {m:?} came as {:?}", shared::code(e))));
+            problems
+                .lock()
+                .unwrap()
+                .push((true, format!("{who}: {m:?} came as {:?}", shared::code(e))));
         } else {
-            problems.lock().unwrap().push((false, format!("{who}: {:?} {m:?}", shared::code(e))));
+            problems
+                .lock()
+                .unwrap()
+                .push((false, format!("{who}: {:?} {m:?}", shared::code(e))));
         }
     };
     for w in 0..2u64 {
-        let (p, stop, stats, problems) = (path.clone(), Arc::clone(&stop), Arc::clone(&stats), Arc::clone(&problems));
+        let (p, stop, stats, problems) = (
+            path.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&stats),
+            Arc::clone(&problems),
+        );
         handles.push(std::thread::spawn(move || {
             let c = open(&p);
             let mut r = Rng::stream(seed, 100 + w);
@@ -618,14 +893,23 @@ fn load(seconds: f64, seed: u64, rep: &mut Report) -> String {
         }));
     }
     {
-        let (p, stop, stats, problems) = (path.clone(), Arc::clone(&stop), Arc::clone(&stats), Arc::clone(&problems));
+        let (p, stop, stats, problems) = (
+            path.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&stats),
+            Arc::clone(&problems),
+        );
         handles.push(std::thread::spawn(move || {
             let c = open(&p);
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let mode = if n % 3 == 2 { "full" } else { "incremental" };
                 n += 1;
-                match c.query_row(&format!("SELECT foryou_refit('feed', '{{\"mode\": \"{mode}\"}}')"), [], |r| r.get::<_, String>(0)) {
+                match c.query_row(
+                    &format!("SELECT foryou_refit('feed', '{{\"mode\": \"{mode}\"}}')"),
+                    [],
+                    |r| r.get::<_, String>(0),
+                ) {
                     Ok(_) => {
                         stats.refits.fetch_add(1, Ordering::Relaxed);
                     }
@@ -635,7 +919,12 @@ fn load(seconds: f64, seed: u64, rep: &mut Report) -> String {
         }));
     }
     for rd in 0..2u64 {
-        let (p, stop, stats, problems) = (path.clone(), Arc::clone(&stop), Arc::clone(&stats), Arc::clone(&problems));
+        let (p, stop, stats, problems) = (
+            path.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&stats),
+            Arc::clone(&problems),
+        );
         handles.push(std::thread::spawn(move || {
             let c = open(&p);
             let mut r = Rng::stream(seed, 200 + rd);
@@ -645,7 +934,10 @@ fn load(seconds: f64, seed: u64, rep: &mut Report) -> String {
                         Ok(Ok(())) => {
                             stats.checked.fetch_add(1, Ordering::Relaxed);
                         }
-                        Ok(Err(mixed)) => problems.lock().unwrap().push((false, format!("reader: mixed model: {mixed}"))),
+                        Ok(Err(mixed)) => problems
+                            .lock()
+                            .unwrap()
+                            .push((false, format!("reader: mixed model: {mixed}"))),
                         Err(e) => classify(&e, false, "reader", &stats, &problems),
                     }
                 } else {
@@ -683,11 +975,15 @@ fn load(seconds: f64, seed: u64, rep: &mut Report) -> String {
         }
     }
     let c = open(&path);
-    let integrity: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let integrity: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     if integrity != "ok" {
         rep.fail(format!("load: integrity_check {integrity}"));
     }
-    let events: i64 = c.query_row("SELECT count(*) FROM feed", [], |r| r.get(0)).unwrap();
+    let events: i64 = c
+        .query_row("SELECT count(*) FROM feed", [], |r| r.get(0))
+        .unwrap();
     let want = 3000 + stats.inserts.load(Ordering::Relaxed) as i64;
     if events != want {
         rep.fail(format!("load: {events} events, {want} inserted"));
@@ -710,10 +1006,20 @@ fn main() {
         kill_child(Path::new(&args[1]), &args[2], args[3].parse().unwrap());
         return;
     }
-    let get = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned());
-    let trials: u64 = get("--trials").and_then(|v| v.parse().ok()).unwrap_or_else(|| shared::env_or("TORTURE_TRIALS", 4));
-    let seconds: f64 = get("--seconds").and_then(|v| v.parse().ok()).unwrap_or_else(|| shared::env_or("TORTURE_SECONDS", 4.0));
-    let seed: u64 = get("--seed").and_then(|v| v.parse().ok()).unwrap_or_else(|| shared::env_or("TORTURE_SEED", shared::now_seed()));
+    let get = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let trials: u64 = get("--trials")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| shared::env_or("TORTURE_TRIALS", 4));
+    let seconds: f64 = get("--seconds")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| shared::env_or("TORTURE_SECONDS", 4.0));
+    let seed: u64 = get("--seed")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| shared::env_or("TORTURE_SEED", shared::now_seed()));
     let only = get("--only");
     let part = |p: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == p));
     let start = Instant::now();
@@ -755,6 +1061,7 @@ fn main() {
         rep.failures.len(),
         start.elapsed().as_secs_f64()
     );
+    shared::remove_self_copy();
     if !rep.failures.is_empty() || (shared::strict_known() && known_total > 0) {
         std::process::exit(1);
     }
