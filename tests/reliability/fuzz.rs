@@ -174,7 +174,7 @@ fn option_value(r: &mut Rng, key: &str) -> String {
         "0",
         "-1",
         "1025",
-        "1001",
+        "100000",
         "65",
         "257",
         "2.5",
@@ -300,7 +300,6 @@ fn json_option_value(r: &mut Rng, key: &str) -> String {
         "\"\\u0000\"",
         "\"ユ\"",
         "1025",
-        "1001",
     ]))
     .to_string()
 }
@@ -1037,6 +1036,8 @@ fn child(seed: u64, batch: u64, size: usize, only: Option<&[usize]>) {
                         ).unwrap_or(0);
                         if dup > 0 && bad.contains("each item once") {
                             out(&format!("K {i} duplicate-ids-not-damaged {bad}"));
+                        } else if bad.contains(" score ") && stored_non_finite(&plain) {
+                            out(&format!("K {i} non-finite-not-damaged {bad}"));
                         } else {
                             out(&format!("F {i} ranked {bad}"));
                         }
@@ -1116,6 +1117,29 @@ fn child(seed: u64, batch: u64, size: usize, only: Option<&[usize]>) {
         Err(e) => out(&format!("F end integrity {}", shared::message(&e))),
     }
     out(&format!("D {run_n} {errors} {interrupts}"));
+}
+
+/// True when a factor or popularity blob of `feed_items` or `feed_users` holds a
+/// non-finite f32 (as crafted contents may).
+fn stored_non_finite(plain: &Connection) -> bool {
+    let mut found = false;
+    for sql in [
+        "SELECT factors FROM feed_items UNION ALL SELECT popularity FROM feed_items",
+        "SELECT factors FROM feed_users",
+    ] {
+        let Ok(mut st) = plain.prepare(sql) else {
+            continue;
+        };
+        let Ok(rows) = st.query_map([], |r| r.get::<_, Vec<u8>>(0)) else {
+            continue;
+        };
+        for b in rows.flatten() {
+            found |= b
+                .chunks_exact(4)
+                .any(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite());
+        }
+    }
+    found
 }
 
 /// True when two digests differ only in the model tag/version parts (the events and the

@@ -98,6 +98,13 @@ pub const KNOWN: &[Known] = &[
                       is not reported as damaged: every item id is there twice, and recommend \
                       returns the same item twice",
     },
+    Known {
+        id: "non-finite-not-damaged",
+        description: "NEW (this suite): non-finite values written into feed_items by hand (a \
+                      popularity or factor of -inf, inf or NaN) are served, not reported as \
+                      damaged: recommend returns score -inf (or NULL for NaN, which reads as an \
+                      explored slot)",
+    },
 ];
 
 /// Fixed findings: checks that must pass (a failure is a regression, not a KNOWN).
