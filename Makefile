@@ -14,7 +14,8 @@ loadable:
 
 # Every test: model unit tests, rusqlite integration tests, sqlite3-shell golden tests, the example,
 # and the docs' executed examples.
-test: loadable unit integration golden example docs-check
+# Then the short forms of the reliability suite: make fuzz, make torture.
+test: loadable unit integration golden example docs-check fuzz torture
 
 unit:
 	$(CARGO) test --release -p foryou --lib
@@ -75,3 +76,29 @@ docs-check: loadable
 clean:
 	$(CARGO) clean
 	rm -f demo.db
+
+# The reliability suite (tests/reliability/README.md). Short forms run inside make test; the
+# long forms take FUZZ_SECONDS / TORTURE_TRIALS / TORTURE_SECONDS, and FUZZ_SEED / TORTURE_SEED
+# to repeat a run. FORYOU_STRICT_KNOWN=1 makes the KNOWN findings fail.
+FUZZ_SECONDS ?= 600
+TORTURE_TRIALS ?= 40
+TORTURE_SECONDS ?= 60
+RELIABILITY_BINS = $(CARGO) build --release -q -p foryou-tests --bin fuzz --bin torture
+
+.PHONY: fuzz fuzz-long torture torture-long
+
+fuzz: loadable
+	$(RELIABILITY_BINS)
+	FORYOU_EXT=$(CURDIR)/target/release/libforyou target/release/fuzz --seconds 25 --seed $${FUZZ_SEED:-1}
+
+fuzz-long: loadable
+	$(RELIABILITY_BINS)
+	FORYOU_EXT=$(CURDIR)/target/release/libforyou target/release/fuzz --seconds $(FUZZ_SECONDS) $${FUZZ_SEED:+--seed $$FUZZ_SEED}
+
+torture: loadable
+	$(RELIABILITY_BINS)
+	FORYOU_EXT=$(CURDIR)/target/release/libforyou target/release/torture --trials 3 --seconds 4 --seed $${TORTURE_SEED:-1}
+
+torture-long: loadable
+	$(RELIABILITY_BINS)
+	FORYOU_EXT=$(CURDIR)/target/release/libforyou target/release/torture --trials $(TORTURE_TRIALS) --seconds $(TORTURE_SECONDS) $${TORTURE_SEED:+--seed $$TORTURE_SEED}
