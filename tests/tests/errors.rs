@@ -496,3 +496,45 @@ fn damaged_shadow_tables_give_errors_not_crashes() {
         }
     }
 }
+
+/// An id stored twice in `feed_items` (or `feed_users`) is damage, not an item to serve
+/// twice.
+#[test]
+fn ids_stored_twice_are_damage() {
+    let dir = TempDir::new("twice");
+    let clean = dir.join("clean.db");
+    {
+        let conn = open(&clean);
+        conn.execute_batch(
+            "CREATE VIRTUAL TABLE feed USING foryou(factors = 4, iterations = 5, seed = 1)",
+        )
+        .unwrap();
+        checkerboard(&conn, "feed");
+        refit(&conn, "SELECT foryou_refit()");
+    }
+    for (part, what) in [("items", "item"), ("users", "user")] {
+        let path = dir.join(&format!("{part}.db"));
+        std::fs::copy(&clean, &path).unwrap();
+        let first = {
+            let plain = Connection::open(&path).unwrap();
+            // [id0, id0, id1, ..., id18]: as many ids as before, the first one twice.
+            plain
+                .execute_batch(&format!(
+                    "UPDATE feed_{part} SET ids = CAST(substr(ids, 1, 8) || substr(ids, 1, length(ids) - 8) AS BLOB)"
+                ))
+                .unwrap();
+            let ids: Vec<u8> = plain
+                .query_row(&format!("SELECT ids FROM feed_{part}"), [], |r| r.get(0))
+                .unwrap();
+            i64::from_le_bytes(ids[..8].try_into().unwrap())
+        };
+        let conn = open(&path);
+        let expected = format!("foryou: feed_{part} is damaged: {what} id {first} is stored twice");
+        for sql in [
+            "SELECT * FROM recommend(1, 30)",
+            "SELECT * FROM similar_items(1, 30)",
+        ] {
+            assert_eq!(error_of(&conn, sql), expected, "{sql}");
+        }
+    }
+}
