@@ -1,12 +1,15 @@
 //! Which `foryou` tables a schema holds, and reading the app's own tables that a
 //! function names (`foryou_evaluate`'s hold-out).
 
+use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
-use super::quote;
-use crate::error::Result;
+use super::{integer_value, quote};
+use crate::error::{Error, Result};
 
-/// `(user_id, item_id)` rows of a table or view `name` (`table` or `schema.table`).
+/// `(user_id, item_id)` rows of a table or view `name` (`table` or `schema.table`), for
+/// `foryou_evaluate`. Ids are taken as the extension takes them everywhere (integers,
+/// integral reals, integer text); any other value is an error that names the column.
 pub fn read_holdout(conn: &Connection, name: &str) -> Result<Vec<(i64, i64)>> {
     let qualified = match name.split_once('.') {
         Some((schema, table)) => format!("{}.{}", quote(schema), quote(table)),
@@ -15,8 +18,32 @@ pub fn read_holdout(conn: &Connection, name: &str) -> Result<Vec<(i64, i64)>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT user_id, item_id FROM {qualified} WHERE user_id IS NOT NULL AND item_id IS NOT NULL"
     ))?;
-    let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id = |i: usize, column: &'static str| -> Result<i64> {
+            let value = row.get_ref(i)?;
+            integer_value(value).ok_or_else(|| Error::Argument {
+                who: "foryou_evaluate".to_string(),
+                argument: "holdout_table",
+                expected: format!("a table or view whose {column} values are integers"),
+                got: format!("{} in column {column} of '{name}'", shown(value)),
+            })
+        };
+        out.push((id(0, "user_id")?, id(1, "item_id")?));
+    }
+    Ok(out)
+}
+
+/// A value as a message shows it.
+fn shown(value: ValueRef<'_>) -> String {
+    match value {
+        ValueRef::Null => "NULL".to_string(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(r) => r.to_string(),
+        ValueRef::Text(t) => format!("'{}'", String::from_utf8_lossy(t)),
+        ValueRef::Blob(b) => format!("a {}-byte BLOB", b.len()),
+    }
 }
 
 /// Names of the `foryou` tables in `schema`, from its schema table, sorted.

@@ -97,7 +97,7 @@ impl Shadow {
         let (mut version, mut tag, mut upto, mut report, mut newest, mut options) =
             (None, None, None, None, None, None);
         for row in rows {
-            match row? {
+            match row.map_err(|e| self.read_error("model", e))? {
                 (k, Value::Integer(v)) if k == "version" => version = Some(v),
                 (k, Value::Text(v)) if k == "tag" => tag = Some(v),
                 (k, Value::Integer(v)) if k == "events_upto" => upto = Some(v),

@@ -60,7 +60,7 @@ impl Shadow {
         let mut version = None;
         let mut config = Vec::new();
         for row in rows {
-            let (key, value) = row?;
+            let (key, value) = row.map_err(|e| self.read_error("config", e))?;
             if key == "format_version" {
                 version = match value {
                     Value::Integer(v) => Some(v),
