@@ -745,6 +745,27 @@ fn detach_then_attach_another_file_serves_the_new_file() {
         ids("SELECT * FROM similar_items(101, 3, 'aux.feed')"),
         similar_a
     );
+    // A file whose model tag is the other's (a crafted file): the decoded model of one
+    // file is still not served for the other.
+    conn.execute_batch("DETACH aux").unwrap();
+    {
+        let plain = Connection::open(&b).unwrap();
+        let tag: String = Connection::open(&a)
+            .unwrap()
+            .query_row("SELECT value FROM feed_model WHERE key = 'tag'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        plain
+            .execute("UPDATE feed_model SET value = ?1 WHERE key = 'tag'", [tag])
+            .unwrap();
+    }
+    attach(&b);
+    assert_eq!(ids("SELECT * FROM recommend(0, 3, 'aux.feed')"), from_b);
+    assert_eq!(
+        ids("SELECT * FROM similar_items(201, 3, 'aux.feed')"),
+        similar_b
+    );
 }
 
 #[test]
