@@ -11,19 +11,26 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use rusqlite::Connection;
+use rusqlite::{ffi, Connection};
 
 use super::options::Options;
 use super::serving::Serving;
 use crate::error::{Error, Result};
 use crate::store::{foryou_tables, quote, Shadow};
 
-/// `PRAGMA data_version`, `PRAGMA schema_version` and this connection's total changes
-/// for one schema: a commit by another connection, DDL (CREATE, DROP, RENAME) or any row
-/// change by this one changes it. Only meaningful outside explicit transactions (a
-/// ROLLBACK undoes changes without any counter going back).
+/// Which database file a schema is, `PRAGMA data_version`, `PRAGMA schema_version` and
+/// this connection's total changes for one schema: a commit by another connection, DDL
+/// (CREATE, DROP, RENAME), any row change by this one, or a DETACH and ATTACH of another
+/// file under the same schema name changes it. Only meaningful outside explicit
+/// transactions (a ROLLBACK undoes changes without any counter going back).
+///
+/// The file is identified by a hash of its name (`sqlite3_db_filename`, one call, no
+/// SQL): the counters alone may well be equal in two files. In-memory and temporary
+/// databases have no name; another one attached under the same schema name can only be
+/// filled by this connection, which moves `total_changes`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DbState {
+    file: u64,
     data_version: i64,
     schema_version: i64,
     changes: u64,
@@ -35,12 +42,37 @@ impl DbState {
             conn.prepare_cached(&format!("PRAGMA {}.{name}", quote(schema)))?
                 .query_row([], |row| row.get(0))
         };
+        // The pragmas first: they fail on a schema that is not attached.
+        let data_version = pragma("data_version")?;
         Ok(DbState {
-            data_version: pragma("data_version")?,
+            file: file_identity(conn, schema),
+            data_version,
             schema_version: pragma("schema_version")?,
             changes: conn.total_changes(),
         })
     }
+}
+
+/// A hash of the name of the file attached as `schema` ("" when it has none); 0 when
+/// the schema does not exist.
+pub fn file_identity(conn: &Connection, schema: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let Ok(schema) = std::ffi::CString::new(schema) else {
+        return 0;
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    // SAFETY: the handle of a live connection, used on this thread during this call.
+    // The returned name belongs to the schema's pager and stays valid until the schema
+    // is detached or the connection closed; it is only read here, before any SQL runs.
+    // NULL means no such schema.
+    unsafe {
+        let name = ffi::sqlite3_db_filename(conn.handle(), schema.as_ptr());
+        if name.is_null() {
+            return 0;
+        }
+        std::ffi::CStr::from_ptr(name).to_bytes().hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 /// A model as a serving call needs it.
@@ -86,14 +118,22 @@ impl Resolved {
 }
 
 struct CachedResolved {
-    at: DbState,
+    /// The state of every schema the answer depends on (see [`Candidates::schemas`]).
+    at: [Option<DbState>; 2],
     resolved: Arc<Resolved>,
+}
+
+/// A decoded model, and the file it was decoded from.
+struct CachedModel {
+    file: u64,
+    serving: Arc<Serving>,
 }
 
 /// What one connection keeps between calls (shared by its serving functions).
 #[derive(Default)]
 pub struct ConnectionState {
-    models: Mutex<HashMap<String, Arc<Serving>>>,
+    /// Keyed by (schema, table): one entry per table, replaced when its file or tag changes.
+    models: Mutex<HashMap<(String, String), CachedModel>>,
     /// Keyed by the model argument as given ("" when omitted).
     resolved: Mutex<HashMap<String, CachedResolved>>,
 }
@@ -109,10 +149,19 @@ impl ConnectionState {
         who: &str,
         name: Option<&str>,
     ) -> Result<Arc<Resolved>> {
-        let resolve = |at: Option<DbState>| -> Result<Arc<Resolved>> {
-            let shadow = resolve_model(conn, who, name)?;
+        let candidates = Candidates::parse(who, name)?;
+        // `at`: the state of each schema of `candidates.schemas()`; the resolution keeps
+        // the one of the schema the table was found in (what fold-in stamps compare).
+        let resolve = |at: Option<&[Option<DbState>; 2]>| -> Result<Arc<Resolved>> {
+            let shadow = candidates.resolve(conn, who)?;
             let options = load_options(conn, &shadow)?;
             let model = self.serving(conn, &shadow)?;
+            let at = at.and_then(|at| {
+                candidates
+                    .schemas()
+                    .position(|s| s.eq_ignore_ascii_case(&shadow.schema))
+                    .and_then(|i| at[i])
+            });
             Ok(Arc::new(Resolved {
                 shadow,
                 options,
@@ -124,9 +173,23 @@ impl ConnectionState {
         if !conn.is_autocommit() {
             return resolve(None);
         }
-        let (schema, _) = split_name(name);
-        let at = DbState::read(conn, &schema)
-            .map_err(|e| Error::sqlite_while(format!("{who}: cannot read schema '{schema}'"), e))?;
+        // The first schema must be readable. A second one (the `x` of an unquoted `x.y`
+        // when `main` may hold a table named `x.y`) need not be: its state is then None,
+        // and its error is the answer only if `main` has no such table.
+        let mut at = [None, None];
+        let mut unreadable = None;
+        for (i, schema) in candidates.schemas().enumerate().take(2) {
+            match DbState::read(conn, schema) {
+                Ok(state) => at[i] = Some(state),
+                Err(e) => {
+                    let e = Error::sqlite_while(format!("{who}: cannot read schema '{schema}'"), e);
+                    if i == 0 {
+                        return Err(e);
+                    }
+                    unreadable = Some(e);
+                }
+            }
+        }
         let key = name.unwrap_or("");
         {
             let cache = self
@@ -139,7 +202,7 @@ impl ConnectionState {
                 }
             }
         }
-        let resolved = resolve(Some(at))?;
+        let resolved = resolve(Some(&at)).map_err(|e| unreadable.unwrap_or(e))?;
         self.resolved
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -155,7 +218,8 @@ impl ConnectionState {
 
     /// The current model of `shadow`, decoded once per refit; None before the first refit.
     pub fn serving(&self, conn: &Connection, shadow: &Shadow) -> Result<Option<Arc<Serving>>> {
-        let key = format!("{}.{}", shadow.schema, shadow.table);
+        let key = (shadow.schema.clone(), shadow.table.clone());
+        let file = file_identity(conn, &shadow.schema);
         let tag = shadow.model_tag(conn)?;
         let mut models = self
             .models
@@ -166,15 +230,21 @@ impl ConnectionState {
             return Ok(None);
         };
         if let Some(cached) = models.get(&key) {
-            if cached.tag == tag {
-                return Ok(Some(cached.clone()));
+            if cached.file == file && cached.serving.tag == tag {
+                return Ok(Some(cached.serving.clone()));
             }
         }
         let Some(stored) = shadow.read_model(conn)? else {
             return Ok(None);
         };
         let serving = Arc::new(Serving::new(stored));
-        models.insert(key, serving.clone());
+        models.insert(
+            key,
+            CachedModel {
+                file,
+                serving: serving.clone(),
+            },
+        );
         Ok(Some(serving))
     }
 }
@@ -185,25 +255,138 @@ pub fn load_options(conn: &Connection, shadow: &Shadow) -> Result<Options> {
 }
 
 /// Finds the `foryou` table a function call means. `name` may be `table` or
-/// `schema.table`; when omitted, the one foryou table of `main` is used.
+/// `schema.table`, either part in double quotes (or backquotes, or brackets) when it
+/// holds a dot; an unquoted name with a dot is first looked up as a whole in `main`.
+/// When omitted, the one foryou table of `main` is used.
 pub fn resolve_model(conn: &Connection, who: &str, name: Option<&str>) -> Result<Shadow> {
-    let (schema, table) = split_name(name);
-    let tables = foryou_tables(conn, &schema).map_err(|e| match e {
+    Candidates::parse(who, name)?.resolve(conn, who)
+}
+
+/// The (schema, table) pairs a model argument may mean, in order of preference: one,
+/// or for an unquoted name with a dot, the whole name in `main` and then the name split
+/// at its first dot. `table` None: the only foryou table of the schema.
+struct Candidates(Vec<(String, Option<String>)>);
+
+impl Candidates {
+    fn parse(who: &str, name: Option<&str>) -> Result<Candidates> {
+        let Some(name) = name else {
+            return Ok(Candidates(vec![("main".to_string(), None)]));
+        };
+        if let Some(parts) = quoted_parts(name) {
+            let bad = || Error::Argument {
+                who: who.to_string(),
+                argument: "model",
+                expected: "a table name, or schema.table, with a part that holds a dot in \
+                           double quotes (such as aux.\"my.table\")"
+                    .to_string(),
+                got: format!("'{name}'"),
+            };
+            return match parts.map_err(|()| bad())?.as_slice() {
+                [table] => Ok(Candidates(vec![("main".to_string(), Some(table.clone()))])),
+                [schema, table] => Ok(Candidates(vec![(schema.clone(), Some(table.clone()))])),
+                _ => Err(bad()),
+            };
+        }
+        let whole = ("main".to_string(), Some(name.to_string()));
+        Ok(Candidates(match name.split_once('.') {
+            Some((schema, table)) => vec![whole, (schema.to_string(), Some(table.to_string()))],
+            None => vec![whole],
+        }))
+    }
+
+    /// The distinct schemas the answer depends on (at most two).
+    fn schemas(&self) -> impl Iterator<Item = &str> {
+        let first = self.0.first().map_or("main", |c| c.0.as_str());
+        std::iter::once(first).chain(
+            self.0
+                .iter()
+                .skip(1)
+                .map(|c| c.0.as_str())
+                .filter(move |s| !s.eq_ignore_ascii_case(first)),
+        )
+    }
+
+    /// The first candidate that names a foryou table; else the last one's error.
+    fn resolve(&self, conn: &Connection, who: &str) -> Result<Shadow> {
+        let Some((last, preferred)) = self.0.split_last() else {
+            return find_table(conn, who, "main", None);
+        };
+        for (schema, table) in preferred {
+            // A preferred candidate is a guess: any failure moves on to the next.
+            if let Ok(shadow) = find_table(conn, who, schema, table.as_deref()) {
+                return Ok(shadow);
+            }
+        }
+        find_table(conn, who, &last.0, last.1.as_deref())
+    }
+}
+
+/// The parts of a model argument in which some part is quoted (starts with `"`, `` ` ``
+/// or `[`): None when none is, Err when it is not one or two parts joined by a dot,
+/// each quoted (a doubled quote inside stands for itself) or free of dots and quotes.
+fn quoted_parts(name: &str) -> Option<std::result::Result<Vec<String>, ()>> {
+    let starts_quoted = |part: &str| part.starts_with(['"', '`', '[']);
+    if !starts_quoted(name) && !name.split('.').skip(1).any(starts_quoted) {
+        return None;
+    }
+    let mut parts = Vec::new();
+    let mut rest = name;
+    loop {
+        let (part, after) = if let Some(open @ ('"' | '`' | '[')) = rest.chars().next() {
+            let close = if open == '[' { ']' } else { open };
+            let mut part = String::new();
+            let mut body = &rest[1..];
+            loop {
+                let Some(end) = body.find(close) else {
+                    return Some(Err(()));
+                };
+                part.push_str(&body[..end]);
+                body = &body[end + 1..];
+                // A doubled quote stands for itself (not inside [...]).
+                if close == ']' || !body.starts_with(close) {
+                    break;
+                }
+                part.push(close);
+                body = &body[1..];
+            }
+            (part, body)
+        } else {
+            let end = rest.find('.').unwrap_or(rest.len());
+            let part = &rest[..end];
+            if part.is_empty() || part.contains(['"', '`', '[']) {
+                return Some(Err(()));
+            }
+            (part.to_string(), &rest[end..])
+        };
+        parts.push(part);
+        if after.is_empty() {
+            return Some(Ok(parts));
+        }
+        match after.strip_prefix('.') {
+            Some(next) if parts.len() < 2 => rest = next,
+            _ => return Some(Err(())),
+        }
+    }
+}
+
+/// The foryou table `table` of `schema`, or its only one when `table` is None.
+fn find_table(conn: &Connection, who: &str, schema: &str, table: Option<&str>) -> Result<Shadow> {
+    let tables = foryou_tables(conn, schema).map_err(|e| match e {
         Error::Sqlite(e) => Error::sqlite_while(format!("{who}: cannot read schema '{schema}'"), e),
         other => other,
     })?;
     match table {
-        Some(table) => match tables.iter().find(|t| t.eq_ignore_ascii_case(&table)) {
-            Some(found) => Ok(Shadow::new(&schema, found)),
+        Some(table) => match tables.iter().find(|t| t.eq_ignore_ascii_case(table)) {
+            Some(found) => Ok(Shadow::new(schema, found)),
             None => Err(Error::NoSuchModel {
                 who: who.to_string(),
-                schema,
-                table,
+                schema: schema.to_string(),
+                table: table.to_string(),
                 existing: tables,
             }),
         },
         None => match tables.as_slice() {
-            [only] => Ok(Shadow::new(&schema, only)),
+            [only] => Ok(Shadow::new(schema, only)),
             [] => Err(Error::NoModelTable {
                 who: who.to_string(),
             }),
@@ -215,13 +398,71 @@ pub fn resolve_model(conn: &Connection, who: &str, name: Option<&str>) -> Result
     }
 }
 
-/// (schema, table) of a model argument: `table`, `schema.table`, or omitted (`main`, None).
-fn split_name(name: Option<&str>) -> (String, Option<String>) {
-    match name {
-        Some(name) => match name.split_once('.') {
-            Some((schema, table)) => (schema.to_string(), Some(table.to_string())),
-            None => ("main".to_string(), Some(name.to_string())),
-        },
-        None => ("main".to_string(), None),
+#[cfg(test)]
+mod tests {
+    use super::{quoted_parts, Candidates};
+
+    fn parts(name: &str) -> Option<Result<Vec<String>, ()>> {
+        quoted_parts(name)
+    }
+
+    fn ok(parts: &[&str]) -> Vec<String> {
+        parts.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn quoted_model_names() {
+        assert_eq!(parts("feed"), None);
+        assert_eq!(parts("aux.feed"), None);
+        assert_eq!(parts("my.table"), None);
+        assert_eq!(parts("a\"b"), None);
+        assert_eq!(parts("\"my.table\""), Some(Ok(ok(&["my.table"]))));
+        assert_eq!(
+            parts("aux.\"my.table\""),
+            Some(Ok(ok(&["aux", "my.table"])))
+        );
+        assert_eq!(parts("\"my.db\".feed"), Some(Ok(ok(&["my.db", "feed"]))));
+        assert_eq!(
+            parts("`my.db`.[my.table]"),
+            Some(Ok(ok(&["my.db", "my.table"])))
+        );
+        assert_eq!(parts("\"a\"\"b.c\""), Some(Ok(ok(&["a\"b.c"]))));
+        assert_eq!(parts("[a\"b]"), Some(Ok(ok(&["a\"b"]))));
+        for bad in [
+            "\"my.table",
+            "\"a\".\"b\".\"c\"",
+            "\"a\"b",
+            "\"a\".",
+            ".\"a\"",
+            "x.y.\"z\"",
+            "\"a\" . b",
+        ] {
+            assert_eq!(parts(bad), Some(Err(())), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unquoted_dotted_names_try_the_whole_name_first() {
+        let c = Candidates::parse("recommend", Some("my.table")).unwrap();
+        assert_eq!(
+            c.0,
+            vec![
+                ("main".to_string(), Some("my.table".to_string())),
+                ("my".to_string(), Some("table".to_string()))
+            ]
+        );
+        assert_eq!(c.schemas().collect::<Vec<_>>(), ["main", "my"]);
+        let c = Candidates::parse("recommend", Some("main.feed")).unwrap();
+        assert_eq!(c.schemas().collect::<Vec<_>>(), ["main"]);
+        let c = Candidates::parse("recommend", None).unwrap();
+        assert_eq!(c.0, vec![("main".to_string(), None)]);
+        let e = Candidates::parse("recommend", Some("\"my.table"))
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "recommend: model must be a table name, or schema.table, with a part that holds \
+             a dot in double quotes (such as aux.\"my.table\"), got '\"my.table'"
+        );
     }
 }

@@ -592,13 +592,12 @@ fn unquote(value: &str) -> &str {
 
 fn expectation(spec: &Spec) -> String {
     match spec.kind {
-        Kind::Integer { min, max } if max == i64::MAX => format!("expects an integer >= {min}"),
         Kind::Integer { min, max } => format!("expects an integer from {min} to {max}"),
         Kind::Real {
             min,
+            max,
             min_exclusive: true,
-            ..
-        } => format!("expects a number > {min}"),
+        } => format!("expects a number > {min} and <= {max}"),
         Kind::Real { min, max, .. } => format!("expects a number from {min} to {max}"),
         Kind::Boolean => "expects a boolean (true/false, on/off, yes/no, 1/0)".to_string(),
         Kind::Choice(words) => format!("expects one of {}", words.join(", ")),
@@ -707,7 +706,19 @@ mod tests {
         assert!(Options::from_create_args(&["alpha = 0"])
             .unwrap_err()
             .to_string()
-            .contains("expects a number > 0"));
+            .contains("expects a number > 0 and <= 1000000, got '0'"));
+        assert_eq!(
+            Options::from_create_args(&["alpha = 2e6"])
+                .unwrap_err()
+                .to_string(),
+            "foryou: option alpha expects a number > 0 and <= 1000000, got '2e6'"
+        );
+        assert_eq!(
+            Options::from_create_args(&["seed = -1"])
+                .unwrap_err()
+                .to_string(),
+            "foryou: option seed expects an integer from 0 to 9223372036854775807, got '-1'"
+        );
         assert!(Options::from_create_args(&["alpha = nan"]).is_err());
         assert_eq!(
             Options::from_create_args(&["popularity_exponent = 0.5"])

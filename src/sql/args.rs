@@ -5,6 +5,7 @@
 use rusqlite::types::ValueRef;
 
 use crate::error::{Error, Result};
+use crate::store::integer_value;
 
 /// The largest k that `recommend` and `similar_items` accept.
 pub const MAX_K: i64 = 10_000;
@@ -20,29 +21,9 @@ pub fn describe(value: ValueRef<'_>) -> String {
     }
 }
 
-/// The largest magnitude below which every integral f64 converts to i64 exactly.
-const EXACT_INTEGER: f64 = 9.0e15;
-
-fn integral(r: f64) -> Option<i64> {
-    // Exact: |r| < 9e15 < 2^63 and r has no fractional part.
-    #[allow(clippy::cast_possible_truncation)]
-    (r.fract() == 0.0 && r.abs() < EXACT_INTEGER).then_some(r as i64)
-}
-
 /// An integer id (user or item): INTEGER, a REAL with an integral value, or integer text.
 pub fn integer(who: &str, name: &'static str, value: ValueRef<'_>) -> Result<i64> {
-    let parsed = match value {
-        ValueRef::Integer(i) => Some(i),
-        ValueRef::Real(r) => integral(r),
-        ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|s| {
-            let s = s.trim();
-            s.parse::<i64>()
-                .ok()
-                .or_else(|| s.parse::<f64>().ok().and_then(integral))
-        }),
-        ValueRef::Null | ValueRef::Blob(_) => None,
-    };
-    parsed.ok_or_else(|| Error::Argument {
+    integer_value(value).ok_or_else(|| Error::Argument {
         who: who.to_string(),
         argument: name,
         expected: "an integer".to_string(),

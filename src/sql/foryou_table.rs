@@ -54,7 +54,10 @@ pub struct FeedTable {
     shadow: Shadow,
     /// `foryou: <table>`, the prefix of its row errors (made once: rows are many).
     who: String,
-    options: Options,
+    /// None when the stored options could not be read at xConnect (a damaged `_config`,
+    /// another storage format): the table can then still be dropped or renamed, and
+    /// every other use reads them again and fails with the error xConnect had.
+    options: Option<Options>,
     /// Events inserted through this connection since the last `auto_refit` check.
     inserted_since_check: u64,
     /// The caller's statement run last checked by `check_insert_source`.
@@ -74,6 +77,22 @@ fn args_as_str<'a>(args: &'a [&'a [u8]]) -> FyResult<Vec<&'a str>> {
         .collect()
 }
 
+/// Whether reading the stored options failed for good: our own check of what is stored,
+/// or SQLite's plain error (a missing shadow table) or CORRUPT; not BUSY, NOMEM, I/O...
+fn lasting(e: &Error) -> bool {
+    match e {
+        Error::Sqlite(rusqlite::Error::SqliteFailure(code, _))
+        | Error::SqliteWhile {
+            source: rusqlite::Error::SqliteFailure(code, _),
+            ..
+        } => matches!(
+            code.extended_code & 0xff,
+            ffi::SQLITE_ERROR | ffi::SQLITE_CORRUPT
+        ),
+        _ => true,
+    }
+}
+
 impl FeedTable {
     fn open_table(
         db: &mut VTabConnection,
@@ -91,9 +110,17 @@ impl FeedTable {
         let options = match options {
             Some(options) => {
                 shadow.create(&conn, &options.config_rows())?;
-                options
+                Some(options)
             }
-            None => load_options(&conn, &shadow)?,
+            None => match load_options(&conn, &shadow) {
+                Ok(options) => Some(options),
+                // What may pass (BUSY, LOCKED, NOMEM, I/O...) fails xConnect as it is, so
+                // that the next statement connects again. What will not (a damaged or
+                // missing `_config`, another format) is kept for every use but DROP and
+                // RENAME.
+                Err(e) if !lasting(&e) => return Err(e),
+                Err(_) => None,
+            },
         };
         let table = FeedTable {
             base: sqlite3_vtab::default(),
@@ -158,6 +185,24 @@ impl FeedTable {
         })
     }
 
+    /// The stored options, read again if xConnect could not read them: their error is
+    /// the error of every use but DROP TABLE and ALTER TABLE RENAME.
+    fn options(&mut self) -> FyResult<&Options> {
+        let options = match self.options.take() {
+            Some(options) => options,
+            None => load_options(&self.conn, &self.shadow)?,
+        };
+        Ok(self.options.insert(options))
+    }
+
+    /// Fails, as [`FeedTable::options`], when the stored options cannot be read.
+    fn check_options(&self) -> FyResult<()> {
+        match self.options {
+            Some(_) => Ok(()),
+            None => load_options(&self.conn, &self.shadow).map(drop),
+        }
+    }
+
     fn rowid_of(&self, value: ValueRef<'_>) -> FyResult<Option<i64>> {
         match value {
             ValueRef::Null => Ok(None),
@@ -187,6 +232,8 @@ unsafe impl<'vtab> VTab<'vtab> for FeedTable {
     // user's index range; anything else is a full scan. Other constraints are left to SQLite.
     fn best_index(&self, info: &mut IndexInfo) -> Result<bool> {
         guarded("foryou", || {
+            // Every SELECT, UPDATE and DELETE plans here first.
+            self.check_options()?;
             let (mut rowid_at, mut user_at) = (None, None);
             for (i, constraint) in info.constraints().enumerate() {
                 if !constraint.is_usable()
@@ -270,9 +317,12 @@ impl CreateVTab<'_> for FeedTable {
 impl UpdateVTab<'_> for FeedTable {
     // DELETE: removes one event by rowid.
     fn delete(&mut self, rowid: ValueRef<'_>) -> Result<()> {
-        guarded("foryou", || match self.rowid_of(rowid)? {
-            Some(id) => self.shadow.delete_event(&self.conn, id),
-            None => Ok(()),
+        guarded("foryou", || {
+            self.options()?;
+            match self.rowid_of(rowid)? {
+                Some(id) => self.shadow.delete_event(&self.conn, id),
+                None => Ok(()),
+            }
         })
     }
 
@@ -281,17 +331,20 @@ impl UpdateVTab<'_> for FeedTable {
     // refit and, if so, run an incremental refit within this statement.
     fn insert(&mut self, args: &Inserts<'_>) -> Result<i64> {
         guarded("foryou", || {
+            let auto_refit_every = self.options()?.auto_refit;
             let values: Vec<ValueRef<'_>> = args.iter().collect();
             let id = self.rowid_of(values[1])?;
             let event = self.event_from(&values[2..])?;
             self.shadow
                 .check_insert_source(&self.conn, &mut self.source)?;
             let rowid = self.shadow.insert_event(&self.conn, id, &event)?;
-            if self.options.auto_refit > 0 {
+            if auto_refit_every > 0 {
                 self.inserted_since_check += 1;
-                if self.inserted_since_check >= self.options.auto_refit {
+                if self.inserted_since_check >= auto_refit_every {
                     self.inserted_since_check = 0;
-                    auto_refit(&self.conn, &self.shadow, &self.options)?;
+                    if let Some(options) = &self.options {
+                        auto_refit(&self.conn, &self.shadow, options)?;
+                    }
                 }
             }
             Ok(rowid)
@@ -301,6 +354,7 @@ impl UpdateVTab<'_> for FeedTable {
     // UPDATE: validates the new row and replaces the event (its rowid may change).
     fn update(&mut self, args: &Updates<'_>) -> Result<()> {
         guarded("foryou", || {
+            self.options()?;
             let values: Vec<ValueRef<'_>> = args.iter().collect();
             let old = self.rowid_of(values[0])?.unwrap_or_default();
             let new = self.rowid_of(values[1])?.unwrap_or(old);

@@ -1,12 +1,15 @@
 //! Which `foryou` tables a schema holds, and reading the app's own tables that a
 //! function names (`foryou_evaluate`'s hold-out).
 
+use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
-use super::quote;
-use crate::error::Result;
+use super::{integer_value, quote};
+use crate::error::{Error, Result};
 
-/// `(user_id, item_id)` rows of a table or view `name` (`table` or `schema.table`).
+/// `(user_id, item_id)` rows of a table or view `name` (`table` or `schema.table`), for
+/// `foryou_evaluate`. Ids are taken as the extension takes them everywhere (integers,
+/// integral reals, integer text); any other value is an error that names the column.
 pub fn read_holdout(conn: &Connection, name: &str) -> Result<Vec<(i64, i64)>> {
     let qualified = match name.split_once('.') {
         Some((schema, table)) => format!("{}.{}", quote(schema), quote(table)),
@@ -15,8 +18,32 @@ pub fn read_holdout(conn: &Connection, name: &str) -> Result<Vec<(i64, i64)>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT user_id, item_id FROM {qualified} WHERE user_id IS NOT NULL AND item_id IS NOT NULL"
     ))?;
-    let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id = |i: usize, column: &'static str| -> Result<i64> {
+            let value = row.get_ref(i)?;
+            integer_value(value).ok_or_else(|| Error::Argument {
+                who: "foryou_evaluate".to_string(),
+                argument: "holdout_table",
+                expected: format!("a table or view whose {column} values are integers"),
+                got: format!("{} in column {column} of '{name}'", shown(value)),
+            })
+        };
+        out.push((id(0, "user_id")?, id(1, "item_id")?));
+    }
+    Ok(out)
+}
+
+/// A value as a message shows it.
+fn shown(value: ValueRef<'_>) -> String {
+    match value {
+        ValueRef::Null => "NULL".to_string(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(r) => r.to_string(),
+        ValueRef::Text(t) => format!("'{}'", String::from_utf8_lossy(t)),
+        ValueRef::Blob(b) => format!("a {}-byte BLOB", b.len()),
+    }
 }
 
 /// Names of the `foryou` tables in `schema`, from its schema table, sorted.
@@ -39,44 +66,230 @@ pub fn foryou_tables(conn: &Connection, schema: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// The module name in a `CREATE VIRTUAL TABLE ... USING module(...)` statement.
-fn module_of(sql: &str) -> Option<String> {
-    let upper = sql.to_ascii_uppercase();
-    let mut from = 0;
-    while let Some(pos) = upper[from..].find("USING") {
-        let at = from + pos;
-        let before_ok = at == 0 || !upper.as_bytes()[at - 1].is_ascii_alphanumeric();
-        let rest = sql[at + 5..].trim_start();
-        if before_ok && rest.len() < sql.len() - at - 5 {
-            let name: String = rest
-                .trim_start_matches(['"', '`', '['])
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            return Some(name);
+/// One token of a `CREATE VIRTUAL TABLE` statement, comments and whitespace skipped.
+#[derive(Debug, PartialEq)]
+enum Token<'a> {
+    /// A bare word: a keyword or an unquoted identifier.
+    Word(&'a str),
+    /// A quoted identifier (`"..."`, `` `...` ``, `[...]`) or a string literal
+    /// (`'...'`), dequoted: SQLite accepts either where a name is expected.
+    Quoted(String),
+    /// Any other character (`.`, `(`, `,`, ...).
+    Punct(char),
+}
+
+/// The tokens of `sql` up to the first `(` (the module arguments are not needed), or
+/// None when a quote or a block comment is not closed.
+fn tokens(sql: &str) -> Option<Vec<Token<'_>>> {
+    let bytes = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let c = bytes[at];
+        match c {
+            c if c.is_ascii_whitespace() => at += 1,
+            b'-' if bytes.get(at + 1) == Some(&b'-') => {
+                at = sql[at..].find('\n').map_or(bytes.len(), |n| at + n + 1);
+            }
+            b'/' if bytes.get(at + 1) == Some(&b'*') => {
+                at = at + 2 + sql[at + 2..].find("*/")? + 2;
+            }
+            b'"' | b'`' | b'\'' | b'[' => {
+                let close = if c == b'[' { b']' } else { c };
+                let mut text = String::new();
+                let mut from = at + 1;
+                loop {
+                    let end = from + bytes[from..].iter().position(|&b| b == close)?;
+                    text.push_str(&sql[from..end]);
+                    // A doubled quote stands for itself (not inside [...]).
+                    if close != b']' && bytes.get(end + 1) == Some(&close) {
+                        text.push(char::from(close));
+                        from = end + 2;
+                    } else {
+                        at = end + 1;
+                        break;
+                    }
+                }
+                out.push(Token::Quoted(text));
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || !c.is_ascii() => {
+                let end = sql[at..]
+                    .find(|ch: char| {
+                        ch.is_ascii() && !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '$')
+                    })
+                    .map_or(sql.len(), |n| at + n);
+                out.push(Token::Word(&sql[at..end]));
+                at = end;
+            }
+            b'(' => return Some(out),
+            _ => {
+                // ASCII here (non-ASCII starts a word), so one byte is one char.
+                out.push(Token::Punct(char::from(c)));
+                at += 1;
+            }
         }
-        from = at + 5;
     }
-    None
+    Some(out)
+}
+
+/// The module name of a `CREATE VIRTUAL TABLE [IF NOT EXISTS] [schema.]name USING
+/// module[(...)]` statement, dequoted; None for any other text.
+fn module_of(sql: &str) -> Option<String> {
+    let tokens = tokens(sql)?;
+    let mut rest = tokens.as_slice();
+    let mut keyword = |word: &str| match rest.first() {
+        Some(Token::Word(w)) if w.eq_ignore_ascii_case(word) => {
+            rest = &rest[1..];
+            true
+        }
+        _ => false,
+    };
+    if !(keyword("CREATE") && keyword("VIRTUAL") && keyword("TABLE")) {
+        return None;
+    }
+    // `IF NOT EXISTS` only as the whole phrase: `if` alone may be the table's name.
+    if matches!(rest, [Token::Word(a), Token::Word(b), Token::Word(c), ..]
+        if a.eq_ignore_ascii_case("IF") && b.eq_ignore_ascii_case("NOT") && c.eq_ignore_ascii_case("EXISTS"))
+    {
+        rest = &rest[3..];
+    }
+    let is_name = |t: &Token<'_>| matches!(t, Token::Word(_) | Token::Quoted(_));
+    rest = match rest {
+        [schema, Token::Punct('.'), table, ..] if is_name(schema) && is_name(table) => &rest[3..],
+        [table, ..] if is_name(table) => &rest[1..],
+        _ => return None,
+    };
+    match rest {
+        [Token::Word(using), module] if using.eq_ignore_ascii_case("USING") => match module {
+            Token::Word(name) => Some((*name).to_string()),
+            Token::Quoted(name) => Some(name.clone()),
+            Token::Punct(_) => None,
+        },
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::module_of;
+    use super::module_of as module;
 
     #[test]
     fn module_names_are_found() {
         assert_eq!(
-            module_of("CREATE VIRTUAL TABLE feed USING foryou(factors=3)").as_deref(),
+            module("CREATE VIRTUAL TABLE feed USING foryou(factors=3)").as_deref(),
             Some("foryou")
         );
         assert_eq!(
-            module_of("create virtual table x using   \"FORYOU\"").as_deref(),
+            module("create virtual table x using   \"FORYOU\"").as_deref(),
             Some("FORYOU")
         );
         assert_eq!(
-            module_of("CREATE VIRTUAL TABLE x USING fts5(a)").as_deref(),
+            module("CREATE VIRTUAL TABLE x USING fts5(a)").as_deref(),
             Some("fts5")
+        );
+        assert_eq!(
+            module("CREATE VIRTUAL TABLE x USING foryou").as_deref(),
+            Some("foryou")
+        );
+    }
+
+    #[test]
+    fn comments_are_skipped() {
+        for sql in [
+            "CREATE VIRTUAL TABLE feed /* USING fts5 */ USING foryou(factors = 4)",
+            "CREATE VIRTUAL TABLE feed -- USING fts5\n USING foryou",
+            "CREATE /* a */ VIRTUAL/**/TABLE--x\nfeed USING/* fts5 */foryou ( )",
+            "CREATE VIRTUAL TABLE feed USING foryou -- trailing",
+        ] {
+            assert_eq!(module(sql).as_deref(), Some("foryou"), "{sql}");
+        }
+        assert_eq!(
+            module("CREATE VIRTUAL TABLE f /* USING foryou */ USING fts5(a)").as_deref(),
+            Some("fts5")
+        );
+        // An unclosed comment or quote: not a statement SQLite stored.
+        assert_eq!(module("CREATE VIRTUAL TABLE f /* USING foryou"), None);
+        assert_eq!(module("CREATE VIRTUAL TABLE \"f USING foryou"), None);
+    }
+
+    #[test]
+    fn quoted_names_are_names() {
+        let cases = [
+            (
+                "CREATE VIRTUAL TABLE \"x USING foryou\" USING fts5(a)",
+                "fts5",
+            ),
+            (
+                "CREATE VIRTUAL TABLE `x USING foryou` USING fts5(a)",
+                "fts5",
+            ),
+            (
+                "CREATE VIRTUAL TABLE [x USING foryou] USING fts5(a)",
+                "fts5",
+            ),
+            (
+                "CREATE VIRTUAL TABLE 'x USING foryou' USING fts5(a)",
+                "fts5",
+            ),
+            (
+                "CREATE VIRTUAL TABLE \"a\"\"USING foryou\" USING fts5(a)",
+                "fts5",
+            ),
+            (
+                "CREATE VIRTUAL TABLE 'it''s USING foryou' USING fts5",
+                "fts5",
+            ),
+            ("CREATE VIRTUAL TABLE [my.feed] USING [foryou]", "foryou"),
+            (
+                "CREATE VIRTUAL TABLE feed USING 'foryou'(factors = 4)",
+                "foryou",
+            ),
+            ("CREATE VIRTUAL TABLE feed USING `foryou`", "foryou"),
+            (
+                "CREATE VIRTUAL TABLE f USING fts5(\"USING foryou\", 'USING foryou')",
+                "fts5",
+            ),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(module(sql).as_deref(), Some(expected), "{sql}");
+        }
+    }
+
+    #[test]
+    fn if_not_exists_and_schemas() {
+        let cases = [
+            "CREATE VIRTUAL TABLE IF NOT EXISTS feed USING foryou",
+            "create virtual table if not exists main.feed using foryou(factors = 4)",
+            "CREATE VIRTUAL TABLE aux . \"feed\" USING foryou",
+            "CREATE VIRTUAL TABLE \"my.db\".\"my.feed\" USING foryou",
+            // Keywords as names.
+            "CREATE VIRTUAL TABLE if USING foryou",
+            "CREATE VIRTUAL TABLE using USING foryou",
+            "CREATE VIRTUAL TABLE main.using USING foryou",
+        ];
+        for sql in cases {
+            assert_eq!(module(sql).as_deref(), Some("foryou"), "{sql}");
+        }
+    }
+
+    #[test]
+    fn other_text_has_no_module() {
+        for sql in [
+            "",
+            "CREATE TABLE feed(a) -- USING foryou",
+            "CREATE VIRTUAL TABLE USING foryou",
+            "CREATE VIRTUAL TABLE feed foryou",
+            "CREATE VIRTUAL TABLE a.b.c USING foryou",
+            "CREATE VIRTUAL TABLE feed USING",
+            "CREATE VIRTUAL TABLE feed USING (x)",
+            "CREATE VIRTUAL TABLE feed USING foryou extra",
+            "CREATE VIRTUAL TABLE feed USING foryou.x",
+        ] {
+            assert_eq!(module(sql), None, "{sql}");
+        }
+        assert_eq!(
+            module("CREATE VIRTUAL TABLE f\u{e9}ed USING \u{fc}ber(a)").as_deref(),
+            Some("\u{fc}ber")
         );
     }
 }

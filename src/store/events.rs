@@ -121,7 +121,8 @@ impl Shadow {
         let rows = stmt.query_map(params![first, user_id, only_id, limit], |row| {
             Ok((row.get(0)?, event_at(row, 1, None)?))
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.read_error("events", e))
     }
 
     /// Streams every event in rowid order to `f(user_id, item_id, watch_time, duration,
@@ -220,7 +221,8 @@ impl Shadow {
     pub fn user_items(&self, conn: &Connection, user_id: i64) -> Result<Vec<(i64, i64)>> {
         let mut stmt = conn.prepare_cached(&self.sql.user_items)?;
         let rows = stmt.query_map([user_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.read_error("events", e))
     }
 
     /// Every event of one user (through the user index), in item order.
@@ -229,14 +231,16 @@ impl Shadow {
         let rows = stmt.query_map([user_id], |row| {
             Ok((row.get(0)?, event_at(row, 1, Some(user_id))?))
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.read_error("events", e))
     }
 
     /// Distinct items of the events with rowid > `after` (events newer than a refit).
     pub fn items_after(&self, conn: &Connection, after: i64) -> Result<Vec<i64>> {
         let mut stmt = conn.prepare_cached(&self.sql.items_after)?;
         let rows = stmt.query_map([after], |row| row.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.read_error("events", e))
     }
 
     /// Number of events with rowid > `after` (events newer than a refit).
@@ -255,8 +259,13 @@ impl Shadow {
     ) -> Result<()> {
         let mut stmt = conn.prepare_cached(&self.sql.viewers)?;
         let mut rows = stmt.query([])?;
+        let view = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, i64, f64, f64)> {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        };
         while let Some(row) = rows.next()? {
-            f(row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+            let (item, user, watch_time, duration) =
+                view(row).map_err(|e| self.read_error("events", e))?;
+            f(item, user, watch_time, duration);
         }
         Ok(())
     }

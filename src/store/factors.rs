@@ -97,7 +97,7 @@ impl Shadow {
         let (mut version, mut tag, mut upto, mut report, mut newest, mut options) =
             (None, None, None, None, None, None);
         for row in rows {
-            match row? {
+            match row.map_err(|e| self.read_error("model", e))? {
                 (k, Value::Integer(v)) if k == "version" => version = Some(v),
                 (k, Value::Text(v)) if k == "tag" => tag = Some(v),
                 (k, Value::Integer(v)) if k == "events_upto" => upto = Some(v),
@@ -163,7 +163,7 @@ impl Shadow {
     }
 
     /// Checks the shape of decoded chunks: `dim` values per id, 1 ≤ dim ≤ the largest
-    /// embedding a refit writes.
+    /// embedding a refit writes, and no id twice.
     fn factors(&self, part: &'static str, chunks: Chunks, dim: usize) -> Result<Decoded> {
         let rows = chunks.ids.len();
         let whole = !chunks.partial && (part == "users" || rows > 0);
@@ -172,6 +172,11 @@ impl Shadow {
                 part,
                 format!("{rows} ids for {} factor values", chunks.data.len()),
             ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(rows);
+        if let Some(twice) = chunks.ids.iter().find(|id| !seen.insert(**id)) {
+            let what = if part == "items" { "item" } else { "user" };
+            return Err(self.damaged(part, format!("{what} id {twice} is stored twice")));
         }
         let factors = Factors::from_vec(rows, dim, chunks.data)
             .ok_or_else(|| self.damaged(part, format!("{rows} rows of {dim} factors")))?;

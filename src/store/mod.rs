@@ -24,6 +24,7 @@ mod events;
 mod factors;
 mod schema;
 
+use rusqlite::types::{Type, ValueRef};
 use rusqlite::{ffi, Connection};
 
 use crate::error::{Error, Result};
@@ -40,6 +41,40 @@ pub const CHUNK_ROWS: usize = 4096;
 
 /// Shadow table suffixes, in creation order.
 pub const PARTS: [&str; 5] = ["config", "events", "model", "users", "items"];
+
+/// An integer id as the extension accepts one: INTEGER, a REAL with an integral value,
+/// or text that reads as one; None for anything else.
+pub fn integer_value(value: ValueRef<'_>) -> Option<i64> {
+    /// The largest magnitude below which every integral f64 converts to i64 exactly.
+    const EXACT_INTEGER: f64 = 9.0e15;
+    fn integral(r: f64) -> Option<i64> {
+        // Exact: |r| < 9e15 < 2^63 and r has no fractional part.
+        #[allow(clippy::cast_possible_truncation)]
+        (r.fract() == 0.0 && r.abs() < EXACT_INTEGER).then_some(r as i64)
+    }
+    match value {
+        ValueRef::Integer(i) => Some(i),
+        ValueRef::Real(r) => integral(r),
+        ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|s| {
+            let s = s.trim();
+            s.parse::<i64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().and_then(integral))
+        }),
+        ValueRef::Null | ValueRef::Blob(_) => None,
+    }
+}
+
+/// SQL's name of a value's type, as messages show it.
+fn type_name(t: Type) -> &'static str {
+    match t {
+        Type::Null => "NULL",
+        Type::Integer => "an INTEGER",
+        Type::Real => "a REAL",
+        Type::Text => "TEXT",
+        Type::Blob => "a BLOB",
+    }
+}
 
 /// `identifier` as a double-quoted SQL identifier.
 pub fn quote(identifier: &str) -> String {
@@ -190,6 +225,26 @@ impl Shadow {
     /// The unqualified name, for DDL that takes no schema (rename targets).
     fn bare(&self, part: &str) -> String {
         quote(&format!("{}_{part}", self.table))
+    }
+
+    /// A rusqlite error of reading `<table>_<part>`: a value of the wrong type in a
+    /// column (which this build never writes) is damage, named by its column.
+    fn read_error(&self, part: &'static str, e: rusqlite::Error) -> Error {
+        match e {
+            rusqlite::Error::InvalidColumnType(_, column, found) => {
+                let expected = match column.as_str() {
+                    "watch_time" | "duration" => "a number",
+                    "key" => "TEXT",
+                    _ => "an INTEGER",
+                };
+                Error::Damaged {
+                    table: self.table.clone(),
+                    part,
+                    detail: format!("column {column} holds {}, not {expected}", type_name(found)),
+                }
+            }
+            other => Error::Sqlite(other),
+        }
     }
 
     /// Runs `body` so that all of its writes land, or none do.

@@ -60,7 +60,7 @@ impl Shadow {
         let mut version = None;
         let mut config = Vec::new();
         for row in rows {
-            let (key, value) = row?;
+            let (key, value) = row.map_err(|e| self.read_error("config", e))?;
             if key == "format_version" {
                 version = match value {
                     Value::Integer(v) => Some(v),
@@ -87,10 +87,18 @@ impl Shadow {
         Ok(())
     }
 
-    /// Renames every shadow table to follow the virtual table (xRename).
+    /// Renames every shadow table to follow the virtual table (xRename). One that is
+    /// missing (a damaged file) is left missing: the table still follows its name.
     pub fn rename(&self, conn: &Connection, new_table: &str) -> Result<Shadow> {
         let renamed = Shadow::new(&self.schema, new_table);
+        let mut exists = conn.prepare(&format!(
+            "SELECT 1 FROM {}.sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+            super::quote(&self.schema)
+        ))?;
         for part in PARTS {
+            if !exists.exists([format!("{}_{part}", self.table)])? {
+                continue;
+            }
             conn.execute_batch(&format!(
                 "ALTER TABLE {} RENAME TO {}",
                 self.name(part),

@@ -251,7 +251,7 @@ fn wrong_types_in_table_functions() {
     );
     assert_eq!(
         error_of(&conn, r#"SELECT foryou_refit('feed', '{"seed": -1}')"#),
-        "foryou_refit: option seed expects an integer >= 0, got -1"
+        "foryou_refit: option seed expects an integer from 0 to 9223372036854775807, got -1"
     );
     assert_eq!(
         error_of(
@@ -495,4 +495,169 @@ fn damaged_shadow_tables_give_errors_not_crashes() {
             assert_no_panic(&try_run(&conn, sql), &format!("{damage}; {sql}"));
         }
     }
+}
+
+/// An id stored twice in `feed_items` (or `feed_users`) is damage, not an item to serve
+/// twice.
+#[test]
+fn ids_stored_twice_are_damage() {
+    let dir = TempDir::new("twice");
+    let clean = dir.join("clean.db");
+    {
+        let conn = open(&clean);
+        conn.execute_batch(
+            "CREATE VIRTUAL TABLE feed USING foryou(factors = 4, iterations = 5, seed = 1)",
+        )
+        .unwrap();
+        checkerboard(&conn, "feed");
+        refit(&conn, "SELECT foryou_refit()");
+    }
+    for (part, what) in [("items", "item"), ("users", "user")] {
+        let path = dir.join(&format!("{part}.db"));
+        std::fs::copy(&clean, &path).unwrap();
+        let first = {
+            let plain = Connection::open(&path).unwrap();
+            // [id0, id0, id1, ..., id18]: as many ids as before, the first one twice.
+            plain
+                .execute_batch(&format!(
+                    "UPDATE feed_{part} SET ids = CAST(substr(ids, 1, 8) || substr(ids, 1, length(ids) - 8) AS BLOB)"
+                ))
+                .unwrap();
+            let ids: Vec<u8> = plain
+                .query_row(&format!("SELECT ids FROM feed_{part}"), [], |r| r.get(0))
+                .unwrap();
+            i64::from_le_bytes(ids[..8].try_into().unwrap())
+        };
+        let conn = open(&path);
+        let expected = format!("foryou: feed_{part} is damaged: {what} id {first} is stored twice");
+        for sql in [
+            "SELECT * FROM recommend(1, 30)",
+            "SELECT * FROM similar_items(1, 30)",
+        ] {
+            assert_eq!(error_of(&conn, sql), expected, "{sql}");
+        }
+    }
+}
+
+/// A value of the wrong type in a shadow table is damage named by its table and column,
+/// not rusqlite's "Invalid column type ... at index ...".
+#[test]
+fn wrongly_typed_shadow_values_name_their_table_and_column() {
+    let dir = TempDir::new("types");
+    let clean = dir.join("clean.db");
+    {
+        let conn = open(&clean);
+        conn.execute_batch(
+            "CREATE VIRTUAL TABLE feed USING foryou(factors = 4, iterations = 5, seed = 1)",
+        )
+        .unwrap();
+        checkerboard(&conn, "feed");
+        refit(&conn, "SELECT foryou_refit()");
+        // A fresh event of user 0, so that recommend(0, ...) reads their events.
+        conn.execute_batch("INSERT INTO feed VALUES (0, 19, 5, 10, 1800000000)")
+            .unwrap();
+    }
+    let cases = [
+        (
+            "UPDATE feed_events SET item_id = x'00' WHERE user_id = 0",
+            "SELECT * FROM feed WHERE user_id = 0",
+            "foryou: feed_events is damaged: column item_id holds a BLOB, not an INTEGER",
+        ),
+        (
+            "UPDATE feed_events SET user_id = 'abc' WHERE id = 1",
+            "SELECT * FROM feed",
+            "foryou: feed_events is damaged: column user_id holds TEXT, not an INTEGER",
+        ),
+        (
+            "UPDATE feed_events SET watch_time = 'abc' WHERE user_id = 0",
+            "SELECT * FROM recommend(0, 3)",
+            "foryou: feed_events is damaged: column watch_time holds TEXT, not a number",
+        ),
+        (
+            "UPDATE feed_events SET ts = 1.5 WHERE user_id = 0",
+            "SELECT * FROM recommend(0, 3)",
+            "foryou: feed_events is damaged: column ts holds a REAL, not an INTEGER",
+        ),
+        (
+            "UPDATE feed_model SET key = x'01' WHERE key = 'report'",
+            "SELECT * FROM recommend(1, 3)",
+            "foryou: feed_model is damaged: column key holds a BLOB, not TEXT",
+        ),
+        (
+            "UPDATE feed_config SET key = x'01' WHERE key = 'factors'",
+            "SELECT * FROM recommend(1, 3)",
+            "foryou: feed_config is damaged: column key holds a BLOB, not TEXT",
+        ),
+        (
+            "UPDATE feed_model SET value = 42 WHERE key = 'tag'",
+            "SELECT * FROM recommend(1, 3)",
+            "foryou: feed_model is damaged: the tag is not text",
+        ),
+        (
+            "UPDATE feed_items SET factors = 42",
+            "SELECT * FROM similar_items(1, 3)",
+            "foryou: feed_items is damaged: factors is not a BLOB",
+        ),
+        (
+            "UPDATE feed_users SET ids = 'text'",
+            "SELECT * FROM recommend(1, 3)",
+            "foryou: feed_users is damaged: ids is not a BLOB",
+        ),
+    ];
+    for (n, (damage, sql, expected)) in cases.iter().enumerate() {
+        let path = dir.join(&format!("damaged-{n}.db"));
+        std::fs::copy(&clean, &path).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(damage)
+            .unwrap();
+        let conn = open(&path);
+        assert_eq!(&error_of(&conn, sql), expected, "{damage}; {sql}");
+    }
+}
+
+/// Hold-out ids are read as every id is: integer text is an id; anything else is an
+/// error naming the table and column.
+#[test]
+fn holdout_ids_are_read_like_every_id() {
+    let conn = memory();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE feed USING foryou(factors = 4, iterations = 5, seed = 1)",
+    )
+    .unwrap();
+    checkerboard(&conn, "feed");
+    refit(&conn, "SELECT foryou_refit()");
+    conn.execute_batch(
+        "CREATE TABLE ints(user_id, item_id); INSERT INTO ints VALUES (7, 3), (12, 15);
+         CREATE TABLE texts(user_id, item_id); INSERT INTO texts VALUES ('7', '3'), ('12', 15.0);",
+    )
+    .unwrap();
+    assert_eq!(
+        text(&conn, "SELECT foryou_evaluate('feed', 'texts', 5)"),
+        text(&conn, "SELECT foryou_evaluate('feed', 'ints', 5)")
+    );
+    for (value, shown) in [
+        ("'abc'", "'abc'"),
+        ("x'00'", "a 1-byte BLOB"),
+        ("2.5", "2.5"),
+    ] {
+        conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS bad; CREATE TABLE bad(user_id, item_id); INSERT INTO bad VALUES (1, 2), ({value}, 3);"
+        ))
+        .unwrap();
+        assert_eq!(
+            error_of(&conn, "SELECT foryou_evaluate('feed', 'bad', 5)"),
+            format!(
+                "foryou_evaluate: holdout_table must be a table or view whose user_id values are \
+                 integers, got {shown} in column user_id of 'bad'"
+            )
+        );
+    }
+    conn.execute_batch("UPDATE bad SET user_id = 1, item_id = 'x'")
+        .unwrap();
+    assert_eq!(
+        error_of(&conn, "SELECT foryou_evaluate('feed', 'bad', 5)"),
+        "foryou_evaluate: holdout_table must be a table or view whose item_id values are \
+         integers, got 'x' in column item_id of 'bad'"
+    );
 }

@@ -363,7 +363,7 @@ fn refit_errors_keep_the_previous_model() {
     let cases = [
         ("'{\"factors\": 0}'", "foryou_refit: option factors expects an integer from 1 to 1024, got 0".to_string()),
         ("'{\"iterations\": \"3\"}'", "foryou_refit: option iterations expects an integer from 1 to 1000, got \"3\"".to_string()),
-        ("'{\"alpha\": -1}'", "foryou_refit: option alpha expects a number > 0, got -1".to_string()),
+        ("'{\"alpha\": -1}'", "foryou_refit: option alpha expects a number > 0 and <= 1000000, got -1".to_string()),
         ("'{\"threads\": 1000}'", "foryou_refit: option threads expects an integer from 0 to 256, got 1000".to_string()),
         (
             "'{\"exclude_watched\": false}'",

@@ -685,3 +685,170 @@ fn users_who_only_skipped_get_no_stored_vector() {
         vec![1, 2, 3]
     );
 }
+
+/// A fitted `feed` in its own file whose items are `first..first + 6`, written by its own
+/// connection: the same DDL and statement count for every `first`, so two such files
+/// have equal `schema_version`s and leave the reader's `total_changes` alone.
+fn model_file(path: &std::path::Path, first: i64) {
+    let conn = open(path);
+    conn.execute_batch("CREATE VIRTUAL TABLE feed USING foryou(factors = 2, tune = false)")
+        .unwrap();
+    for user in 0..6i64 {
+        for j in 0..6i64 {
+            if (user + j) % 3 != 0 {
+                conn.execute(
+                    "INSERT INTO feed VALUES (?1, ?2, 10, 10, 1)",
+                    (user, first + j),
+                )
+                .unwrap();
+            }
+        }
+    }
+    refit(&conn, "SELECT foryou_refit()");
+}
+
+#[test]
+fn detach_then_attach_another_file_serves_the_new_file() {
+    let dir = TempDir::new("reattach");
+    let (a, b) = (dir.join("a.db"), dir.join("b.db"));
+    model_file(&a, 100);
+    model_file(&b, 200);
+    let conn = memory();
+    let ids = |sql: &str| items(&ranked(&conn, sql));
+    let attach = |path: &std::path::Path| {
+        conn.execute("ATTACH ?1 AS aux", [path.to_str().unwrap()])
+            .unwrap();
+    };
+    let all_in = |ids: &[i64], first: i64| {
+        !ids.is_empty() && ids.iter().all(|i| (first..first + 6).contains(i))
+    };
+    attach(&a);
+    let from_a = ids("SELECT * FROM recommend(0, 3, 'aux.feed')");
+    let similar_a = ids("SELECT * FROM similar_items(101, 3, 'aux.feed')");
+    assert!(all_in(&from_a, 100), "{from_a:?}");
+    assert!(all_in(&similar_a, 100), "{similar_a:?}");
+    conn.execute_batch("DETACH aux").unwrap();
+    attach(&b);
+    let from_b = ids("SELECT * FROM recommend(0, 3, 'aux.feed')");
+    assert!(all_in(&from_b, 200), "{from_b:?}");
+    let similar_b = ids("SELECT * FROM similar_items(201, 3, 'aux.feed')");
+    assert!(all_in(&similar_b, 200), "{similar_b:?}");
+    assert_eq!(
+        ids("SELECT * FROM similar_items(101, 3, 'aux.feed')"),
+        Vec::<i64>::new()
+    );
+    // Back to the first file: its model again.
+    conn.execute_batch("DETACH aux").unwrap();
+    attach(&a);
+    assert_eq!(ids("SELECT * FROM recommend(0, 3, 'aux.feed')"), from_a);
+    assert_eq!(
+        ids("SELECT * FROM similar_items(101, 3, 'aux.feed')"),
+        similar_a
+    );
+    // A file whose model tag is the other's (a crafted file): the decoded model of one
+    // file is still not served for the other.
+    conn.execute_batch("DETACH aux").unwrap();
+    {
+        let plain = Connection::open(&b).unwrap();
+        let tag: String = Connection::open(&a)
+            .unwrap()
+            .query_row("SELECT value FROM feed_model WHERE key = 'tag'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        plain
+            .execute("UPDATE feed_model SET value = ?1 WHERE key = 'tag'", [tag])
+            .unwrap();
+    }
+    attach(&b);
+    assert_eq!(ids("SELECT * FROM recommend(0, 3, 'aux.feed')"), from_b);
+    assert_eq!(
+        ids("SELECT * FROM similar_items(201, 3, 'aux.feed')"),
+        similar_b
+    );
+}
+
+#[test]
+fn the_module_is_read_from_the_statement_not_from_its_comments_or_names() {
+    let conn = memory();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE feed /* USING fts5 */ USING foryou(factors = 2);
+         INSERT INTO feed VALUES (1, 10, 1, 1, 1), (2, 10, 1, 1, 1), (2, 11, 1, 1, 1);
+         CREATE VIRTUAL TABLE \"x USING foryou\" USING fts5(body);
+         CREATE VIRTUAL TABLE notes -- USING foryou
+           USING fts5(body);",
+    )
+    .unwrap();
+    // The one foryou table is found, and only it.
+    assert_eq!(
+        items(&ranked(&conn, "SELECT * FROM recommend(1, 5)")),
+        vec![11]
+    );
+    assert_eq!(
+        error_of(&conn, "SELECT * FROM recommend(1, 5, 'x USING foryou')"),
+        "recommend: no foryou table named 'x USING foryou' in schema 'main' (foryou tables: feed)"
+    );
+    assert_eq!(refit(&conn, "SELECT foryou_refit()")["model"], "feed");
+}
+
+#[test]
+fn model_names_with_dots_can_be_quoted() {
+    let dir = TempDir::new("dots");
+    let conn = memory();
+    let aux = dir.join("my.db");
+    conn.execute("ATTACH ?1 AS \"my.db\"", [aux.to_str().unwrap()])
+        .unwrap();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE \"my.table\" USING foryou(factors = 2);
+         INSERT INTO \"my.table\" VALUES (1, 10, 1, 1, 1), (2, 10, 1, 1, 1), (2, 11, 1, 1, 1);
+         CREATE VIRTUAL TABLE \"my.db\".feed USING foryou(factors = 2);
+         INSERT INTO \"my.db\".feed VALUES (1, 20, 1, 1, 1), (2, 20, 1, 1, 1), (2, 21, 1, 1, 1);
+         CREATE VIRTUAL TABLE \"my.db\".\"my.table\" USING foryou(factors = 2);
+         INSERT INTO \"my.db\".\"my.table\" VALUES (1, 30, 1, 1, 1), (2, 30, 1, 1, 1), (2, 31, 1, 1, 1);",
+    )
+    .unwrap();
+    let top = |model: &str| {
+        items(&ranked(
+            &conn,
+            &format!("SELECT * FROM recommend(1, 5, '{model}')"),
+        ))
+    };
+    assert_eq!(top("\"my.table\""), vec![11]);
+    assert_eq!(top("main.\"my.table\""), vec![11]);
+    assert_eq!(top("\"main\".[my.table]"), vec![11]);
+    // Unquoted: the exact table name comes first.
+    assert_eq!(top("my.table"), vec![11]);
+    assert_eq!(top("MY.TABLE"), vec![11]);
+    assert_eq!(top("\"my.db\".feed"), vec![21]);
+    assert_eq!(top("\"my.db\".\"my.table\""), vec![31]);
+    assert_eq!(top("`my.db`.`my.table`"), vec![31]);
+    assert_eq!(
+        refit(&conn, "SELECT foryou_refit('\"my.db\".feed')")["model"],
+        "feed"
+    );
+    assert_eq!(
+        refit(&conn, "SELECT foryou_refit('\"my.db\".\"my.table\"')")["model"],
+        "my.table"
+    );
+    assert_eq!(
+        items(&ranked(
+            &conn,
+            "SELECT * FROM similar_items(30, 5, '\"my.db\".\"my.table\"')"
+        )),
+        vec![31]
+    );
+    assert_eq!(
+        error_of(&conn, "SELECT * FROM recommend(1, 5, '\"my.db\".nope')"),
+        "recommend: no foryou table named 'nope' in schema 'my.db' (foryou tables: feed, my.table)"
+    );
+    assert_eq!(
+        error_of(&conn, "SELECT * FROM recommend(1, 5, '\"my.table')"),
+        "recommend: model must be a table name, or schema.table, with a part that holds a dot \
+         in double quotes (such as aux.\"my.table\"), got '\"my.table'"
+    );
+    // An unquoted name that is no table in main is split at its first dot, as before.
+    assert_eq!(
+        error_of(&conn, "SELECT * FROM recommend(1, 5, 'my.feed')"),
+        "recommend: cannot read schema 'my' (unknown database \"my\")"
+    );
+}

@@ -335,6 +335,122 @@ fn drop_table_removes_everything() {
     assert_eq!(ranked(&conn, "SELECT * FROM recommend(1, 5)"), vec![]);
 }
 
+/// A `_config` that cannot be read fails every use of the table with the message of
+/// what is wrong, but DROP TABLE still removes it, and ALTER TABLE RENAME still renames it
+/// (the message then names the new name).
+#[test]
+fn a_table_with_a_damaged_config_fails_every_use_but_drop_and_rename() {
+    let dir = TempDir::new("damaged-config");
+    let clean = dir.join("clean.db");
+    {
+        let conn = open(&clean);
+        conn.execute_batch(
+            "CREATE TABLE keep(x);
+             CREATE VIRTUAL TABLE feed USING foryou(factors = 2, tune = false);
+             INSERT INTO feed VALUES (1, 1, 1, 1, 1), (2, 2, 1, 1, 1), (2, 1, 1, 1, 1);",
+        )
+        .unwrap();
+        refit(&conn, "SELECT foryou_refit('feed')");
+    }
+    let damages = [
+        (
+            "UPDATE feed_config SET value = 2 WHERE key = 'format_version'",
+            "foryou: table {t} has storage format version 2; this build of foryou reads version 1",
+        ),
+        (
+            "DELETE FROM feed_config WHERE key = 'format_version'",
+            "foryou: table {t} has no format_version in {t}_config",
+        ),
+        (
+            "INSERT INTO feed_config VALUES ('colour', 'red')",
+            "foryou: unrecognized option 'colour' (options: ",
+        ),
+        (
+            "UPDATE feed_config SET value = 'abc' WHERE key = 'factors'",
+            "foryou: option factors expects an integer from 1 to 1024, got 'abc'",
+        ),
+        ("DROP TABLE feed_config", "no such table: main.{t}_config"),
+    ];
+    let uses = [
+        "SELECT * FROM {t}",
+        "SELECT count(*) FROM {t} WHERE user_id = 1",
+        "INSERT INTO {t} VALUES (3, 3, 1, 1, 1)",
+        "UPDATE {t} SET ts = 2",
+        "DELETE FROM {t} WHERE rowid = 1",
+        "SELECT * FROM recommend(1, 3, '{t}')",
+        "SELECT * FROM similar_items(1, 3, '{t}')",
+        "SELECT foryou_refit('{t}')",
+    ];
+    for (n, (damage, expected)) in damages.iter().enumerate() {
+        for rename in [false, true] {
+            let path = dir.join(&format!("damaged-{n}-{rename}.db"));
+            std::fs::copy(&clean, &path).unwrap();
+            Connection::open(&path)
+                .unwrap()
+                .execute_batch(damage)
+                .unwrap();
+            let conn = open(&path);
+            let mut t = "feed";
+            if rename {
+                conn.execute_batch("ALTER TABLE feed RENAME TO clips")
+                    .unwrap_or_else(|e| panic!("{damage}: rename: {}", message(&e)));
+                t = "clips";
+                assert_eq!(
+                    int(
+                        &conn,
+                        "SELECT count(*) FROM sqlite_master WHERE name LIKE 'feed%'"
+                    ),
+                    0,
+                    "{damage}"
+                );
+            }
+            for sql in uses {
+                let sql = sql.replace("{t}", t);
+                let got = error_of(&conn, &sql);
+                let expected = expected.replace("{t}", t);
+                assert!(got.contains(&expected), "{damage}; {sql}: {got}");
+            }
+            conn.execute_batch(&format!("DROP TABLE {t}"))
+                .unwrap_or_else(|e| panic!("{damage}: drop: {}", message(&e)));
+            assert_eq!(
+                rows(&conn, "SELECT name FROM sqlite_master"),
+                vec![vec![Value::Text("keep".into())]],
+                "{damage}: DROP TABLE left shadow objects behind"
+            );
+        }
+    }
+}
+
+/// A `_config` repaired after a failed use is read again at the next one.
+#[test]
+fn a_repaired_config_is_read_again() {
+    let conn = memory();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE feed USING foryou(factors = 2);
+         INSERT INTO feed VALUES (1, 1, 1, 1, 1);",
+    )
+    .unwrap();
+    let dir = TempDir::new("repaired-config");
+    let path = dir.join("f.db");
+    conn.execute("VACUUM INTO ?1", [path.to_str().unwrap()])
+        .unwrap();
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("UPDATE feed_config SET value = 2 WHERE key = 'format_version'")
+        .unwrap();
+    let conn = open(&path);
+    assert_eq!(
+        error_of(&conn, "SELECT count(*) FROM feed"),
+        "foryou: table feed has storage format version 2; this build of foryou reads version 1"
+    );
+    conn.execute_batch("UPDATE feed_config SET value = 1 WHERE key = 'format_version'")
+        .unwrap();
+    assert_eq!(int(&conn, "SELECT count(*) FROM feed"), 1);
+    conn.execute_batch("INSERT INTO feed VALUES (2, 2, 1, 1, 1)")
+        .unwrap();
+    assert_eq!(int(&conn, "SELECT count(*) FROM feed"), 2);
+}
+
 #[test]
 fn drop_table_in_a_rolled_back_transaction_keeps_everything() {
     let conn = memory();
@@ -447,11 +563,13 @@ fn create_options_are_validated_with_exact_messages() {
             "regularization_scaling = spark",
             "foryou: option regularization_scaling expects one of none, count, sqrt, got 'spark'".to_string(),
         ),
-        ("alpha = 0", "foryou: option alpha expects a number > 0, got '0'".to_string()),
-        ("alpha = nan", "foryou: option alpha expects a number > 0, got 'nan'".to_string()),
-        ("alpha = inf", "foryou: option alpha expects a number > 0, got 'inf'".to_string()),
+        ("alpha = 0", "foryou: option alpha expects a number > 0 and <= 1000000, got '0'".to_string()),
+        ("alpha = nan", "foryou: option alpha expects a number > 0 and <= 1000000, got 'nan'".to_string()),
+        ("alpha = inf", "foryou: option alpha expects a number > 0 and <= 1000000, got 'inf'".to_string()),
+        ("alpha = 2e6", "foryou: option alpha expects a number > 0 and <= 1000000, got '2e6'".to_string()),
+        ("skip_weight = 1e7", "foryou: option skip_weight expects a number > 0 and <= 1000000, got '1e7'".to_string()),
         ("cg_steps = 65", "foryou: option cg_steps expects an integer from 1 to 64, got '65'".to_string()),
-        ("seed = -1", "foryou: option seed expects an integer >= 0, got '-1'".to_string()),
+        ("seed = -1", "foryou: option seed expects an integer from 0 to 9223372036854775807, got '-1'".to_string()),
         ("threads = 257", "foryou: option threads expects an integer from 0 to 256, got '257'".to_string()),
         (
             "exclude_watched = maybe",
