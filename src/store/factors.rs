@@ -152,6 +152,17 @@ impl Shadow {
                 ),
             ));
         }
+        // Popularity is a count of viewers: finite and not negative.
+        if let Some(at) = items
+            .popularity
+            .iter()
+            .position(|p| !p.is_finite() || *p < 0.0)
+        {
+            return Err(self.damaged(
+                "items",
+                format!("popularity of row {at} is {}", items.popularity[at]),
+            ));
+        }
         Ok(Some(StoredModel {
             user_ids: users.ids,
             users: users.factors,
@@ -177,6 +188,19 @@ impl Shadow {
         if let Some(twice) = chunks.ids.iter().find(|id| !seen.insert(**id)) {
             let what = if part == "items" { "item" } else { "user" };
             return Err(self.damaged(part, format!("{what} id {twice} is stored twice")));
+        }
+        // A refit never stores a non-finite factor (it keeps the previous model instead);
+        // one would make scores NaN or infinite, and cosines leave [-1, 1].
+        if let Some(at) = chunks.data.iter().position(|v| !v.is_finite()) {
+            return Err(self.damaged(
+                part,
+                format!(
+                    "factor {} of row {} is {}",
+                    at % dim,
+                    at / dim,
+                    chunks.data[at]
+                ),
+            ));
         }
         let factors = Factors::from_vec(rows, dim, chunks.data)
             .ok_or_else(|| self.damaged(part, format!("{rows} rows of {dim} factors")))?;

@@ -59,7 +59,22 @@ pub struct Known {
     pub description: &'static str,
 }
 
-pub const KNOWN: &[Known] = &[
+pub const KNOWN: &[Known] = &[Known {
+    id: "refit-kept-by-failed-select",
+    description: "NEW (this suite): a SELECT that fails after one of its foryou_refit calls \
+                      has written a model keeps that model: an sqlite3_interrupt landing after the \
+                      call returned (SQLITE_INTERRUPT), or a later row's error in \
+                      SELECT foryou_refit() FROM generate_series(1, 3); the outer SELECT is \
+                      read-only, so SQLite has no statement rollback for it",
+}];
+
+/// Fixed findings: checks that must pass (a failure is a regression, not a KNOWN).
+pub const FIXED: &[Known] = &[
+    Known {
+        id: "huge-dim-abort",
+        description: "a crafted feed_items row with one 100,000-dimensional vector aborted the \
+                      process; it must be reported as damaged",
+    },
     Known {
         id: "txn-full-rollback",
         description: "disk full (SQLITE_FULL) inside the caller's own transaction rolls back the \
@@ -77,21 +92,6 @@ pub const KNOWN: &[Known] = &[
                       SQLITE_ERROR, even for BUSY, FULL and INTERRUPT (the message is kept)",
     },
     Known {
-        id: "crafted-events-message",
-        description: "NEW (this suite): an event row of the wrong type written into feed_events \
-                      by hand (e.g. user_id 1e999, duration 'inf') surfaces as rusqlite's \
-                      'Invalid column type Text at index: 4, name: duration', a message that names \
-                      neither foryou nor the table and does not say 'damaged'",
-    },
-    Known {
-        id: "refit-kept-by-failed-select",
-        description: "NEW (this suite): a SELECT that fails after one of its foryou_refit calls \
-                      has written a model keeps that model: an sqlite3_interrupt landing after the \
-                      call returned (SQLITE_INTERRUPT), or a later row's error in \
-                      SELECT foryou_refit() FROM generate_series(1, 3); the outer SELECT is \
-                      read-only, so SQLite has no statement rollback for it",
-    },
-    Known {
         id: "duplicate-ids-not-damaged",
         description: "NEW (this suite): a factor chunk copied by hand under a second chunk number \
                       (INSERT INTO feed_items SELECT -1, ids, factors, popularity FROM feed_items) \
@@ -105,18 +105,24 @@ pub const KNOWN: &[Known] = &[
                       damaged: recommend returns score -inf (or NULL for NaN, which reads as an \
                       explored slot)",
     },
+    Known {
+        id: "crafted-events-message",
+        description: "NEW (this suite): an event row of the wrong type written into feed_events \
+                      by hand (e.g. user_id 1e999, duration 'inf') surfaces as rusqlite's \
+                      'Invalid column type Text at index: 4, name: duration', a message that names \
+                      neither foryou nor the table and does not say 'damaged'",
+    },
 ];
 
-/// Fixed findings: checks that must pass (a failure is a regression, not a KNOWN).
-pub const FIXED: &[Known] = &[Known {
-    id: "huge-dim-abort",
-    description: "a crafted feed_items row with one 100,000-dimensional vector aborted the \
-                  process; it must be reported as damaged",
-}];
+/// Whether `id` is a fixed finding: a check that hits it again is a failure.
+pub fn is_fixed(id: &str) -> bool {
+    FIXED.iter().any(|k| k.id == id)
+}
 
 pub fn known(id: &str) -> &'static Known {
     KNOWN
         .iter()
+        .chain(FIXED)
         .find(|k| k.id == id)
         .unwrap_or_else(|| panic!("no KNOWN entry {id}"))
 }

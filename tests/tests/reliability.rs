@@ -198,3 +198,29 @@ fn an_insert_reading_its_own_shadow_table_is_refused_not_endless() {
     .unwrap();
     assert_eq!(int(&conn, "SELECT count(*) FROM feed"), 8);
 }
+
+/// Non-finite factors or popularity written into the shadow tables by hand are damage,
+/// not scores of -inf (or NULL, which reads as an explored slot) and cosines past 1.
+#[test]
+fn non_finite_stored_values_are_damaged_storage() {
+    for (damage, expected) in [
+        (
+            "UPDATE feed_items SET popularity = CAST(x'000080ff' || substr(popularity, 5) AS BLOB)",
+            "foryou: feed_items is damaged: popularity of row 0 is -inf",
+        ),
+        (
+            "UPDATE feed_items SET factors = CAST(x'0000c07f' || substr(factors, 5) AS BLOB)",
+            "foryou: feed_items is damaged: factor 0 of row 0 is NaN",
+        ),
+        (
+            "UPDATE feed_users SET factors = CAST(substr(factors, 1, 4) || x'0000807f' || substr(factors, 9) AS BLOB)",
+            "foryou: feed_users is damaged: factor 1 of row 0 is inf",
+        ),
+    ] {
+        let conn = fitted_feed("factors = 4, tune = false");
+        conn.execute_batch(damage).unwrap();
+        for sql in ["SELECT * FROM recommend(1, 3)", "SELECT * FROM similar_items(1, 3)"] {
+            assert_eq!(error_of(&conn, sql), expected, "{damage}; {sql}");
+        }
+    }
+}
