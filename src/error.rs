@@ -89,6 +89,15 @@ pub enum Error {
         threads: usize,
         detail: String,
     },
+    /// Not enough memory for `what` (about `needed` bytes): more than SQLite's heap
+    /// limit (`limit`: its bytes and the PRAGMA that set it), or refused by the
+    /// allocator (`limit` None). Reported as `SQLITE_NOMEM`; nothing was changed.
+    OutOfMemory {
+        who: &'static str,
+        what: &'static str,
+        needed: u64,
+        limit: Option<(u64, &'static str)>,
+    },
     /// A bug: a panic caught at the FFI boundary.
     Internal { who: String, detail: String },
 }
@@ -137,8 +146,21 @@ impl Error {
                 source: rusqlite::Error::SqliteFailure(code, _),
                 ..
             } => Some(*code),
+            Error::OutOfMemory { .. } => Some(ffi::Error::new(ffi::SQLITE_NOMEM)),
             _ => None,
         }
+    }
+}
+
+/// `bytes` for a message: whole MiB, one decimal below 10 MiB.
+// Display only: a byte count far below 2^52 converts exactly enough.
+#[allow(clippy::cast_precision_loss)]
+fn mib(bytes: u64) -> String {
+    let m = bytes as f64 / f64::from(1u32 << 20);
+    if m < 10.0 {
+        format!("{m:.1} MiB")
+    } else {
+        format!("{m:.0} MiB")
     }
 }
 
@@ -155,6 +177,28 @@ fn sqlite_message(e: &rusqlite::Error) -> String {
     match e {
         rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
         other => other.to_string(),
+    }
+}
+
+/// The message of [`Error::OutOfMemory`].
+fn out_of_memory(
+    f: &mut fmt::Formatter<'_>,
+    who: &str,
+    what: &str,
+    needed: u64,
+    limit: Option<(u64, &str)>,
+) -> fmt::Result {
+    let needed = mib(needed);
+    match limit {
+        Some((limit, pragma)) => write!(
+            f,
+            "{who}: {what} needs about {needed}, more than the {} heap limit (PRAGMA {pragma}); the previous model is kept",
+            mib(limit)
+        ),
+        None => write!(
+            f,
+            "{who}: out of memory: {what} needs about {needed}, which cannot be allocated; the previous model is kept"
+        ),
     }
 }
 
@@ -245,6 +289,12 @@ impl fmt::Display for Error {
                 threads,
                 detail,
             } => write!(f, "{who}: cannot start {threads} worker threads ({detail})"),
+            Error::OutOfMemory {
+                who,
+                what,
+                needed,
+                limit,
+            } => out_of_memory(f, who, what, *needed, *limit),
             Error::Internal { who, detail } => write!(
                 f,
                 "{who}: internal error ({detail}); nothing was changed by this call"

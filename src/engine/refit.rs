@@ -31,6 +31,7 @@ use serde_json::json;
 use super::options::Options;
 use super::workers;
 use crate::error::{Error, Result};
+use crate::model::memory::{self, RefitShape};
 use crate::model::{als, feedback, tune, AlsParams, Factors, FitReport, Interactions};
 use crate::store::{self, ModelMeta, Shadow, StoredModel};
 
@@ -73,7 +74,8 @@ fn refit_unnamed(
     // huge explicit rowids cannot make it reserve a lot: beyond 2^24 events the
     // buffers grow as they fill).
     let hint = usize::try_from(shadow.event_id_span(conn)?.min(1 << 24)).unwrap_or(1 << 24);
-    let (sink, event_count, last_id) = read_events(conn, shadow, &feedback_params, hint)?;
+    let limit = store::heap_limit();
+    let (sink, event_count, last_id) = read_events(conn, shadow, &feedback_params, hint, limit)?;
     if sink.is_empty() {
         return Err(Error::NoEvents {
             who: WHO,
@@ -85,6 +87,7 @@ fn refit_unnamed(
         Mode::Full => None,
     };
     let options = options_for_fit(&shadow.table, options, previous.as_ref())?;
+    check_memory(&sink, event_count, &options, previous.as_ref(), limit)?;
     let newest = sink.newest_ts();
     let fitted = fit(conn, sink, &options, previous.as_ref())?;
     let Fitted {
@@ -120,7 +123,7 @@ fn refit_unnamed(
             seconds: started.elapsed().as_secs_f64(),
         }
         .to_json();
-        let (user_ids, users) = users_with_taste(&fb.data, fb.user_ids, users);
+        let (user_ids, users) = users_with_taste(&fb.data, fb.user_ids, users)?;
         let stored = StoredModel {
             user_ids,
             users,
@@ -174,6 +177,69 @@ fn stored_options(table: &str, meta: &ModelMeta) -> Result<Options> {
             part: "model",
             detail: format!("its options do not read back ({e})"),
         })
+}
+
+/// Refuses a refit that would not fit in memory, before its large allocations: its
+/// peak ([`memory::refit_peak_bytes`], from the events read, their distinct users and
+/// items, the embedding size, the threads, tuning and the model an incremental refit
+/// starts from) against SQLite's heap limit, if one is set; then the allocator is asked
+/// for that much at once (and it is freed at once), so that an address-space limit or an
+/// exhausted heap is an error here rather than an abort mid-fit.
+fn check_memory(
+    sink: &feedback::EventSink<'_>,
+    events: usize,
+    options: &Options,
+    previous: Option<&StoredModel>,
+    limit: Option<(u64, &'static str)>,
+) -> Result<()> {
+    let threads = match options.threads {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    };
+    let (users, items) = sink.distinct();
+    let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    let shape = RefitShape {
+        events: as_u64(events),
+        sink_bytes: sink.needed_bytes(),
+        users: as_u64(users),
+        items: as_u64(items),
+        factors: as_u64(options.factors),
+        threads: as_u64(threads),
+        tune: options.tune && previous.is_none(),
+        previous_rows: previous.map_or(0, |p| as_u64(p.users.rows + p.items.rows)),
+    };
+    let needed = memory::refit_peak_bytes(&shape);
+    let refused = |limit| Error::OutOfMemory {
+        who: WHO,
+        what: "this refit",
+        needed,
+        limit,
+    };
+    if let Some((bytes, pragma)) = limit {
+        if needed > bytes {
+            return Err(refused(Some((bytes, pragma))));
+        }
+    }
+    // The sink is allocated already: the rest of the peak is asked for.
+    memory::probe(needed.saturating_sub(sink.bytes())).map_err(|_| refused(None))
+}
+
+/// An allocation of the refit refused by the allocator.
+fn out_of_memory(e: feedback::OutOfMemory) -> Error {
+    Error::OutOfMemory {
+        who: WHO,
+        what: e.what,
+        needed: e.bytes,
+        limit: None,
+    }
+}
+
+/// Why the fit job stopped before its end.
+enum Halt {
+    /// The stop flag was raised.
+    Stopped,
+    /// A large buffer could not be allocated.
+    Memory(feedback::OutOfMemory),
 }
 
 /// The options to fit with: an incremental refit keeps the stored model's embedding
@@ -242,7 +308,7 @@ fn fit(
     let stop = AtomicBool::new(false);
     let (computed, interrupted, threads) = workers::with_pool(options.threads, |pool| {
         let job = || {
-            let mut fb = sink.finish(newest);
+            let mut fb = sink.try_finish(newest).map_err(Halt::Memory)?;
             let tuned = match tune_now.then(|| {
                 let built = tune::Built {
                     form: options.confidence,
@@ -254,7 +320,7 @@ fn fit(
             }) {
                 None => None,
                 Some(Ok(tuned)) => Some(tuned),
-                Some(Err(stopped)) => return Err(stopped),
+                Some(Err(_stopped)) => return Err(Halt::Stopped),
             };
             if let Some(Ok(t)) = &tuned {
                 tune::set_alpha(
@@ -269,14 +335,20 @@ fn fit(
                 }
                 params.regularization_scaling = t.chosen.scaling;
             }
-            let fitted = match previous {
-                Some(p) => {
-                    let users = warm_start(&fb.user_ids, &p.user_ids, &p.users, params.seed, 0);
-                    let items = warm_start(&fb.item_ids, &p.item_ids, &p.items, params.seed, 1);
-                    als::fit_warm_stoppable(&fb.data, &params, pool, users, items, &stop)
-                }
-                None => als::fit_stoppable(&fb.data, &params, pool, &stop),
+            // The starting factors (those of `als::fit_stoppable` on a full refit: the
+            // same seeded values), allocated fallibly.
+            let (users, items) = match previous {
+                Some(p) => (
+                    warm_start(&fb.user_ids, &p.user_ids, &p.users, params.seed, 0),
+                    warm_start(&fb.item_ids, &p.item_ids, &p.items, params.seed, 1),
+                ),
+                None => (
+                    seeded(fb.user_ids.len(), params.factors, params.seed, 0),
+                    seeded(fb.item_ids.len(), params.factors, params.seed, 1),
+                ),
             };
+            let (users, items) = (users.map_err(Halt::Memory)?, items.map_err(Halt::Memory)?);
+            let fitted = als::fit_warm_stoppable(&fb.data, &params, pool, users, items, &stop);
             Ok((fb, fitted, tuned))
         };
         let (computed, interrupted) =
@@ -292,13 +364,17 @@ fn fit(
         // Whatever the job got to, it is dropped: the refit was interrupted.
         return Err(Error::Sqlite(interrupt));
     }
-    let Some(Ok((fb, fitted, tuned))) = computed else {
+    let (fb, fitted, tuned) = match computed {
+        Some(Ok(done)) => done,
+        Some(Err(Halt::Memory(e))) => return Err(out_of_memory(e)),
         // Only the stop flag, raised with `interrupted` set, stops the job; and a job
         // that panicked has been raised again by `watched`.
-        return Err(Error::Internal {
-            who: WHO.to_string(),
-            detail: "the fit stopped without an interruption".to_string(),
-        });
+        Some(Err(Halt::Stopped)) | None => {
+            return Err(Error::Internal {
+                who: WHO.to_string(),
+                detail: "the fit stopped without an interruption".to_string(),
+            })
+        }
     };
     let (users, items, fit_report) =
         fitted.map_err(|source| Error::Diverged { who: WHO, source })?;
@@ -399,8 +475,8 @@ fn warm_start(
     stored: &Factors,
     seed: u64,
     stream: u64,
-) -> Factors {
-    let mut start = Factors::random(ids.len(), stored.dim, seed, stream);
+) -> std::result::Result<Factors, feedback::OutOfMemory> {
+    let mut start = seeded(ids.len(), stored.dim, seed, stream)?;
     let known: HashMap<i64, usize> = stored_ids
         .iter()
         .enumerate()
@@ -411,7 +487,20 @@ fn warm_start(
             start.row_mut(row).copy_from_slice(stored.row(old));
         }
     }
-    start
+    Ok(start)
+}
+
+/// `Factors::random`, allocated fallibly.
+fn seeded(
+    rows: usize,
+    dim: usize,
+    seed: u64,
+    stream: u64,
+) -> std::result::Result<Factors, feedback::OutOfMemory> {
+    Factors::try_random(rows, dim, seed, stream).map_err(|_| feedback::OutOfMemory {
+        what: "the factors",
+        bytes: u64::try_from(rows.saturating_mul(dim).saturating_mul(4)).unwrap_or(u64::MAX),
+    })
 }
 
 /// Events per block handed from the SQL reader to the aggregating thread.
@@ -431,6 +520,7 @@ fn read_events<'p>(
     shadow: &Shadow,
     params: &'p feedback::FeedbackParams,
     hint: usize,
+    limit: Option<(u64, &'static str)>,
 ) -> Result<(feedback::EventSink<'p>, usize, i64)> {
     use std::sync::mpsc::{channel, sync_channel};
     std::thread::scope(|scope| {
@@ -439,6 +529,21 @@ fn read_events<'p>(
         let worker = scope.spawn(move || {
             let mut sink = feedback::EventSink::new(params, hint);
             for mut block in full_rx {
+                // Room for the block first (the pushes then never grow a buffer), and
+                // the events so far within SQLite's heap limit: else the helper stops,
+                // and the reader with it.
+                sink.try_reserve(block.len()).map_err(out_of_memory)?;
+                if let Some((bytes, pragma)) = limit {
+                    let needed = sink.needed_bytes();
+                    if needed > bytes {
+                        return Err(Error::OutOfMemory {
+                            who: WHO,
+                            what: "reading its events",
+                            needed,
+                            limit: Some((bytes, pragma)),
+                        });
+                    }
+                }
                 for &(user, item, watch, duration, ts) in &block {
                     sink.push(user, item, watch, duration, ts);
                 }
@@ -446,25 +551,31 @@ fn read_events<'p>(
                 // The reader may be gone (an error); then the block is just dropped.
                 let _ = empty_tx.send(block);
             }
-            sink
+            Ok(sink)
         });
         let mut block = Vec::with_capacity(READ_BLOCK);
+        // Set once the helper has stopped (out of memory): the rest is not kept.
+        let mut helper_gone = false;
         let read = shadow.stream_events(conn, |user, item, watch, duration, ts| {
+            if helper_gone {
+                return;
+            }
             block.push((user, item, watch, duration, ts));
             if block.len() == READ_BLOCK {
                 let next = empty_rx
                     .try_recv()
                     .unwrap_or_else(|_| Vec::with_capacity(READ_BLOCK));
-                // A send fails only if the helper is gone, i.e. panicked: join reports it.
-                let _ = full_tx.send(std::mem::replace(&mut block, next));
+                // A send fails only if the helper is gone: it stopped on an error, or
+                // panicked; join reports either.
+                helper_gone = full_tx.send(std::mem::replace(&mut block, next)).is_err();
             }
         });
-        if !block.is_empty() {
+        if !block.is_empty() && !helper_gone {
             let _ = full_tx.send(block);
         }
         drop(full_tx);
         let sink = match worker.join() {
-            Ok(sink) => sink,
+            Ok(sink) => sink?,
             Err(panic) => std::panic::resume_unwind(panic),
         };
         let (count, last_id) = read?;
@@ -476,17 +587,33 @@ fn read_events<'p>(
 /// only ever swiped away has no taste to rank by; storing no vector for them lets
 /// serving trust any stored vector without re-reading the user's events (they get
 /// popularity, as a user with no events does).
-fn users_with_taste(data: &Interactions, ids: Vec<i64>, users: Factors) -> (Vec<i64>, Factors) {
+fn users_with_taste(
+    data: &Interactions,
+    ids: Vec<i64>,
+    users: Factors,
+) -> Result<(Vec<i64>, Factors)> {
     let by_user = data.by_user();
     let keep: Vec<bool> = (0..ids.len())
         .map(|u| u < by_user.n_rows() && by_user.row(u).2.iter().any(|&p| p > 0.0))
         .collect();
     if keep.iter().all(|&k| k) {
-        return (ids, users);
+        return Ok((ids, users));
     }
     let dim = users.dim;
-    let mut kept_ids = Vec::with_capacity(ids.len());
-    let mut data_out = Vec::with_capacity(users.data.len());
+    let mut kept_ids = Vec::new();
+    let mut data_out = Vec::new();
+    let refused = |what, bytes: usize| Error::OutOfMemory {
+        who: WHO,
+        what,
+        needed: u64::try_from(bytes).unwrap_or(u64::MAX),
+        limit: None,
+    };
+    kept_ids
+        .try_reserve_exact(ids.len())
+        .map_err(|_| refused("the stored user ids", ids.len() * 8))?;
+    data_out
+        .try_reserve_exact(users.data.len())
+        .map_err(|_| refused("the stored user factors", users.data.len() * 4))?;
     for (u, id) in ids.into_iter().enumerate() {
         if keep[u] {
             kept_ids.push(id);
@@ -496,5 +623,5 @@ fn users_with_taste(data: &Interactions, ids: Vec<i64>, users: Factors) -> (Vec<
     let rows = kept_ids.len();
     let factors =
         Factors::from_vec(rows, dim, data_out).unwrap_or_else(|| Factors::zeros(rows, dim));
-    (kept_ids, factors)
+    Ok((kept_ids, factors))
 }

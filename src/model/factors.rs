@@ -57,9 +57,29 @@ impl Factors {
     /// rows are partitioned, or on any external RNG crate's version. Each value takes the
     /// top 24 bits of one 64-bit output (`k / 2^24`, exact in f32), times `INIT_SCALE`.
     pub fn random(rows: usize, dim: usize, seed: u64, stream: u64) -> Self {
-        let mut f = Factors::zeros(rows, dim);
+        match Self::try_random(rows, dim, seed, stream) {
+            Ok(f) => f,
+            Err(e) => panic!("Factors::random({rows} x {dim}): {e}"),
+        }
+    }
+
+    /// [`Self::random`]; the allocator's refusal is an error.
+    ///
+    /// # Errors
+    /// When `rows * dim` floats cannot be allocated.
+    pub fn try_random(
+        rows: usize,
+        dim: usize,
+        seed: u64,
+        stream: u64,
+    ) -> Result<Self, std::collections::TryReserveError> {
+        let mut f = Factors {
+            rows,
+            dim,
+            data: super::memory::filled(rows.saturating_mul(dim), 0.0)?,
+        };
         if dim == 0 {
-            return f;
+            return Ok(f);
         }
         for (r, row) in f.data.chunks_mut(dim).enumerate() {
             let mut state = mix64(mix64(mix64(seed) ^ stream.wrapping_mul(GOLDEN)) ^ r as u64);
@@ -69,7 +89,7 @@ impl Factors {
                 *v = (bits as f32) * (1.0 / 16_777_216.0) * INIT_SCALE;
             }
         }
-        f
+        Ok(f)
     }
 
     /// First (row, column) holding NaN or ±inf, if any.

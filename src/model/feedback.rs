@@ -38,9 +38,12 @@
 //! Ids are mapped to dense indices in ascending id order, so index order is id order
 //! and every tie broken "by index" is broken by id.
 
+use std::collections::TryReserveError;
+
 use rayon::prelude::*;
 
 use super::interactions::Interactions;
+use super::memory::filled;
 
 /// Largest watch ratio one event contributes (a video left looping).
 pub const MAX_EVENT_RATIO: f64 = 10.0;
@@ -245,6 +248,21 @@ pub fn build(events: &Events<'_>, params: &FeedbackParams, newest: i64) -> Feedb
     sink.finish(newest)
 }
 
+/// Which buffer could not be allocated, and its size in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfMemory {
+    pub what: &'static str,
+    pub bytes: u64,
+}
+
+/// `Err(OutOfMemory)` for a refused reservation of `count` `T`s.
+fn refused<T>(what: &'static str, count: usize) -> impl FnOnce(TryReserveError) -> OutOfMemory {
+    move |_| OutOfMemory {
+        what,
+        bytes: (count as u64).saturating_mul(std::mem::size_of::<T>() as u64),
+    }
+}
+
 /// Marks a skip in [`EventSink`]'s per-event values (the sign bit; see there).
 const SKIP: f64 = -1.0;
 
@@ -398,6 +416,71 @@ impl<'p> EventSink<'p> {
         self.newest = Some(self.newest.map_or(ts, |n| n.max(ts)));
     }
 
+    /// Makes room for `additional` more events (and as many new ids), so that the next
+    /// `additional` pushes do not grow the event buffers: the allocator's refusal is an
+    /// error here, where a growing push would abort. The id maps' slot tables still grow
+    /// as they fill (a few bytes per distinct id, inside the caller's estimate).
+    ///
+    /// # Errors
+    /// When a buffer cannot grow.
+    pub fn try_reserve(&mut self, additional: usize) -> Result<(), OutOfMemory> {
+        let events = self.user.len().saturating_add(additional);
+        self.user
+            .try_reserve(additional)
+            .map_err(refused::<u32>("the events' user indices", events))?;
+        self.item
+            .try_reserve(additional)
+            .map_err(refused::<u32>("the events' item indices", events))?;
+        self.value
+            .try_reserve(additional)
+            .map_err(refused::<f64>("the events' watch ratios", events))?;
+        if self.params.half_life_days > 0.0 {
+            self.ts
+                .try_reserve(additional)
+                .map_err(refused::<i64>("the events' timestamps", events))?;
+        }
+        for map in [&mut self.users, &mut self.items] {
+            let ids = map.ids.len().saturating_add(additional);
+            map.ids
+                .try_reserve(additional)
+                .map_err(refused::<i64>("the distinct ids", ids))?;
+        }
+        Ok(())
+    }
+
+    /// The bytes the sink holds: its event buffers' capacity and its id maps.
+    pub fn bytes(&self) -> u64 {
+        let events = self.user.capacity() * 4
+            + self.item.capacity() * 4
+            + self.value.capacity() * 8
+            + self.ts.capacity() * 8;
+        let maps = [&self.users, &self.items]
+            .iter()
+            .map(|m| m.slots.capacity() * 16 + m.ids.capacity() * 8)
+            .sum::<usize>();
+        (events + maps) as u64
+    }
+
+    /// The bytes the events pushed so far need (16 per event, 24 with recency decay, and
+    /// the id maps), whatever the buffers' spare capacity.
+    pub fn needed_bytes(&self) -> u64 {
+        let per_event = if self.params.half_life_days > 0.0 {
+            24
+        } else {
+            16
+        };
+        let maps = [&self.users, &self.items]
+            .iter()
+            .map(|m| m.slots.len() * 16 + m.ids.len() * 8)
+            .sum::<usize>();
+        (self.user.len() * per_event + maps) as u64
+    }
+
+    /// Distinct users and items pushed so far.
+    pub fn distinct(&self) -> (usize, usize) {
+        (self.users.ids.len(), self.items.ids.len())
+    }
+
     #[cfg(test)]
     /// Events pushed so far.
     pub fn len(&self) -> usize {
@@ -416,7 +499,22 @@ impl<'p> EventSink<'p> {
     /// The feedback, with recency measured from `newest`. Runs on the current rayon
     /// pool; the result does not depend on its size (each pair is summed by one task, in
     /// event order).
+    ///
+    /// # Panics
+    /// When memory runs out (see [`Self::try_finish`]).
     pub fn finish(self, newest: i64) -> Feedback {
+        match self.try_finish(newest) {
+            Ok(feedback) => feedback,
+            Err(e) => panic!("out of memory: {} ({} bytes)", e.what, e.bytes),
+        }
+    }
+
+    /// [`Self::finish`]; the allocator's refusal of one of the large buffers (per event or
+    /// per pair) is an error.
+    ///
+    /// # Errors
+    /// When one of those buffers cannot be allocated.
+    pub fn try_finish(self, newest: i64) -> Result<Feedback, OutOfMemory> {
         let EventSink {
             params,
             users,
@@ -442,7 +540,7 @@ impl<'p> EventSink<'p> {
             parallel,
         );
         drop(ts);
-        let (event_ptr, mut order) = group_by_user(&user, n_users);
+        let (event_ptr, mut order) = group_by_user(&user, n_users)?;
         drop(user);
         let mut event_rows = split_rows(&mut order, &event_ptr);
         let pairs = sort_rows_by_item(&item, &mut event_rows, parallel);
@@ -456,27 +554,30 @@ impl<'p> EventSink<'p> {
             &mut event_rows,
             &user_ptr,
             parallel,
-        );
+        )?;
         drop(event_rows);
         drop((item, value));
         let user_items = compact_rows(order, &event_ptr, &pairs, &user_ptr);
-        let user_pref: Vec<f32> = watched_out
-            .iter()
-            .map(|&w| if w { 1.0 } else { 0.0 })
-            .collect();
+        let mut user_pref: Vec<f32> = filled(watched_out.len(), 0.0)
+            .map_err(refused::<f32>("the pairs' preferences", watched_out.len()))?;
+        for (p, &w) in user_pref.iter_mut().zip(&watched_out) {
+            *p = if w { 1.0 } else { 0.0 };
+        }
         drop(watched_out);
         let (popularity, skipped_pairs) = watched_popularity(&user_items, &user_pref, n_items);
-        let mut data = Interactions::from_user_rows(
+        let nnz = user_items.len();
+        let mut data = Interactions::try_from_user_rows(
             n_users, n_items, user_ptr, user_items, user_conf, user_pref,
-        );
+        )
+        .map_err(refused::<[u32; 3]>("the interaction matrix by item", nnz))?;
         data.missing_weight = missing_weights(&popularity, params.popularity_exponent);
-        Feedback {
+        Ok(Feedback {
             user_ids,
             item_ids,
             data,
             popularity,
             skipped_pairs,
-        }
+        })
     }
 }
 
@@ -522,7 +623,7 @@ fn remap_and_decay(
 /// counting sort of their indices): the CSR pointers over users, and the event indices.
 // Event indices below u32::MAX: a model's entries are u32-indexed (Interactions).
 #[allow(clippy::cast_possible_truncation)]
-fn group_by_user(user: &[u32], n_users: usize) -> (Vec<usize>, Vec<u32>) {
+fn group_by_user(user: &[u32], n_users: usize) -> Result<(Vec<usize>, Vec<u32>), OutOfMemory> {
     let mut event_ptr = vec![0usize; n_users + 1];
     for &u in user {
         event_ptr[u as usize + 1] += 1;
@@ -530,13 +631,14 @@ fn group_by_user(user: &[u32], n_users: usize) -> (Vec<usize>, Vec<u32>) {
     for u in 0..n_users {
         event_ptr[u + 1] += event_ptr[u];
     }
-    let mut order = vec![0u32; user.len()];
+    let mut order =
+        filled(user.len(), 0u32).map_err(refused::<u32>("the events' order", user.len()))?;
     let mut next = event_ptr.clone();
     for (e, &u) in user.iter().enumerate() {
         order[next[u as usize]] = e as u32;
         next[u as usize] += 1;
     }
-    (event_ptr, order)
+    Ok((event_ptr, order))
 }
 
 /// [`EventSink::finish`], step 3: each user's events by item, ties in event order;
@@ -568,10 +670,10 @@ fn aggregate_pairs(
     event_rows: &mut [&mut [u32]],
     user_ptr: &[usize],
     parallel: bool,
-) -> (Vec<f32>, Vec<bool>) {
+) -> Result<(Vec<f32>, Vec<bool>), OutOfMemory> {
     let nnz = user_ptr[user_ptr.len() - 1];
-    let mut user_conf = vec![0f32; nnz];
-    let mut watched_out = vec![false; nnz];
+    let mut user_conf = filled(nnz, 0f32).map_err(refused::<f32>("the pairs' confidences", nnz))?;
+    let mut watched_out = filled(nnz, false).map_err(refused::<bool>("the pairs", nnz))?;
     let aggregate = |events: &mut [u32], (conf_out, watched): (&mut [f32], &mut [bool])| {
         let mut out = 0;
         let mut at = 0;
@@ -615,7 +717,7 @@ fn aggregate_pairs(
                 .for_each(|(events, out)| aggregate(events, out));
         }
     }
-    (user_conf, watched_out)
+    Ok((user_conf, watched_out))
 }
 
 /// [`EventSink::finish`], step 5: each row's items (written by [`aggregate_pairs`] at the

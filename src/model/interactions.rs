@@ -1,5 +1,9 @@
 //! Aggregated feedback as two CSR matrices (rows = users, and rows = items).
 
+use std::collections::TryReserveError;
+
+use super::memory::filled;
+
 /// Aggregated feedback as two CSR matrices (by user and by item), each entry a
 /// confidence `c >= 0` and a preference `p` in `{0.0, 1.0}`.
 ///
@@ -206,6 +210,32 @@ impl Interactions {
         user_conf: Vec<f32>,
         user_pref: Vec<f32>,
     ) -> Self {
+        let built =
+            Self::try_from_user_rows(n_users, n_items, user_ptr, user_items, user_conf, user_pref);
+        match built {
+            Ok(x) => x,
+            Err(e) => panic!("Interactions::from_user_rows: {e}"),
+        }
+    }
+
+    /// [`Self::from_user_rows`]; the allocator's refusal of the item side (12 bytes per
+    /// pair) is an error.
+    ///
+    /// # Errors
+    /// When the item side cannot be allocated.
+    ///
+    /// # Panics
+    /// As [`Self::from_user_rows`], on inconsistent arrays.
+    // Indices below u32::MAX: users and items are u32 indices (the model's index space).
+    #[allow(clippy::cast_possible_truncation)]
+    pub fn try_from_user_rows(
+        n_users: usize,
+        n_items: usize,
+        user_ptr: Vec<usize>,
+        user_items: Vec<u32>,
+        user_conf: Vec<f32>,
+        user_pref: Vec<f32>,
+    ) -> Result<Self, TryReserveError> {
         let nnz = user_items.len();
         assert!(
             user_ptr.len() == n_users + 1
@@ -214,7 +244,7 @@ impl Interactions {
                 && user_pref.len() == nnz,
             "Interactions::from_user_rows: inconsistent CSR arrays"
         );
-        let mut item_ptr = vec![0usize; n_items + 1];
+        let mut item_ptr = filled(n_items + 1, 0usize)?;
         for &i in &user_items {
             item_ptr[i as usize + 1] += 1;
         }
@@ -222,9 +252,9 @@ impl Interactions {
             item_ptr[i + 1] += item_ptr[i];
         }
         let mut next = item_ptr.clone();
-        let mut item_users = vec![0u32; nnz];
-        let mut item_conf = vec![0f32; nnz];
-        let mut item_pref = vec![0f32; nnz];
+        let mut item_users = filled(nnz, 0u32)?;
+        let mut item_conf = filled(nnz, 0f32)?;
+        let mut item_pref = filled(nnz, 0f32)?;
         for u in 0..n_users {
             for k in user_ptr[u]..user_ptr[u + 1] {
                 let i = user_items[k] as usize;
@@ -235,7 +265,7 @@ impl Interactions {
                 next[i] += 1;
             }
         }
-        Interactions {
+        Ok(Interactions {
             n_users,
             n_items,
             user_ptr,
@@ -246,8 +276,8 @@ impl Interactions {
             item_users,
             item_conf,
             item_pref,
-            missing_weight: vec![1.0; n_items],
-        }
+            missing_weight: filled(n_items, 1.0)?,
+        })
     }
 
     pub fn nnz(&self) -> usize {

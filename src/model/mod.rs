@@ -13,6 +13,7 @@
 //! - [`feedback`]: from watch events to (preference, confidence) pairs: the skip rule,
 //!   the confidence forms, recency, popularity.
 //! - [`tune`]: choosing `alpha` and the regularisation on a hold-out split.
+//! - [`memory`]: a refit's peak memory, estimated before it allocates; fallible buffers.
 //! - [`metrics`]: ranking metrics at k (precision, recall, NDCG, MAP, coverage).
 //!
 //! Determinism: every result here is bit-identical for any rayon thread count (rows are
@@ -24,6 +25,7 @@ pub mod feedback;
 pub mod interactions;
 pub mod kernels;
 pub mod linalg;
+pub mod memory;
 pub mod metrics;
 #[cfg(test)]
 mod reference;

@@ -5,8 +5,9 @@
 //! `sqlite3_result_error`, and the second call resets the code to `SQLITE_ERROR`: a
 //! BUSY, READONLY, FULL or INTERRUPT reached the caller as a plain error. Here the
 //! message is set first and the code after it (`sqlite3_result_error_code` keeps a
-//! message already set), and an out-of-memory error is reported with
-//! `sqlite3_result_error_nomem`, as SQLite's own functions do. A NUL byte in a message
+//! message already set), and SQLite's own out-of-memory error is reported with
+//! `sqlite3_result_error_nomem`, as SQLite's own functions do (a refit refused for
+//! memory keeps its message, with the code NOMEM). A NUL byte in a message
 //! (it can echo a model name or an options key) is shown as `␀` (U+2400), as rusqlite
 //! shows it in the virtual tables' messages: SQLite's messages are C strings, and
 //! rusqlite's trampoline dropped a message it could not convert, leaving only
@@ -219,10 +220,15 @@ fn set_text(ctx: *mut ffi::sqlite3_context, text: &str) {
 }
 
 /// Reports `error`: its message, then its SQLite code when it has one (the code set
-/// after the message keeps the message); out of memory as SQLite's NOMEM.
+/// after the message keeps the message); SQLite's own out of memory as SQLite's NOMEM
+/// (`sqlite3_result_error_nomem`: its message, like SQLite's, is "out of memory"). A
+/// refit refused for memory (`Error::OutOfMemory`) keeps its message, with the code
+/// NOMEM.
 fn set_error(ctx: *mut ffi::sqlite3_context, error: &Error) {
     let code = error.code();
-    if code.is_some_and(|c| c.code == ErrorCode::OutOfMemory) {
+    if code.is_some_and(|c| c.code == ErrorCode::OutOfMemory)
+        && !matches!(error, Error::OutOfMemory { .. })
+    {
         // SAFETY: `ctx` is the live context of this call.
         unsafe { ffi::sqlite3_result_error_nomem(ctx) };
         return;

@@ -406,6 +406,34 @@ pub fn interruption(conn: &Connection) -> Option<rusqlite::Error> {
     }
 }
 
+/// SQLite's heap limit, if one is set: the smaller of `PRAGMA hard_heap_limit` and
+/// `PRAGMA soft_heap_limit` that is not 0 (none), in bytes, and the PRAGMA that set it.
+/// Both are process-wide; reading them (an argument of -1) changes neither.
+pub fn heap_limit() -> Option<(u64, &'static str)> {
+    // SAFETY: both functions only read the process-wide limit when given -1; they exist
+    // in every SQLite this extension loads into (3.31 and later; rusqlite's bindings
+    // target 3.34 and the extension refuses older ones at load).
+    let (hard, soft) = unsafe {
+        (
+            ffi::sqlite3_hard_heap_limit64(-1),
+            ffi::sqlite3_soft_heap_limit64(-1),
+        )
+    };
+    let limit = |value: i64, pragma| {
+        u64::try_from(value)
+            .ok()
+            .filter(|&v| v > 0)
+            .map(|v| (v, pragma))
+    };
+    match (
+        limit(hard, "hard_heap_limit"),
+        limit(soft, "soft_heap_limit"),
+    ) {
+        (Some(h), Some(s)) => Some(if s.0 < h.0 { s } else { h }),
+        (h, s) => h.or(s),
+    }
+}
+
 /// Whether a statement that writes is running on `conn`: then SQLite refuses to open a
 /// savepoint ("SQL statements in progress"), exactly when one of its statements is
 /// busy (stepped, not reset) and not read-only.
