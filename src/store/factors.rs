@@ -19,6 +19,9 @@ use crate::model::Factors;
 pub struct StoredModel {
     pub user_ids: Vec<i64>,
     pub users: Factors,
+    /// Per stored user: the digest of the events the refit learned from
+    /// (`model::feedback::events_digest`); empty for a model stored before digests.
+    pub user_digests: Vec<u64>,
     pub item_ids: Vec<i64>,
     pub items: Factors,
     pub popularity: Vec<f32>,
@@ -163,14 +166,35 @@ impl Shadow {
                 format!("popularity of row {at} is {}", items.popularity[at]),
             ));
         }
+        let user_digests = self.read_digests(conn, users.ids.len())?;
         Ok(Some(StoredModel {
             user_ids: users.ids,
             users: users.factors,
+            user_digests,
             item_ids: items.ids,
             items: items.factors,
             popularity: items.popularity,
             meta,
         }))
+    }
+
+    /// The `user_digests` row: little-endian u64 per stored user, in `<table>_users`
+    /// order; empty when the model has none (stored before digests existed).
+    fn read_digests(&self, conn: &Connection, users: usize) -> Result<Vec<u64>> {
+        let mut stmt = conn.prepare_cached(&self.sql.digests_select)?;
+        let value: Option<Value> = stmt.query_row([], |row| row.get(0)).optional()?;
+        match value {
+            None => Ok(Vec::new()),
+            Some(Value::Blob(bytes)) if bytes.len() == users * 8 => Ok(bytes
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                .collect()),
+            Some(Value::Blob(bytes)) => Err(self.damaged(
+                "model",
+                format!("{} bytes of user digests for {users} users", bytes.len()),
+            )),
+            Some(_) => Err(self.damaged("model", "user_digests is not a BLOB".into())),
+        }
     }
 
     /// Checks the shape of decoded chunks: `dim` values per id, 1 ≤ dim ≤ the largest
@@ -273,6 +297,15 @@ impl Shadow {
         put.execute(params!["report", meta.report])?;
         put.execute(params!["newest_ts", meta.newest_ts])?;
         put.execute(params!["options", meta.options])?;
+        conn.prepare_cached(&self.sql.digests_delete)?.execute([])?;
+        if !model.user_digests.is_empty() {
+            let blob: Vec<u8> = model
+                .user_digests
+                .iter()
+                .flat_map(|d| d.to_le_bytes())
+                .collect();
+            put.execute(params!["user_digests", blob])?;
+        }
         Ok(())
     }
 }

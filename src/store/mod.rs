@@ -115,6 +115,9 @@ struct Statements {
     catalogue_size: String,
     model_tag: String,
     model_rows: String,
+    /// The per-user digests, one BLOB row of `<table>_model` (read apart: it is large).
+    digests_select: String,
+    digests_delete: String,
     model_put: String,
     model_lock: String,
     users_select: String,
@@ -184,7 +187,9 @@ impl Statements {
             ),
             catalogue_size: format!("SELECT count(DISTINCT item_id) FROM {events}"),
             model_tag: format!("SELECT value FROM {model} WHERE key = 'tag'"),
-            model_rows: format!("SELECT key, value FROM {model}"),
+            model_rows: format!("SELECT key, value FROM {model} WHERE key <> 'user_digests'"),
+            digests_select: format!("SELECT value FROM {model} WHERE key = 'user_digests'"),
+            digests_delete: format!("DELETE FROM {model} WHERE key = 'user_digests'"),
             // The model's writes as INSERT ... SELECT, for the statement journal (see
             // `event_insert_journaled`): a refit that fails undoes only itself.
             model_put: format!("INSERT OR REPLACE INTO {model}(key, value) SELECT ?1, ?2"),
