@@ -102,7 +102,7 @@ fn refit_unnamed(
     } else {
         Mode::Full
     };
-    Shadow::atomically(conn, || {
+    Shadow::atomically(conn, |within| {
         // The version is read under the write lock: a refit of another connection
         // that ends at the same moment waits for this one, and then counts it.
         shadow.lock_for_write(conn)?;
@@ -138,7 +138,7 @@ fn refit_unnamed(
                 options: options.training_json(),
             },
         };
-        shadow.write_model(conn, &stored)?;
+        shadow.write_model(conn, &stored, within)?;
         Ok(report)
     })
 }

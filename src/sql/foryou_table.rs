@@ -340,8 +340,17 @@ impl UpdateVTab<'_> for FeedTable {
             let rowid = self.shadow.insert_event(&self.conn, id, &event)?;
             if auto_refit_every > 0 {
                 if let Some(options) = &self.options {
-                    self.auto_refit
-                        .inserted(&self.conn, &self.shadow, options, rowid)?;
+                    let refitted =
+                        self.auto_refit
+                            .inserted(&self.conn, &self.shadow, options, rowid);
+                    if let Err(error) = refitted {
+                        // The INSERT fails, so the event must not stay: SQLite undoes a
+                        // failing one-row INSERT into a virtual table only in autocommit
+                        // mode, not inside the caller's transaction. (A failure of this
+                        // delete cannot add to the first error.)
+                        let _ = self.shadow.delete_event(&self.conn, rowid);
+                        return Err(error);
+                    }
                 }
             }
             Ok(rowid)

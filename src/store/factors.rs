@@ -9,7 +9,7 @@
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Shadow, CHUNK_ROWS};
+use super::{Shadow, Within, CHUNK_ROWS};
 use crate::error::{Error, Result};
 use crate::model::factors::MAX_FACTORS;
 use crate::model::Factors;
@@ -276,20 +276,34 @@ impl Shadow {
     /// another connection sees the old model or the new one, never a mix.
     // Chunk numbers: fewer chunks than rows, far below i64::MAX.
     #[allow(clippy::cast_possible_wrap)]
-    pub fn write_model(&self, conn: &Connection, model: &StoredModel) -> Result<()> {
+    pub fn write_model(
+        &self,
+        conn: &Connection,
+        model: &StoredModel,
+        within: Within,
+    ) -> Result<()> {
+        let sql = &self.sql;
+        let (users_insert, items_insert, model_put) = match within {
+            Within::Savepoint => (&sql.users_insert, &sql.items_insert, &sql.model_put),
+            Within::Statement => (
+                &sql.users_insert_plain,
+                &sql.items_insert_plain,
+                &sql.model_put_plain,
+            ),
+        };
         conn.prepare_cached(&self.sql.users_delete)?.execute([])?;
         conn.prepare_cached(&self.sql.items_delete)?.execute([])?;
-        let mut users = conn.prepare_cached(&self.sql.users_insert)?;
+        let mut users = conn.prepare_cached(users_insert)?;
         for (chunk, (ids, factors)) in chunked(&model.user_ids, &model.users).enumerate() {
             users.execute(params![chunk as i64, ids, factors])?;
         }
-        let mut items = conn.prepare_cached(&self.sql.items_insert)?;
+        let mut items = conn.prepare_cached(items_insert)?;
         for (chunk, (ids, factors)) in chunked(&model.item_ids, &model.items).enumerate() {
             let first = chunk * CHUNK_ROWS;
             let popularity = f32_blob(&model.popularity[first..first + ids.len() / 8]);
             items.execute(params![chunk as i64, ids, factors, popularity])?;
         }
-        let mut put = conn.prepare_cached(&self.sql.model_put)?;
+        let mut put = conn.prepare_cached(model_put)?;
         let meta = &model.meta;
         put.execute(params!["version", meta.version])?;
         put.execute(params!["tag", meta.tag])?;
