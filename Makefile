@@ -85,7 +85,7 @@ TORTURE_TRIALS ?= 40
 TORTURE_SECONDS ?= 60
 RELIABILITY_BINS = $(CARGO) build --release -q -p foryou-tests --bin fuzz --bin torture
 
-.PHONY: fuzz fuzz-long torture torture-long
+.PHONY: fuzz fuzz-long torture torture-long reliability-long
 
 fuzz: loadable
 	$(RELIABILITY_BINS)
@@ -102,3 +102,11 @@ torture: loadable
 torture-long: loadable
 	$(RELIABILITY_BINS)
 	FORYOU_EXT=$(CURDIR)/target/release/libforyou target/release/torture --trials $(TORTURE_TRIALS) --seconds $(TORTURE_SECONDS) $${TORTURE_SEED:+--seed $$TORTURE_SEED}
+
+# Both long forms, then tests/reliability/results.{json,md}, which README.md quotes
+# (make reference renders it); RELIABILITY_SEED repeats a run.
+RELIABILITY_SEED ?= 20261204
+reliability-long: loadable
+	$(RELIABILITY_BINS)
+	FORYOU_EXT=$(CURDIR)/target/release/libforyou $(PYTHON) scripts/reliability_results.py \
+		$(FUZZ_SECONDS) $(TORTURE_TRIALS) $(TORTURE_SECONDS) $(RELIABILITY_SEED)

@@ -110,6 +110,53 @@ def figures(bench, ev):
             for line in L]
 
 
+RELIABILITY = ("<!-- reliability:begin -->", "<!-- reliability:end -->")
+
+
+def reliability(res):
+    """The README's reliability lines, from tests/reliability/results.json."""
+    fz, tt = res["fuzz"], res["torture"]
+    kills = tt["kills"]
+    killed = sum(k["trials"] for k in kills)
+    survived = sum(k["survived"] for k in kills)
+    mid = sum(k["mid_statement"] for k in kills)
+    lost = sum(k["rows_lost"] for k in kills)
+    load = tt["load"]
+    known = ", ".join(f"{k} ({n})" for k, n in sorted(fz["known_hits"].items()) if n) or "none"
+    items = [
+        f"Last long run ([tests/reliability/results.md](tests/reliability/results.md), "
+        f"`{res['command']}`, {res['date'][:10]}, commit {res['commit']}):",
+        "",
+        f"- fuzz: {fz['statements']:,} random statements over every entry point and crafted "
+        f"shadow tables, {fz['batches']:,} child processes, {fz['seconds'] / 60:.0f} min: "
+        f"{fz['failures']} crashes or failures; hits of the one known limitation: {known};",
+        f"- kill -9 during INSERT batches, refits and automatic refits, DELETE and WAL journals: "
+        f"{survived} of {killed} trials survived ({mid} killed mid-statement), "
+        f"{lost} committed rows lost;",
+        f"- concurrent WAL load, {load['seconds']:.0f} s: {load['inserted']:,} inserts, "
+        f"{load['reads']:,} reads ({load['checked']:,} checked against the model version they "
+        f"read: no mixed model), {load['refits']} refits, {tt['failures']} failures.",
+    ]
+    lines = []
+    for item in items:
+        bullet = item.startswith("- ")
+        lines += textwrap.wrap(item, width=92, subsequent_indent="  " if bullet else "",
+                               break_on_hyphens=False) or [""]
+    return lines
+
+
+def replace_block(lines, markers, block, src):
+    begin, end = markers
+    try:
+        b, e = lines.index(begin), lines.index(end)
+    except ValueError:
+        return None
+    if e < b:
+        print(f"render_figures: {src}: {end} before {begin}", file=sys.stderr)
+        return None
+    return lines[:b + 1] + block + lines[e:]
+
+
 def main(argv):
     src = argv[1] if len(argv) > 1 else os.path.join(ROOT, "README.md")
     dst = argv[2] if len(argv) > 2 else src
@@ -124,7 +171,14 @@ def main(argv):
         print(f"render_figures: {src}: {END} before {BEGIN}", file=sys.stderr)
         return 1
     block = figures(load("bench/results.json"), load("eval/results.json"))
-    text = "\n".join(lines[:b + 1] + block + lines[e:])
+    lines = lines[:b + 1] + block + lines[e:]
+    if RELIABILITY[0] in lines:
+        replaced = replace_block(lines, RELIABILITY,
+                                 reliability(load("tests/reliability/results.json")), src)
+        if replaced is None:
+            return 1
+        lines = replaced
+    text = "\n".join(lines)
     if dst == "-":
         sys.stdout.write(text)
     else:

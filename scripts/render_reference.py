@@ -174,7 +174,7 @@ def run_session(name, items, ext, sqlite3):
         proc = subprocess.run(
             [sqlite3, "-batch", "-cmd", f".load {ext}", ":memory:"],
             input="".join(script), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, cwd=cwd, timeout=300,
+            text=True, errors="backslashreplace", cwd=cwd, timeout=300,
         )
     current, chunks = None, {}
     preamble = []

@@ -40,8 +40,7 @@ pub fn recommend(
     let Some(model) = model else {
         return Ok(popular_items(&resolved.live_popularity(conn)?, k, &watched));
     };
-    let newest = seen.iter().map(|&(id, _)| id).max();
-    let mut ranked = if let Some(vector) = model.current_vector(user_id, newest) {
+    let mut ranked = if let Some(vector) = model.current_vector(user_id, seen.iter().copied()) {
         model.rank(Some(vector), k, &watched)
     } else if let Some(vector) = model.folded_at(user_id, *at) {
         model.rank(Some(&vector), k, &watched)

@@ -105,7 +105,7 @@ fn refit_unnamed(
     } else {
         Mode::Full
     };
-    Shadow::atomically(conn, || {
+    Shadow::atomically(conn, |within| {
         // The version is read under the write lock: a refit of another connection
         // that ends at the same moment waits for this one, and then counts it.
         shadow.lock_for_write(conn)?;
@@ -123,10 +123,12 @@ fn refit_unnamed(
             seconds: started.elapsed().as_secs_f64(),
         }
         .to_json();
-        let (user_ids, users) = users_with_taste(&fb.data, fb.user_ids, users)?;
+        let (user_ids, users, user_digests) =
+            users_with_taste(&fb.data, fb.user_ids, users, fb.user_digests)?;
         let stored = StoredModel {
             user_ids,
             users,
+            user_digests,
             item_ids: fb.item_ids,
             items,
             popularity: fb.popularity,
@@ -139,32 +141,77 @@ fn refit_unnamed(
                 options: options.training_json(),
             },
         };
-        shadow.write_model(conn, &stored)?;
+        shadow.write_model(conn, &stored, within)?;
         Ok(report)
     })
 }
 
-/// The automatic refit behind the `auto_refit = N` option, run by the INSERT that brings
-/// the count of events newer than the last refit to N: incremental, with the stored
-/// model's embedding size. A model that fails to converge keeps the previous one and
-/// the INSERT succeeds (the next check tries again); every other error, damaged storage
-/// and SQLite's own included, fails the INSERT.
-pub fn auto_refit(conn: &Connection, shadow: &Shadow, options: &Options) -> Result<()> {
-    let meta = shadow.model_meta(conn)?;
-    let upto = meta.as_ref().map_or(0, |m| m.events_upto);
-    if shadow.count_events_after(conn, upto)?
-        < i64::try_from(options.auto_refit).unwrap_or(i64::MAX)
-    {
-        return Ok(());
-    }
-    let mut options = options.clone();
-    if let Some(meta) = &meta {
-        // A model refitted by hand with another `factors` keeps it.
-        options.factors = stored_options(&shadow.table, meta)?.factors;
-    }
-    match refit(conn, shadow, &options, Mode::Incremental) {
-        Ok(_) | Err(Error::Diverged { .. }) => Ok(()),
-        Err(e) => Err(e),
+/// What one table handle keeps for the `auto_refit = N` option between its checks.
+///
+/// Every N-th event inserted through the handle checks whether N events arrived since
+/// the last refit and, if so, runs an incremental refit within that INSERT. Events
+/// "since the last refit" are those with a rowid above the refit's last one, plus those
+/// this handle inserted below it (explicit rowids, or the random rowids SQLite hands out
+/// once rowid 9223372036854775807 is taken), which a rowid range cannot find.
+#[derive(Debug, Default)]
+pub struct AutoRefit {
+    /// Inserts since the last check.
+    inserted: u64,
+    /// The stored model's last rowid (`events_upto`) as last read; None before.
+    upto: Option<i64>,
+    /// Inserts since the last refit with a rowid not above `upto`.
+    late: u64,
+}
+
+impl AutoRefit {
+    /// Called after each INSERT of an event at `rowid` when `options.auto_refit > 0`.
+    ///
+    /// A model that fails to converge keeps the previous one and the INSERT succeeds
+    /// (the next check tries again); every other error, damaged storage and SQLite's own
+    /// included, fails the INSERT.
+    pub fn inserted(
+        &mut self,
+        conn: &Connection,
+        shadow: &Shadow,
+        options: &Options,
+        rowid: i64,
+    ) -> Result<()> {
+        let upto = match self.upto {
+            Some(upto) => upto,
+            None => *self
+                .upto
+                .insert(shadow.model_meta(conn)?.map_or(0, |m| m.events_upto)),
+        };
+        if rowid <= upto {
+            self.late += 1;
+        }
+        self.inserted += 1;
+        if self.inserted < options.auto_refit {
+            return Ok(());
+        }
+        self.inserted = 0;
+        let meta = shadow.model_meta(conn)?;
+        let upto = meta.as_ref().map_or(0, |m| m.events_upto);
+        self.upto = Some(upto);
+        let arrived =
+            shadow.count_events_after(conn, upto)? + i64::try_from(self.late).unwrap_or(i64::MAX);
+        if arrived < i64::try_from(options.auto_refit).unwrap_or(i64::MAX) {
+            return Ok(());
+        }
+        let mut options = options.clone();
+        if let Some(meta) = &meta {
+            // A model refitted by hand with another `factors` keeps it.
+            options.factors = stored_options(&shadow.table, meta)?.factors;
+        }
+        match refit(conn, shadow, &options, Mode::Incremental) {
+            Ok(_) => {
+                self.late = 0;
+                self.upto = None;
+                Ok(())
+            }
+            Err(Error::Diverged { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -506,8 +553,8 @@ fn seeded(
 /// Events per block handed from the SQL reader to the aggregating thread.
 const READ_BLOCK: usize = 1 << 14;
 
-/// One event as read: user id, item id, watch time, duration, ts.
-type RawEvent = (i64, i64, f64, f64, i64);
+/// One event as read: event id, user id, item id, watch time, duration, ts.
+type RawEvent = (i64, i64, i64, f64, f64, i64);
 
 /// Reads every event into an [`feedback::EventSink`], in rowid order. A pipeline: this
 /// thread steps the SQL statement (it alone touches SQLite) and hands blocks of raw
@@ -544,8 +591,8 @@ fn read_events<'p>(
                         });
                     }
                 }
-                for &(user, item, watch, duration, ts) in &block {
-                    sink.push(user, item, watch, duration, ts);
+                for &(id, user, item, watch, duration, ts) in &block {
+                    sink.push_identified(id, user, item, watch, duration, ts);
                 }
                 block.clear();
                 // The reader may be gone (an error); then the block is just dropped.
@@ -556,11 +603,11 @@ fn read_events<'p>(
         let mut block = Vec::with_capacity(READ_BLOCK);
         // Set once the helper has stopped (out of memory): the rest is not kept.
         let mut helper_gone = false;
-        let read = shadow.stream_events(conn, |user, item, watch, duration, ts| {
+        let read = shadow.stream_events(conn, |id, user, item, watch, duration, ts| {
             if helper_gone {
                 return;
             }
-            block.push((user, item, watch, duration, ts));
+            block.push((id, user, item, watch, duration, ts));
             if block.len() == READ_BLOCK {
                 let next = empty_rx
                     .try_recv()
@@ -591,13 +638,14 @@ fn users_with_taste(
     data: &Interactions,
     ids: Vec<i64>,
     users: Factors,
-) -> Result<(Vec<i64>, Factors)> {
+    digests: Vec<u64>,
+) -> Result<(Vec<i64>, Factors, Vec<u64>)> {
     let by_user = data.by_user();
     let keep: Vec<bool> = (0..ids.len())
         .map(|u| u < by_user.n_rows() && by_user.row(u).2.iter().any(|&p| p > 0.0))
         .collect();
     if keep.iter().all(|&k| k) {
-        return Ok((ids, users));
+        return Ok((ids, users, digests));
     }
     let dim = users.dim;
     let mut kept_ids = Vec::new();
@@ -614,14 +662,21 @@ fn users_with_taste(
     data_out
         .try_reserve_exact(users.data.len())
         .map_err(|_| refused("the stored user factors", users.data.len() * 4))?;
+    let mut kept_digests = Vec::new();
+    kept_digests
+        .try_reserve_exact(digests.len())
+        .map_err(|_| refused("the stored user digests", digests.len() * 8))?;
     for (u, id) in ids.into_iter().enumerate() {
         if keep[u] {
             kept_ids.push(id);
             data_out.extend_from_slice(users.row(u));
+            if let Some(&digest) = digests.get(u) {
+                kept_digests.push(digest);
+            }
         }
     }
     let rows = kept_ids.len();
     let factors =
         Factors::from_vec(rows, dim, data_out).unwrap_or_else(|| Factors::zeros(rows, dim));
-    Ok((kept_ids, factors))
+    Ok((kept_ids, factors, kept_digests))
 }

@@ -60,6 +60,9 @@ pub struct Serving {
     regularization: f32,
     regularization_scaling: RegularizationScaling,
     events_upto: i64,
+    /// Per stored user: the digest of the events the refit learned from (empty for a
+    /// model stored before digests).
+    user_digests: Vec<u64>,
     newest_ts: i64,
     folded: Mutex<HashMap<i64, Folded>>,
     /// Item ids of the least-viewed tenth of the catalogue: exploration candidates.
@@ -166,6 +169,7 @@ impl Serving {
             regularization: options.regularization as f32,
             regularization_scaling: options.regularization_scaling,
             events_upto: model.meta.events_upto,
+            user_digests: model.user_digests,
             newest_ts: model.meta.newest_ts,
             folded: Mutex::new(HashMap::new()),
         }
@@ -198,7 +202,6 @@ impl Serving {
             .user_index
             .get(&user_id)
             .map(|&u| self.users.row(u as usize));
-        let newest_event = events.iter().map(|(id, _)| *id).max();
         // A user who only ever swiped has no taste to rank by, whatever vector the refit
         // left them: popularity, like a user with no events.
         if !events.is_empty()
@@ -208,13 +211,16 @@ impl Serving {
         {
             return (UserSource::Popularity, None);
         }
-        match (newest_event, stored) {
-            (None, Some(row)) => return (UserSource::Stored, Some(row.to_vec())),
-            (Some(id), Some(row)) if id <= self.events_upto => {
-                return (UserSource::Stored, Some(row.to_vec()))
-            }
-            (None, None) => return (UserSource::Popularity, None),
-            _ => {}
+        if let Some(row) =
+            self.current_vector(user_id, events.iter().map(|(id, e)| (*id, e.item_id)))
+        {
+            return (UserSource::Stored, Some(row.to_vec()));
+        }
+        if events.is_empty() {
+            return match stored {
+                Some(row) => (UserSource::Stored, Some(row.to_vec())),
+                None => (UserSource::Popularity, None),
+            };
         }
         let key = fingerprint(events);
         let mut folded = self
@@ -307,16 +313,26 @@ impl Serving {
     }
 
     /// The stored vector of `user_id` when it is current: the user has one and their
-    /// newest event (rowid `newest_event`) is one the refit learned from. Then
+    /// events, (event id, item id) each, are the ones the refit learned from. Then
     /// [`Serving::user_vector`] would return exactly this vector, so a caller can skip
     /// reading the user's events. (The refit stores no vector for a user who only
     /// skipped, so that case never reaches here.)
-    pub fn current_vector(&self, user_id: i64, newest_event: Option<i64>) -> Option<&[f32]> {
+    ///
+    /// With the refit's per-user digests that is exact, whatever the rowids (an event
+    /// inserted with a rowid below the refit's, a deleted one, one moved to another
+    /// item); a model stored before digests falls back to "no event newer than the
+    /// refit's last rowid".
+    pub fn current_vector(
+        &self,
+        user_id: i64,
+        events: impl IntoIterator<Item = (i64, i64)>,
+    ) -> Option<&[f32]> {
         let &u = self.user_index.get(&user_id)?;
-        match newest_event {
-            Some(id) if id > self.events_upto => None,
-            _ => Some(self.users.row(u as usize)),
-        }
+        let current = match self.user_digests.get(u as usize) {
+            Some(&stored) => feedback::events_digest(events) == stored,
+            None => events.into_iter().all(|(id, _)| id <= self.events_upto),
+        };
+        current.then(|| self.users.row(u as usize))
     }
 
     /// The folded-in vector of `user_id` if it was computed or confirmed at this same

@@ -42,6 +42,7 @@ use std::collections::TryReserveError;
 
 use rayon::prelude::*;
 
+use super::factors::mix64;
 use super::interactions::Interactions;
 use super::memory::filled;
 
@@ -199,6 +200,24 @@ pub struct Feedback {
     pub popularity: Vec<f32>,
     /// Pairs that were only skipped (preference 0).
     pub skipped_pairs: usize,
+    /// Per user (dense order): [`events_digest`] of their events, when the events were
+    /// pushed with their ids ([`EventSink::push_identified`]); else empty.
+    pub user_digests: Vec<u64>,
+}
+
+/// What one event adds to its user's digest: a hash of its event id and item id.
+pub fn event_digest(event_id: i64, item_id: i64) -> u64 {
+    mix64(event_id.cast_unsigned() ^ mix64(item_id.cast_unsigned()))
+}
+
+/// A digest of a user's events, (event id, item id) each: the wrapping sum of their
+/// [`event_digest`]s, so the same set gives the same digest in any order. Serving
+/// compares it with the one the refit stored to know whether the refit saw exactly the
+/// user's current events, whatever their rowids.
+pub fn events_digest(events: impl IntoIterator<Item = (i64, i64)>) -> u64 {
+    events.into_iter().fold(0u64, |sum, (id, item)| {
+        sum.wrapping_add(event_digest(id, item))
+    })
 }
 
 /// The watch ratio one event contributes; 0 for a non-positive duration or a
@@ -374,6 +393,9 @@ pub struct EventSink<'p> {
     /// Per event `ts`, kept only when recency decay is on.
     ts: Vec<i64>,
     newest: Option<i64>,
+    /// Per user (first-seen order): the digest of their events (see
+    /// [`EventSink::push_identified`]).
+    digests: Vec<u64>,
 }
 
 impl<'p> EventSink<'p> {
@@ -395,6 +417,7 @@ impl<'p> EventSink<'p> {
             value: reserved(capacity),
             ts: reserved(if recency { capacity } else { 0 }),
             newest: None,
+            digests: Vec::new(),
         }
     }
 
@@ -439,6 +462,10 @@ impl<'p> EventSink<'p> {
                 .try_reserve(additional)
                 .map_err(refused::<i64>("the events' timestamps", events))?;
         }
+        let users = self.digests.len().saturating_add(additional);
+        self.digests
+            .try_reserve(additional)
+            .map_err(refused::<u64>("the users' digests", users))?;
         for map in [&mut self.users, &mut self.items] {
             let ids = map.ids.len().saturating_add(additional);
             map.ids
@@ -453,7 +480,8 @@ impl<'p> EventSink<'p> {
         let events = self.user.capacity() * 4
             + self.item.capacity() * 4
             + self.value.capacity() * 8
-            + self.ts.capacity() * 8;
+            + self.ts.capacity() * 8
+            + self.digests.capacity() * 8;
         let maps = [&self.users, &self.items]
             .iter()
             .map(|m| m.slots.capacity() * 16 + m.ids.capacity() * 8)
@@ -473,12 +501,32 @@ impl<'p> EventSink<'p> {
             .iter()
             .map(|m| m.slots.len() * 16 + m.ids.len() * 8)
             .sum::<usize>();
-        (self.user.len() * per_event + maps) as u64
+        (self.user.len() * per_event + self.digests.len() * 8 + maps) as u64
     }
 
     /// Distinct users and items pushed so far.
     pub fn distinct(&self) -> (usize, usize) {
         (self.users.ids.len(), self.items.ids.len())
+    }
+
+    /// [`EventSink::push`] of the event with id `event_id`, which also goes into its
+    /// user's digest ([`Feedback::user_digests`]).
+    #[inline]
+    pub fn push_identified(
+        &mut self,
+        event_id: i64,
+        user_id: i64,
+        item_id: i64,
+        watch_time: f64,
+        duration: f64,
+        ts: i64,
+    ) {
+        self.push(user_id, item_id, watch_time, duration, ts);
+        let user = self.user.last().map_or(0, |&u| u as usize);
+        if user >= self.digests.len() {
+            self.digests.resize(user + 1, 0);
+        }
+        self.digests[user] = self.digests[user].wrapping_add(event_digest(event_id, item_id));
     }
 
     #[cfg(test)]
@@ -523,11 +571,23 @@ impl<'p> EventSink<'p> {
             mut item,
             mut value,
             ts,
+            digests,
             ..
         } = self;
         let n = user.len();
         let parallel = n >= PARALLEL_FROM;
         let (user_ids, user_rank) = users.into_sorted();
+        let mut user_digests = vec![
+            0u64;
+            if digests.is_empty() {
+                0
+            } else {
+                user_ids.len()
+            }
+        ];
+        for (first_seen, digest) in digests.into_iter().enumerate() {
+            user_digests[user_rank[first_seen] as usize] = digest;
+        }
         let (item_ids, item_rank) = items.into_sorted();
         let (n_users, n_items) = (user_ids.len(), item_ids.len());
         let ranks = (&user_rank[..], &item_rank[..]);
@@ -577,6 +637,7 @@ impl<'p> EventSink<'p> {
             data,
             popularity,
             skipped_pairs,
+            user_digests,
         })
     }
 }
@@ -872,6 +933,7 @@ mod tests {
             data,
             popularity,
             skipped_pairs,
+            user_digests: Vec::new(),
         }
     }
 

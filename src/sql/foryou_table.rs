@@ -20,7 +20,7 @@ use super::args;
 use super::guard::guarded;
 use crate::engine::cache::load_options;
 use crate::engine::options::Options;
-use crate::engine::refit::auto_refit;
+use crate::engine::refit::AutoRefit;
 use crate::error::{Error, Result as FyResult};
 use crate::store::{Event, Shadow, SourceCheck, PARTS};
 
@@ -58,8 +58,8 @@ pub struct FeedTable {
     /// another storage format): the table can then still be dropped or renamed, and
     /// every other use reads them again and fails with the error xConnect had.
     options: Option<Options>,
-    /// Events inserted through this connection since the last `auto_refit` check.
-    inserted_since_check: u64,
+    /// What `auto_refit` counts between its checks.
+    auto_refit: AutoRefit,
     /// The caller's statement run last checked by `check_insert_source`.
     source: SourceCheck,
 }
@@ -128,7 +128,7 @@ impl FeedTable {
             who: format!("foryou: {}", shadow.table),
             shadow,
             options,
-            inserted_since_check: 0,
+            auto_refit: AutoRefit::default(),
             source: SourceCheck::default(),
         };
         Ok((Cow::Borrowed(CREATE_SQL), table))
@@ -339,11 +339,17 @@ impl UpdateVTab<'_> for FeedTable {
                 .check_insert_source(&self.conn, &mut self.source)?;
             let rowid = self.shadow.insert_event(&self.conn, id, &event)?;
             if auto_refit_every > 0 {
-                self.inserted_since_check += 1;
-                if self.inserted_since_check >= auto_refit_every {
-                    self.inserted_since_check = 0;
-                    if let Some(options) = &self.options {
-                        auto_refit(&self.conn, &self.shadow, options)?;
+                if let Some(options) = &self.options {
+                    let refitted =
+                        self.auto_refit
+                            .inserted(&self.conn, &self.shadow, options, rowid);
+                    if let Err(error) = refitted {
+                        // The INSERT fails, so the event must not stay: SQLite undoes a
+                        // failing one-row INSERT into a virtual table only in autocommit
+                        // mode, not inside the caller's transaction. (A failure of this
+                        // delete cannot add to the first error.)
+                        let _ = self.shadow.delete_event(&self.conn, rowid);
+                        return Err(error);
                     }
                 }
             }

@@ -125,8 +125,8 @@ impl Shadow {
             .map_err(|e| self.read_error("events", e))
     }
 
-    /// Streams every event in rowid order to `f(user_id, item_id, watch_time, duration,
-    /// ts)` on the calling thread, with no intermediate buffers (a refit aggregates them
+    /// Streams every event in rowid order to `f(id, user_id, item_id, watch_time,
+    /// duration, ts)` on the calling thread, with no intermediate buffers (a refit aggregates them
     /// as they come). Returns the number of events and the largest rowid (0 if none).
     ///
     /// This is the refit's hot loop (one call per event), so it drives the statement
@@ -137,7 +137,7 @@ impl Shadow {
     pub fn stream_events(
         &self,
         conn: &Connection,
-        mut f: impl FnMut(i64, i64, f64, f64, i64),
+        mut f: impl FnMut(i64, i64, i64, f64, f64, i64),
     ) -> Result<(usize, i64)> {
         /// Finalizes the statement on every path, panics included.
         struct Stmt(*mut ffi::sqlite3_stmt);
@@ -189,6 +189,7 @@ impl Shadow {
             unsafe {
                 last_id = ffi::sqlite3_column_int64(stmt.0, 0);
                 f(
+                    last_id,
                     ffi::sqlite3_column_int64(stmt.0, 1),
                     ffi::sqlite3_column_int64(stmt.0, 2),
                     ffi::sqlite3_column_double(stmt.0, 3),

@@ -9,7 +9,7 @@
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Shadow, CHUNK_ROWS};
+use super::{Shadow, Within, CHUNK_ROWS};
 use crate::error::{Error, Result};
 use crate::model::factors::MAX_FACTORS;
 use crate::model::Factors;
@@ -19,6 +19,9 @@ use crate::model::Factors;
 pub struct StoredModel {
     pub user_ids: Vec<i64>,
     pub users: Factors,
+    /// Per stored user: the digest of the events the refit learned from
+    /// (`model::feedback::events_digest`); empty for a model stored before digests.
+    pub user_digests: Vec<u64>,
     pub item_ids: Vec<i64>,
     pub items: Factors,
     pub popularity: Vec<f32>,
@@ -163,14 +166,35 @@ impl Shadow {
                 format!("popularity of row {at} is {}", items.popularity[at]),
             ));
         }
+        let user_digests = self.read_digests(conn, users.ids.len())?;
         Ok(Some(StoredModel {
             user_ids: users.ids,
             users: users.factors,
+            user_digests,
             item_ids: items.ids,
             items: items.factors,
             popularity: items.popularity,
             meta,
         }))
+    }
+
+    /// The `user_digests` row: little-endian u64 per stored user, in `<table>_users`
+    /// order; empty when the model has none (stored before digests existed).
+    fn read_digests(&self, conn: &Connection, users: usize) -> Result<Vec<u64>> {
+        let mut stmt = conn.prepare_cached(&self.sql.digests_select)?;
+        let value: Option<Value> = stmt.query_row([], |row| row.get(0)).optional()?;
+        match value {
+            None => Ok(Vec::new()),
+            Some(Value::Blob(bytes)) if bytes.len() == users * 8 => Ok(bytes
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                .collect()),
+            Some(Value::Blob(bytes)) => Err(self.damaged(
+                "model",
+                format!("{} bytes of user digests for {users} users", bytes.len()),
+            )),
+            Some(_) => Err(self.damaged("model", "user_digests is not a BLOB".into())),
+        }
     }
 
     /// Checks the shape of decoded chunks: `dim` values per id, 1 ≤ dim ≤ the largest
@@ -252,20 +276,34 @@ impl Shadow {
     /// another connection sees the old model or the new one, never a mix.
     // Chunk numbers: fewer chunks than rows, far below i64::MAX.
     #[allow(clippy::cast_possible_wrap)]
-    pub fn write_model(&self, conn: &Connection, model: &StoredModel) -> Result<()> {
+    pub fn write_model(
+        &self,
+        conn: &Connection,
+        model: &StoredModel,
+        within: Within,
+    ) -> Result<()> {
+        let sql = &self.sql;
+        let (users_insert, items_insert, model_put) = match within {
+            Within::Savepoint => (&sql.users_insert, &sql.items_insert, &sql.model_put),
+            Within::Statement => (
+                &sql.users_insert_plain,
+                &sql.items_insert_plain,
+                &sql.model_put_plain,
+            ),
+        };
         conn.prepare_cached(&self.sql.users_delete)?.execute([])?;
         conn.prepare_cached(&self.sql.items_delete)?.execute([])?;
-        let mut users = conn.prepare_cached(&self.sql.users_insert)?;
+        let mut users = conn.prepare_cached(users_insert)?;
         for (chunk, (ids, factors)) in chunked(&model.user_ids, &model.users).enumerate() {
             users.execute(params![chunk as i64, ids, factors])?;
         }
-        let mut items = conn.prepare_cached(&self.sql.items_insert)?;
+        let mut items = conn.prepare_cached(items_insert)?;
         for (chunk, (ids, factors)) in chunked(&model.item_ids, &model.items).enumerate() {
             let first = chunk * CHUNK_ROWS;
             let popularity = f32_blob(&model.popularity[first..first + ids.len() / 8]);
             items.execute(params![chunk as i64, ids, factors, popularity])?;
         }
-        let mut put = conn.prepare_cached(&self.sql.model_put)?;
+        let mut put = conn.prepare_cached(model_put)?;
         let meta = &model.meta;
         put.execute(params!["version", meta.version])?;
         put.execute(params!["tag", meta.tag])?;
@@ -273,6 +311,15 @@ impl Shadow {
         put.execute(params!["report", meta.report])?;
         put.execute(params!["newest_ts", meta.newest_ts])?;
         put.execute(params!["options", meta.options])?;
+        conn.prepare_cached(&self.sql.digests_delete)?.execute([])?;
+        if !model.user_digests.is_empty() {
+            let blob: Vec<u8> = model
+                .user_digests
+                .iter()
+                .flat_map(|d| d.to_le_bytes())
+                .collect();
+            put.execute(params!["user_digests", blob])?;
+        }
         Ok(())
     }
 }

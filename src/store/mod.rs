@@ -115,6 +115,9 @@ struct Statements {
     catalogue_size: String,
     model_tag: String,
     model_rows: String,
+    /// The per-user digests, one BLOB row of `<table>_model` (read apart: it is large).
+    digests_select: String,
+    digests_delete: String,
     model_put: String,
     model_lock: String,
     users_select: String,
@@ -123,6 +126,11 @@ struct Statements {
     items_delete: String,
     users_insert: String,
     items_insert: String,
+    /// The model's writes without a statement journal, for inside a running write
+    /// statement (see [`Within`]).
+    model_put_plain: String,
+    users_insert_plain: String,
+    items_insert_plain: String,
 }
 
 impl Statements {
@@ -184,7 +192,9 @@ impl Statements {
             ),
             catalogue_size: format!("SELECT count(DISTINCT item_id) FROM {events}"),
             model_tag: format!("SELECT value FROM {model} WHERE key = 'tag'"),
-            model_rows: format!("SELECT key, value FROM {model}"),
+            model_rows: format!("SELECT key, value FROM {model} WHERE key <> 'user_digests'"),
+            digests_select: format!("SELECT value FROM {model} WHERE key = 'user_digests'"),
+            digests_delete: format!("DELETE FROM {model} WHERE key = 'user_digests'"),
             // The model's writes as INSERT ... SELECT, for the statement journal (see
             // `event_insert_journaled`): a refit that fails undoes only itself.
             model_put: format!("INSERT OR REPLACE INTO {model}(key, value) SELECT ?1, ?2"),
@@ -197,6 +207,13 @@ impl Statements {
             users_insert: format!("INSERT INTO {users}(chunk, ids, factors) SELECT ?1, ?2, ?3"),
             items_insert: format!(
                 "INSERT INTO {items}(chunk, ids, factors, popularity) SELECT ?1, ?2, ?3, ?4"
+            ),
+            model_put_plain: format!("INSERT OR REPLACE INTO {model}(key, value) VALUES (?1, ?2)"),
+            users_insert_plain: format!(
+                "INSERT INTO {users}(chunk, ids, factors) VALUES (?1, ?2, ?3)"
+            ),
+            items_insert_plain: format!(
+                "INSERT INTO {items}(chunk, ids, factors, popularity) VALUES (?1, ?2, ?3, ?4)"
             ),
         }
     }
@@ -247,18 +264,19 @@ impl Shadow {
         }
     }
 
-    /// Runs `body` so that all of its writes land, or none do.
+    /// Runs `body` so that all of its writes land, or none do; `body` learns where it
+    /// runs ([`Within`]) and writes accordingly.
     ///
     /// Outside a write statement that is a savepoint. Inside one (an INSERT that runs
     /// an automatic refit, or `INSERT INTO log SELECT foryou_refit(...)`) SQLite opens
-    /// no savepoint, and needs none: that statement is itself atomic, and a failing
-    /// `body` fails it.
-    pub fn atomically<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    /// no savepoint; that statement fails with `body`, and undoes what `body` wrote as
+    /// far as SQLite undoes a failing statement's writes (see [`Within::Statement`]).
+    pub fn atomically<T>(conn: &Connection, body: impl FnOnce(Within) -> Result<T>) -> Result<T> {
         if write_statement_running(conn) {
-            return body();
+            return body(Within::Statement);
         }
         conn.execute_batch("SAVEPOINT foryou")?;
-        match body() {
+        match body(Within::Savepoint) {
             Ok(value) => {
                 conn.execute_batch("RELEASE foryou")?;
                 Ok(value)
@@ -432,6 +450,21 @@ pub fn heap_limit() -> Option<(u64, &'static str)> {
         (Some(h), Some(s)) => Some(if s.0 < h.0 { s } else { h }),
         (h, s) => h.or(s),
     }
+}
+
+/// Where [`Shadow::atomically`] runs its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Within {
+    /// Inside our savepoint: a failing write rolls back to it, the caller's
+    /// transaction goes on. Writes run with statement journals (`INSERT ... SELECT`), so
+    /// that disk full or out of memory undoes only the failing write, not the caller's
+    /// transaction.
+    Savepoint,
+    /// Inside the caller's running write statement, which may have no statement journal
+    /// (a one-row INSERT in an explicit transaction): writes run without one, so that
+    /// disk full or out of memory rolls back the whole transaction (SQLite's rule for a
+    /// write without a journal) rather than leave half a model in it.
+    Statement,
 }
 
 /// Whether a statement that writes is running on `conn`: then SQLite refuses to open a
