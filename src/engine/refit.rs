@@ -166,9 +166,9 @@ pub struct AutoRefit {
 impl AutoRefit {
     /// Called after each INSERT of an event at `rowid` when `options.auto_refit > 0`.
     ///
-    /// A model that fails to converge keeps the previous one and the INSERT succeeds
-    /// (the next check tries again); every other error, damaged storage and SQLite's own
-    /// included, fails the INSERT.
+    /// A model that fails to converge, or a refit refused for want of memory, keeps the
+    /// previous model and the INSERT succeeds (the next check tries again); every other
+    /// error, damaged storage and SQLite's own included, fails the INSERT.
     pub fn inserted(
         &mut self,
         conn: &Connection,
@@ -209,7 +209,10 @@ impl AutoRefit {
                 self.upto = None;
                 Ok(())
             }
-            Err(Error::Diverged { .. }) => Ok(()),
+            // Soft failures, which change nothing: the model stays, the INSERT stands,
+            // and the next check tries again. (A refit too large for the memory the
+            // application allows must not stop its inserts.)
+            Err(Error::Diverged { .. } | Error::OutOfMemory { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -254,3 +254,30 @@ fn a_small_refit_under_a_heap_limit_still_refits() {
     let report = refit(&conn, r#"SELECT foryou_refit('feed', '{"factors": 256}')"#);
     assert_eq!(report["version"], 2);
 }
+
+/// An automatic refit refused for want of memory is a soft failure, like a diverged
+/// fit: the INSERT that ran it stands, the model stays, and later inserts go on (a
+/// limit must not stop an app's event stream).
+#[test]
+fn an_automatic_refit_over_the_heap_limit_keeps_the_insert_and_the_model() {
+    let _lock = locked();
+    let conn = memory();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE feed USING foryou(factors = 256, tune = false, auto_refit = 100)",
+    )
+    .unwrap();
+    events(&conn, "feed", 20_000, 2_000, 2_000); // ran automatic refits
+    let before = stored(&conn);
+    assert!(before.0 >= 1);
+    conn.execute_batch("PRAGMA soft_heap_limit = 8000000")
+        .unwrap();
+    let count = int(&conn, "SELECT count(*) FROM feed");
+    events(&conn, "feed", 300, 2_000, 2_000); // three checks, each refused
+    assert_eq!(int(&conn, "SELECT count(*) FROM feed"), count + 300);
+    assert_eq!(stored(&conn), before);
+    // With the limit lifted, the next check refits again.
+    // SAFETY: sets a process-wide limit of the (bundled) SQLite; 0 means none.
+    unsafe { rusqlite::ffi::sqlite3_soft_heap_limit64(0) };
+    events(&conn, "feed", 100, 2_000, 2_000);
+    assert!(stored(&conn).0 > before.0);
+}
