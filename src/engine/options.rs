@@ -470,7 +470,8 @@ impl Options {
                 .find(|s| s.name == key.as_str() && s.scope == Scope::Training)
                 .ok_or_else(|| OptionError::NotPerRefit {
                     key: key.clone(),
-                    known: std::iter::once("mode")
+                    known: ["mode", "progress"]
+                        .into_iter()
                         .chain(
                             SPECS
                                 .iter()

@@ -22,7 +22,7 @@
 //! An incremental refit keeps the stored model's tuned values; a full refit chooses again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
@@ -50,8 +50,14 @@ pub enum Mode {
 /// Runs one refit of `shadow` and stores the result; returns the JSON report. An error
 /// of SQLite's (BUSY, READONLY, INTERRUPT, FULL...) keeps its code and is named:
 /// `foryou_refit: cannot refit <table> (<SQLite's message>); the previous model is kept`.
-pub fn refit(conn: &Connection, shadow: &Shadow, options: &Options, mode: Mode) -> Result<String> {
-    refit_unnamed(conn, shadow, options, mode).map_err(|e| match e {
+pub fn refit(
+    conn: &Connection,
+    shadow: &Shadow,
+    options: &Options,
+    mode: Mode,
+    progress: Progress,
+) -> Result<String> {
+    refit_unnamed(conn, shadow, options, mode, progress).map_err(|e| match e {
         Error::Sqlite(source @ rusqlite::Error::SqliteFailure(..)) => Error::SqliteWhile {
             context: format!("{WHO}: cannot refit {}", shadow.table),
             source,
@@ -66,6 +72,7 @@ fn refit_unnamed(
     shadow: &Shadow,
     options: &Options,
     mode: Mode,
+    progress: Progress,
 ) -> Result<String> {
     let started = Instant::now();
     shadow.check_writable(conn)?;
@@ -89,7 +96,9 @@ fn refit_unnamed(
     let options = options_for_fit(&shadow.table, options, previous.as_ref())?;
     check_memory(&sink, event_count, &options, previous.as_ref(), limit)?;
     let newest = sink.newest_ts();
-    let fitted = fit(conn, sink, &options, previous.as_ref())?;
+    let mut reporter = Reporter::new(progress, &shadow.table, started);
+    reporter.started_fit(event_count, &options, previous.is_some());
+    let fitted = fit(conn, sink, &options, previous.as_ref(), &mut reporter)?;
     let Fitted {
         feedback: fb,
         users,
@@ -142,8 +151,109 @@ fn refit_unnamed(
             },
         };
         shadow.write_model(conn, &stored, within)?;
-        Ok(report)
+        Ok((report, version))
     })
+    .map(|(report, version)| {
+        reporter.stored(version);
+        report
+    })
+}
+
+/// The fit's parameters from the options (an incremental fit's sweeps are its own).
+fn als_params(options: &Options, incremental: bool) -> AlsParams {
+    #[allow(clippy::cast_possible_truncation)] // validated: 0 <= regularization <= 1e6
+    AlsParams {
+        factors: options.factors,
+        iterations: if incremental {
+            options.incremental_iterations
+        } else {
+            options.iterations
+        },
+        regularization: options.regularization as f32,
+        regularization_scaling: options.regularization_scaling,
+        cg_steps: options.cg_steps,
+        seed: options.seed,
+    }
+}
+
+/// Whether a refit reports its progress: `{"progress": true}` in `options_json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    Quiet,
+    /// One line on standard error when the fit starts, at most one a second while it
+    /// sweeps, and one when the model is stored (for the shell, and for logs).
+    Stderr,
+}
+
+/// Prints a refit's progress lines when asked to ([`Progress::Stderr`]); on the calling
+/// thread only, from what the fit's [`als::Control`] counts.
+struct Reporter<'a> {
+    progress: Progress,
+    table: &'a str,
+    started: Instant,
+    /// Sweeps the whole refit will run, when known (not while tuning chooses).
+    planned: Option<u64>,
+    last: (u64, Instant),
+}
+
+impl<'a> Reporter<'a> {
+    fn new(progress: Progress, table: &'a str, started: Instant) -> Self {
+        Reporter {
+            progress,
+            table,
+            started,
+            planned: None,
+            last: (0, started),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        if self.progress == Progress::Stderr {
+            eprintln!(
+                "foryou_refit {}: {text} ({:.1} s)",
+                self.table,
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    fn started_fit(&mut self, events: usize, options: &Options, incremental: bool) {
+        let tuning = options.tune && !incremental;
+        let sweeps = if incremental {
+            options.incremental_iterations
+        } else {
+            options.iterations
+        };
+        self.planned = (!tuning).then(|| u64::try_from(sweeps).unwrap_or(u64::MAX));
+        self.line(&format!(
+            "{events} events read; {} {sweeps} sweeps of {} factors",
+            match (incremental, tuning) {
+                (true, _) => "an incremental fit,",
+                (false, true) => "tuning alpha and regularization, then",
+                (false, false) => "a full fit,",
+            },
+            options.factors
+        ));
+    }
+
+    /// Called every few milliseconds while the fit runs.
+    fn sweeps(&mut self, done: u64) {
+        if self.progress == Progress::Quiet || done == self.last.0 {
+            return;
+        }
+        if self.last.1.elapsed().as_secs_f64() < 1.0 && self.planned != Some(done) {
+            return;
+        }
+        self.last = (done, Instant::now());
+        match self.planned {
+            Some(total) => self.line(&format!("sweep {done} of {total}")),
+            None => self.line(&format!("sweep {done} (tuning's included)")),
+        }
+    }
+
+    fn stored(&self, version: i64) {
+        self.line(&format!("model version {version} stored"));
+    }
 }
 
 /// What one table handle keeps for the `auto_refit = N` option between its checks.
@@ -203,7 +313,7 @@ impl AutoRefit {
             // A model refitted by hand with another `factors` keeps it.
             options.factors = stored_options(&shadow.table, meta)?.factors;
         }
-        match refit(conn, shadow, &options, Mode::Incremental) {
+        match refit(conn, shadow, &options, Mode::Incremental, Progress::Quiet) {
             Ok(_) => {
                 self.late = 0;
                 self.upto = None;
@@ -338,24 +448,13 @@ fn fit(
     sink: feedback::EventSink<'_>,
     options: &Options,
     previous: Option<&StoredModel>,
+    reporter: &mut Reporter<'_>,
 ) -> Result<Fitted> {
     let feedback_params = options.feedback();
-    #[allow(clippy::cast_possible_truncation)] // validated: 0 <= regularization <= 1e6
-    let mut params = AlsParams {
-        factors: options.factors,
-        iterations: if previous.is_some() {
-            options.incremental_iterations
-        } else {
-            options.iterations
-        },
-        regularization: options.regularization as f32,
-        regularization_scaling: options.regularization_scaling,
-        cg_steps: options.cg_steps,
-        seed: options.seed,
-    };
+    let mut params = als_params(options, previous.is_some());
     let newest = sink.newest_ts();
     let tune_now = options.tune && previous.is_none();
-    let stop = AtomicBool::new(false);
+    let stop = als::Control::new();
     let (computed, interrupted, threads) = workers::with_pool(options.threads, |pool| {
         let job = || {
             let mut fb = sink.try_finish(newest).map_err(Halt::Memory)?;
@@ -401,8 +500,12 @@ fn fit(
             let fitted = als::fit_warm_stoppable(&fb.data, &params, pool, users, items, &stop);
             Ok((fb, fitted, tuned))
         };
-        let (computed, interrupted) =
-            workers::watched(pool, &stop, job, || store::interruption(conn));
+        let (computed, interrupted) = workers::watched(pool, &stop, job, || {
+            reporter.sweeps(stop.sweeps());
+            store::interruption(conn)
+        });
+        // The last count, also of a fit that ended before the first look.
+        reporter.sweeps(stop.sweeps());
         (computed, interrupted, pool.current_num_threads())
     })
     .map_err(|e| Error::Threads {

@@ -8,7 +8,7 @@
 //! `build_scoped`, whose threads are spawned in a `std::thread::scope` and joined before
 //! it returns, and nothing uses the global pool (plain scoped threads elsewhere).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::model::als::Control;
 use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ pub const POLL: Duration = Duration::from_millis(10);
 /// once it has unwound.
 pub fn watched<R: Send, S>(
     pool: &ThreadPool,
-    stop: &AtomicBool,
+    stop: &Control,
     job: impl FnOnce() -> R + Send,
     mut check: impl FnMut() -> Option<S>,
 ) -> (Option<R>, Option<S>) {
@@ -56,7 +56,7 @@ pub fn watched<R: Send, S>(
                     if reason.is_none() {
                         reason = check();
                         if reason.is_some() {
-                            stop.store(true, Ordering::Relaxed);
+                            stop.raise();
                         }
                     }
                 }

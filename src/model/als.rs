@@ -96,7 +96,7 @@
 //! weight is 1), like `implicit`'s `calculate_loss`, computed without visiting
 //! unobserved pairs: `Σ_unobserved w_i (x·y)² = Σ_u x_uᵀ(YᵀWY)x_u − Σ_observed w_i (x·y)²`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
@@ -286,13 +286,46 @@ pub(crate) fn check_finite(users: &Factors, items: &Factors) -> Result<(), Model
     Ok(())
 }
 
+/// What another thread (the one that owns the connection) and a running fit share: a
+/// stop flag the fit reads, and the sweeps it has done, which the other thread may read
+/// to report progress. Neither changes what the fit computes.
+#[derive(Debug, Default)]
+pub struct Control {
+    stop: AtomicBool,
+    sweeps: AtomicU64,
+}
+
+impl Control {
+    pub const fn new() -> Control {
+        Control {
+            stop: AtomicBool::new(false),
+            sweeps: AtomicU64::new(0),
+        }
+    }
+
+    /// Asks the fits that read this to stop soon.
+    pub fn raise(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Full sweeps (users, then items) finished by the fits that share this, tuning's
+    /// included.
+    pub fn sweeps(&self) -> u64 {
+        self.sweeps.load(Ordering::Relaxed)
+    }
+
+    fn sweep_done(&self) {
+        self.sweeps.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// A stop flag that is never raised: the fits without one.
-static NEVER: AtomicBool = AtomicBool::new(false);
+static NEVER: Control = Control::new();
 
 /// Whether another thread raised `stop`. Relaxed: the flag carries no data, and a fit
 /// that sees it a little late only stops a little later.
-pub fn stopped(stop: &AtomicBool) -> bool {
-    stop.load(Ordering::Relaxed)
+pub fn stopped(stop: &Control) -> bool {
+    stop.stop.load(Ordering::Relaxed)
 }
 
 /// Cold start: users = `Factors::random(n_users, f, seed, 0)`, items =
@@ -320,7 +353,7 @@ pub fn fit_stoppable(
     data: &Interactions,
     params: &AlsParams,
     pool: &rayon::ThreadPool,
-    stop: &AtomicBool,
+    stop: &Control,
 ) -> Result<(Factors, Factors, FitReport), ModelError> {
     check_inputs(data, params)?;
     let (users, items) = cold_start(data, params);
@@ -375,7 +408,7 @@ pub fn fit_warm_stoppable(
     pool: &rayon::ThreadPool,
     users: Factors,
     items: Factors,
-    stop: &AtomicBool,
+    stop: &Control,
 ) -> Result<(Factors, Factors, FitReport), ModelError> {
     fit_warm_impl(data, params, pool, users, items, false, stop)
 }
@@ -389,7 +422,7 @@ fn fit_warm_impl(
     mut users: Factors,
     mut items: Factors,
     trace: bool,
-    stop: &AtomicBool,
+    stop: &Control,
 ) -> Result<(Factors, Factors, FitReport), ModelError> {
     check_inputs(data, params)?;
     for (side, f, rows) in [
@@ -454,6 +487,7 @@ fn fit_warm_impl(
         );
         go_on()?;
         check_finite(&users, &items)?;
+        stop.sweep_done();
         if trace {
             loss_history.push(loss(data, &users, &items, reg, scaling, pool));
         }
@@ -559,7 +593,7 @@ fn cg_sweep_exact(
     scaling: RegularizationScaling,
     cg_steps: usize,
     pool: &rayon::ThreadPool,
-    stop: &AtomicBool,
+    stop: &Control,
 ) {
     let dim = target.dim;
     // With one λ for all rows it is folded into the shared Gramian of the user step (the
@@ -1374,12 +1408,13 @@ mod tests {
             ..AlsParams::default()
         };
         let bits = |f: &Factors| f.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        let flag = AtomicBool::new(false);
+        let flag = Control::new();
         let (u1, i1, r1) = fit(&data, &params, &pool(2)).unwrap();
         let (u2, i2, r2) = fit_stoppable(&data, &params, &pool(3), &flag).unwrap();
         assert_eq!((bits(&u1), bits(&i1)), (bits(&u2), bits(&i2)));
         assert_eq!(r1.loss.to_bits(), r2.loss.to_bits());
-        flag.store(true, Ordering::Relaxed);
+        assert_eq!(flag.sweeps(), 5, "one count per full sweep");
+        flag.raise();
         assert_eq!(
             fit_stoppable(&data, &params, &pool(2), &flag).unwrap_err(),
             ModelError::Stopped

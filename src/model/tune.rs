@@ -26,7 +26,6 @@
 //! deterministic, like the fit.
 
 use std::collections::HashSet;
-use std::sync::atomic::AtomicBool;
 
 use super::als::{self, AlsParams, ModelError, RegularizationScaling};
 use super::factors::mix64;
@@ -194,7 +193,7 @@ fn score(
     item_ids: &[i64],
     users: &Factors,
     items: &Factors,
-    stop: &AtomicBool,
+    stop: &als::Control,
 ) -> Option<f64> {
     let mut acc = Accumulator::default();
     for (u, relevant) in relevant {
@@ -257,7 +256,7 @@ pub fn choose(
     built: Built,
     base: &AlsParams,
     pool: &rayon::ThreadPool,
-    stop: &AtomicBool,
+    stop: &als::Control,
 ) -> Result<Result<Outcome, Skipped>, ModelError> {
     let Built {
         form,
@@ -449,7 +448,7 @@ mod tests {
             alpha: 2.0,
             full_watch: 2.0,
         };
-        let never = AtomicBool::new(false);
+        let never = als::Control::new();
         let run = |iterations, threads| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -466,7 +465,8 @@ mod tests {
                 .unwrap()
         };
         // A raised stop flag abandons the choice.
-        let stop = AtomicBool::new(true);
+        let stop = als::Control::new();
+        stop.raise();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(2)
             .build()

@@ -12,7 +12,7 @@ use super::args;
 use super::scalar::Args;
 use crate::engine::cache::{load_options, resolve_model};
 use crate::engine::options::Options;
-use crate::engine::refit::{refit, Mode};
+use crate::engine::refit::{refit, Mode, Progress};
 use crate::error::{Error, OptionError, Result};
 
 const WHO: &str = "foryou_refit";
@@ -25,23 +25,35 @@ pub fn foryou_refit(ctx: &Args<'_>) -> Result<String> {
     };
     let shadow = resolve_model(&conn, WHO, model)?;
     let stored = load_options(&conn, &shadow)?;
-    let (options, mode) = match ctx.len() {
+    let (options, mode, progress) = match ctx.len() {
         2 => match ctx.get(1)? {
-            ValueRef::Null => (stored, Mode::Full),
+            ValueRef::Null => (stored, Mode::Full, Progress::Quiet),
             ValueRef::Text(t) => call_options(&stored, &String::from_utf8_lossy(t))?,
             _ => return Err(OptionError::NotText.into()),
         },
-        _ => (stored, Mode::Full),
+        _ => (stored, Mode::Full, Progress::Quiet),
     };
-    refit(&conn, &shadow, &options, mode)
+    refit(&conn, &shadow, &options, mode, progress)
 }
 
-/// Splits `options_json` into the mode and the option overrides.
-fn call_options(stored: &Options, json: &str) -> Result<(Options, Mode)> {
+/// Splits `options_json` into the mode, the progress switch and the option overrides.
+fn call_options(stored: &Options, json: &str) -> Result<(Options, Mode, Progress)> {
     let mut value: serde_json::Value =
         serde_json::from_str(json).map_err(|e| OptionError::NotJson {
             detail: e.to_string(),
         })?;
+    let progress = match value.as_object_mut().and_then(|m| m.remove("progress")) {
+        None | Some(serde_json::Value::Bool(false)) => Progress::Quiet,
+        Some(serde_json::Value::Bool(true)) => Progress::Stderr,
+        Some(other) => {
+            return Err(Error::Option(OptionError::Invalid {
+                who: WHO,
+                name: "progress",
+                expected: "expects true or false".to_string(),
+                got: other.to_string(),
+            }))
+        }
+    };
     let mode = match value.as_object_mut().and_then(|m| m.remove("mode")) {
         None => Mode::Full,
         Some(serde_json::Value::String(m)) if m == "full" => Mode::Full,
@@ -55,5 +67,5 @@ fn call_options(stored: &Options, json: &str) -> Result<(Options, Mode)> {
             }))
         }
     };
-    Ok((stored.with_refit_json(&value.to_string())?, mode))
+    Ok((stored.with_refit_json(&value.to_string())?, mode, progress))
 }

@@ -309,3 +309,60 @@ fn a_failed_automatic_refit_inside_a_transaction_leaves_no_event() {
     conn.execute_batch("COMMIT").unwrap();
     assert_eq!(int(&conn, "SELECT count(*) FROM feed"), before);
 }
+
+/// `{"progress": true}` reports a refit on standard error (the shell shows it): when
+/// the fit starts, while it sweeps, and when the model is stored; nothing without it.
+#[test]
+fn a_refit_reports_its_progress_on_stderr_when_asked() {
+    let ext = foryou_tests::extension_path();
+    let run = |json: &str| {
+        let sql = format!(
+            "CREATE VIRTUAL TABLE feed USING foryou(factors = 8);
+             WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 3000)
+             INSERT INTO feed(user_id, item_id, watch_time, duration, ts)
+             SELECT v % 97, v % 89, v % 30, 15, v FROM n;
+             SELECT json_extract(foryou_refit('feed', '{json}'), '$.version');"
+        );
+        let out = std::process::Command::new("sqlite3")
+            .args([
+                "-batch",
+                "-cmd",
+                &format!(".load {}", ext.display()),
+                ":memory:",
+            ])
+            .arg(sql)
+            .output()
+            .expect("run the sqlite3 shell");
+        assert!(out.status.success(), "{out:?}");
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (version, quiet) = run(r#"{"tune": false}"#);
+    assert_eq!((version.as_str(), quiet.as_str()), ("1", ""));
+    let (version, lines) = run(r#"{"tune": false, "iterations": 7, "progress": true}"#);
+    assert_eq!(version, "1");
+    let lines: Vec<&str> = lines.lines().collect();
+    assert!(
+        lines.iter().all(|l| l.starts_with("foryou_refit feed: ")),
+        "{lines:?}"
+    );
+    assert!(
+        lines[0].contains("3000 events read; a full fit, 7 sweeps of 8 factors"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("sweep 7 of 7")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.last().unwrap().contains("model version 1 stored"),
+        "{lines:?}"
+    );
+    let (_, tuned) = run(r#"{"progress": true}"#);
+    assert!(
+        tuned.contains("tuning alpha and regularization, then 15 sweeps"),
+        "{tuned}"
+    );
+}
