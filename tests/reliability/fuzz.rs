@@ -974,8 +974,14 @@ impl Watchdog {
 
 fn out(line: &str) {
     let mut o = std::io::stdout().lock();
-    let _ = writeln!(o, "{}", line.replace('\n', "\\n"));
-    let _ = o.flush();
+    // The parent reads every line; once it is gone (killed, or done with this child),
+    // there is no one to work for: stop rather than run on as an orphan.
+    if writeln!(o, "{}", line.replace('\n', "\\n"))
+        .and_then(|()| o.flush())
+        .is_err()
+    {
+        std::process::exit(3);
+    }
 }
 
 fn mentions_scalar(sql: &str) -> bool {

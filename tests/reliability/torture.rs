@@ -59,8 +59,11 @@ fn open(path: &Path) -> Connection {
 
 fn out(line: &str) {
     let mut o = std::io::stdout().lock();
-    let _ = writeln!(o, "{line}");
-    let _ = o.flush();
+    // The parent reads every line; once it is gone (killed, or done with this child),
+    // there is no one to work for: stop rather than run on as an orphan.
+    if writeln!(o, "{line}").and_then(|()| o.flush()).is_err() {
+        std::process::exit(3);
+    }
 }
 
 // ---------------------------------------------------------------- (a) kill -9
