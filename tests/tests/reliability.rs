@@ -366,3 +366,32 @@ fn a_refit_reports_its_progress_on_stderr_when_asked() {
         "{tuned}"
     );
 }
+
+/// With `half_life_days`, an event at ts = -9223372036854775808 is the oldest possible:
+/// it weighs what any event centuries older than the newest weighs (0), not 1 (the age
+/// overflowed i64).
+#[test]
+fn the_oldest_timestamp_weighs_nothing_with_recency_decay() {
+    let feed_with = |old_ts: i64| {
+        let conn = memory();
+        conn.execute_batch(
+            "CREATE VIRTUAL TABLE feed USING foryou(factors = 4, tune = false, half_life_days = 1, exclude_watched = false);
+             WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 200)
+             INSERT INTO feed(user_id, item_id, watch_time, duration, ts)
+             SELECT v % 7, v % 11, 10, 10, 1700000000 + v FROM n;",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO feed(user_id, item_id, watch_time, duration, ts) VALUES (1, 3, 100, 10, ?1)",
+            [old_ts],
+        )
+        .unwrap();
+        int(&conn, "SELECT length(foryou_refit('feed')) > 0");
+        feed_of(&conn, 1)
+    };
+    // 10^12 s (about 31,700 years) before the newest event: 0.5^(1.16e7) is 0.
+    assert_eq!(
+        feed_with(i64::MIN),
+        feed_with(1_700_000_000 - 1_000_000_000_000)
+    );
+}
