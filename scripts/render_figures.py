@@ -150,6 +150,7 @@ def replace_block(lines, markers, block, src):
     try:
         b, e = lines.index(begin), lines.index(end)
     except ValueError:
+        print(f"render_figures: {src} has no {begin} ... {end} block", file=sys.stderr)
         return None
     if e < b:
         print(f"render_figures: {src}: {end} before {begin}", file=sys.stderr)
@@ -162,22 +163,15 @@ def main(argv):
     dst = argv[2] if len(argv) > 2 else src
     with open(src, encoding="utf-8") as f:
         lines = f.read().split("\n")
-    try:
-        b, e = lines.index(BEGIN), lines.index(END)
-    except ValueError:
-        print(f"render_figures: {src} has no {BEGIN} ... {END} block", file=sys.stderr)
+    lines = replace_block(lines, (BEGIN, END),
+                          figures(load("bench/results.json"), load("eval/results.json")), src)
+    if lines is None:
         return 1
-    if e < b:
-        print(f"render_figures: {src}: {END} before {BEGIN}", file=sys.stderr)
-        return 1
-    block = figures(load("bench/results.json"), load("eval/results.json"))
-    lines = lines[:b + 1] + block + lines[e:]
     if RELIABILITY[0] in lines:
-        replaced = replace_block(lines, RELIABILITY,
-                                 reliability(load("tests/reliability/results.json")), src)
-        if replaced is None:
+        lines = replace_block(lines, RELIABILITY,
+                              reliability(load("tests/reliability/results.json")), src)
+        if lines is None:
             return 1
-        lines = replaced
     text = "\n".join(lines)
     if dst == "-":
         sys.stdout.write(text)

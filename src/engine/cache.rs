@@ -11,12 +11,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use rusqlite::{ffi, Connection};
+use rusqlite::Connection;
 
 use super::options::Options;
 use super::serving::Serving;
 use crate::error::{Error, Result};
-use crate::store::{foryou_tables, quote, Shadow};
+use crate::store::{self, foryou_tables, Shadow};
 
 /// Which database file a schema is, `PRAGMA data_version`, `PRAGMA schema_version` and
 /// this connection's total changes for one schema: a commit by another connection, DDL
@@ -38,41 +38,14 @@ pub struct DbState {
 
 impl DbState {
     fn read(conn: &Connection, schema: &str) -> rusqlite::Result<DbState> {
-        let pragma = |name: &str| -> rusqlite::Result<i64> {
-            conn.prepare_cached(&format!("PRAGMA {}.{name}", quote(schema)))?
-                .query_row([], |row| row.get(0))
-        };
-        // The pragmas first: they fail on a schema that is not attached.
-        let data_version = pragma("data_version")?;
+        let (data_version, schema_version) = store::schema_versions(conn, schema)?;
         Ok(DbState {
-            file: file_identity(conn, schema),
+            file: store::file_identity(conn, schema),
             data_version,
-            schema_version: pragma("schema_version")?,
+            schema_version,
             changes: conn.total_changes(),
         })
     }
-}
-
-/// A hash of the name of the file attached as `schema` ("" when it has none); 0 when
-/// the schema does not exist.
-pub fn file_identity(conn: &Connection, schema: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let Ok(schema) = std::ffi::CString::new(schema) else {
-        return 0;
-    };
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    // SAFETY: the handle of a live connection, used on this thread during this call.
-    // The returned name belongs to the schema's pager and stays valid until the schema
-    // is detached or the connection closed; it is only read here, before any SQL runs.
-    // NULL means no such schema.
-    unsafe {
-        let name = ffi::sqlite3_db_filename(conn.handle(), schema.as_ptr());
-        if name.is_null() {
-            return 0;
-        }
-        std::ffi::CStr::from_ptr(name).to_bytes().hash(&mut hasher);
-    }
-    hasher.finish()
 }
 
 /// A model as a serving call needs it.
@@ -219,7 +192,7 @@ impl ConnectionState {
     /// The current model of `shadow`, decoded once per refit; None before the first refit.
     pub fn serving(&self, conn: &Connection, shadow: &Shadow) -> Result<Option<Arc<Serving>>> {
         let key = (shadow.schema.clone(), shadow.table.clone());
-        let file = file_identity(conn, &shadow.schema);
+        let file = store::file_identity(conn, &shadow.schema);
         let tag = shadow.model_tag(conn)?;
         let mut models = self
             .models

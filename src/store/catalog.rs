@@ -169,6 +169,38 @@ fn module_of(sql: &str) -> Option<String> {
     }
 }
 
+/// `PRAGMA data_version` and `PRAGMA schema_version` of `schema` (they fail on a schema
+/// that is not attached).
+pub fn schema_versions(conn: &Connection, schema: &str) -> rusqlite::Result<(i64, i64)> {
+    let pragma = |name: &str| -> rusqlite::Result<i64> {
+        conn.prepare_cached(&format!("PRAGMA {}.{name}", quote(schema)))?
+            .query_row([], |row| row.get(0))
+    };
+    Ok((pragma("data_version")?, pragma("schema_version")?))
+}
+
+/// A hash of the name of the file attached as `schema` ("" when it has none); 0 when
+/// the schema does not exist. One `sqlite3_db_filename` call, no SQL.
+pub fn file_identity(conn: &Connection, schema: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let Ok(schema) = std::ffi::CString::new(schema) else {
+        return 0;
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    // SAFETY: the handle of a live connection, used on this thread during this call.
+    // The returned name belongs to the schema's pager and stays valid until the schema
+    // is detached or the connection closed; it is only read here, before any SQL runs.
+    // NULL means no such schema.
+    unsafe {
+        let name = rusqlite::ffi::sqlite3_db_filename(conn.handle(), schema.as_ptr());
+        if name.is_null() {
+            return 0;
+        }
+        std::ffi::CStr::from_ptr(name).to_bytes().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::module_of as module;

@@ -29,7 +29,7 @@ use rusqlite::{ffi, Connection};
 
 use crate::error::{Error, Result};
 
-pub use catalog::{foryou_tables, read_holdout};
+pub use catalog::{file_identity, foryou_tables, read_holdout, schema_versions};
 pub use events::Event;
 pub use factors::{ModelMeta, StoredModel};
 
@@ -386,10 +386,13 @@ fn names_identifier(sql: &str, identifier: &str) -> bool {
     })
 }
 
-/// The statement that writes and is running on `conn`, with its run count.
+/// The statement that writes and is running on `conn` (busy: stepped, not reset; and
+/// not read-only), with its run count.
 fn running_write_statement(conn: &Connection) -> Option<(*mut ffi::sqlite3_stmt, i32)> {
-    // SAFETY: as in `write_statement_running`; sqlite3_stmt_status only reads a counter
-    // of a statement from the connection's list.
+    // SAFETY: the handle of a live connection, used on this thread during this call.
+    // sqlite3_next_stmt walks the connection's own list of prepared statements, which
+    // cannot change while we hold no statement and run no SQL; sqlite3_stmt_busy,
+    // sqlite3_stmt_readonly and sqlite3_stmt_status only read a statement of that list.
     unsafe {
         let db = conn.handle();
         let mut stmt = ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
@@ -471,21 +474,7 @@ pub enum Within {
 /// savepoint ("SQL statements in progress"), exactly when one of its statements is
 /// busy (stepped, not reset) and not read-only.
 fn write_statement_running(conn: &Connection) -> bool {
-    // SAFETY: the handle of a live connection, used on this thread during this call.
-    // sqlite3_next_stmt walks the connection's own list of prepared statements, which
-    // cannot change while we hold no statement and run no SQL; sqlite3_stmt_busy and
-    // sqlite3_stmt_readonly only read a statement from that list.
-    unsafe {
-        let db = conn.handle();
-        let mut stmt = ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
-        while !stmt.is_null() {
-            if ffi::sqlite3_stmt_busy(stmt) != 0 && ffi::sqlite3_stmt_readonly(stmt) == 0 {
-                return true;
-            }
-            stmt = ffi::sqlite3_next_stmt(db, stmt);
-        }
-    }
-    false
+    running_write_statement(conn).is_some()
 }
 
 #[cfg(test)]
