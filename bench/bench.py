@@ -52,6 +52,8 @@ else:
     INGEST_REPS = {"small": 5, "kuairec": 5, "ml20m": 1}
     REFIT_REPS = {"small": 5, "kuairec": 5, "ml20m": 3, "sweep-1m": 3, "sweep-5m": 3}
     ROUND_BUDGET = 2.0
+# Models whose filtered serving is measured (allow-lists of 100 items, 10% and 90%).
+FILTERED = ["cat-10k", "cat-100k"] if QUICK else ["ml20m", "cat-1m"]
 LATENCY_ROUNDS = 5
 MIN_CALLS, MAX_CALLS = 200, 3000
 FOLDIN_USERS = 7
@@ -630,6 +632,8 @@ def measure_serving(name, db, data, rng, vec=True):
 
     if vec:
         res.update(measure_sqlite_vec(name, X, Y, user_pos, item_pos, users, items))
+    if name in FILTERED:
+        res["filters"] = measure_filters(name, db, X, Y, item_ids, user_pos, users, rng)
     res["ratio_recommend_implicit"] = res["foryou_recommend"]["p50_ms"] / res["implicit_recommend"]["p50_ms"]
     res["ratio_similar_implicit"] = res["foryou_similar"]["p50_ms"] / res["implicit_similar"]["p50_ms"]
     if vec:
@@ -697,6 +701,89 @@ def measure_sqlite_vec(name, X, Y, user_pos, item_pos, users, items):
     res["vec_mips_agrees_with_numpy"] = float(np.mean(agree))
     con.close()
     return res
+
+
+def measure_filters(name, db, X, Y, item_ids, user_pos, users, rng):
+    """recommend(u, 10) restricted to an allow-list, through SQL, as an app writes it: 100
+    candidate ids bound as a JSON array (re-ranking another stage's candidates), and 10% /
+    90% of the catalogue by a column of the app's own table (`videos.bucket`, indexed).
+    sqlite-vec on the same vectors: the same filters inside its KNN, as a vec0 metadata
+    column (`bucket = 3`, `bucket != 3`) and `rowid IN (...)`. Also: what SQLite alone takes
+    to produce each list (the part of the filtered call that is not the scan)."""
+    import sqlite_vec
+    n = len(item_ids)
+    bucket = (np.arange(n, dtype=np.int64) * 7919) % 10
+    con = connect(db)
+    con.execute("DROP TABLE IF EXISTS videos")
+    con.execute("CREATE TABLE videos(item_id INTEGER PRIMARY KEY, bucket INTEGER)")
+    con.execute("BEGIN")
+    con.executemany("INSERT INTO videos VALUES (?, ?)", zip(item_ids.tolist(), bucket.tolist()))
+    con.execute("COMMIT")
+    con.execute("CREATE INDEX videos_bucket ON videos(bucket)")
+    lists = [json.dumps(rng.choice(item_ids, 100, replace=False).tolist()) for _ in range(256)]
+    filters = {
+        "list-100": ("item_id IN (SELECT value FROM json_each(?))", "rowid IN (SELECT value FROM json_each(?))",
+                     "SELECT count(*) FROM json_each(?)"),
+        "share-10": ("item_id IN (SELECT item_id FROM videos WHERE bucket = 3)", "bucket = 3",
+                     "SELECT count(*) FROM (SELECT item_id FROM videos WHERE bucket = 3)"),
+        "share-90": ("item_id IN (SELECT item_id FROM videos WHERE bucket != 3)", "bucket != 3",
+                     "SELECT count(*) FROM (SELECT item_id FROM videos WHERE bucket != 3)"),
+    }
+    args = [(u, lists[j % len(lists)]) for j, u in enumerate(users)]
+
+    def params(name, a):
+        return a if name == "list-100" else a[:1]
+
+    out = {"items": n}
+    unfiltered = latency(lambda u: con.execute("SELECT item_id, score FROM recommend(?, 10)", (u,)).fetchall(), users)
+    out["foryou_unfiltered"] = unfiltered
+    item_pos = {int(i): p for p, i in enumerate(item_ids.tolist())}
+    for fname, (fy, _, delivery) in filters.items():
+        sql = f"SELECT item_id, score FROM recommend(?, 10) WHERE {fy}"
+        r = {"foryou": latency(lambda a: con.execute(sql, params(fname, a)).fetchall(), args)}
+        r["list_delivery"] = latency(lambda a: con.execute(delivery, params(fname, a)[1:]).fetchall(), args)
+        # correctness: 10 rows, the numpy top 10 of the allowed, unwatched items
+        agree, full = [], []
+        for u, lst in args[:20]:
+            got = [x[0] for x in con.execute(sql, params(fname, (u, lst)))]
+            if fname == "list-100":
+                keep = np.isin(item_ids, np.array(json.loads(lst), dtype=np.int64))
+            else:
+                keep = (bucket == 3) == (fname == "share-10")
+            watched = [x[0] for x in con.execute("SELECT item_id FROM feed WHERE user_id = ?", (u,))]
+            keep = keep & ~np.isin(item_ids, np.array(watched, dtype=np.int64))
+            s = Y @ X[user_pos[u]]
+            s[~keep] = -np.inf
+            top = item_ids[np.argsort(-s, kind="stable")[:10]].tolist()
+            agree.append(len(set(got) & set(top)) / 10)
+            full.append(len(got) == min(10, int(keep.sum())))
+        r["foryou_agrees_with_numpy"] = float(np.mean(agree))
+        r["foryou_returns_k"] = float(np.mean(full))
+        out[fname] = r
+        log(f"{name}: foryou recommend {fname} p50 {r['foryou']['p50_ms']:.3f} ms "
+            f"(list delivery {r['list_delivery']['p50_ms']:.3f} ms, unfiltered {unfiltered['p50_ms']:.3f} ms)")
+    con.close()
+
+    vcon = sqlite3.connect(":memory:", isolation_level=None)
+    vcon.enable_load_extension(True)
+    sqlite_vec.load(vcon)
+    d = Y.shape[1]
+    norms2 = np.einsum("ij,ij->i", Y, Y).astype(np.float64)
+    extra = np.sqrt(np.maximum(norms2.max() - norms2, 0.0)).astype(np.float32)
+    Yt = np.ascontiguousarray(np.concatenate([Y, extra[:, None]], axis=1), dtype=np.float32)
+    vcon.execute(f"CREATE VIRTUAL TABLE vfilt USING vec0(embedding float[{d + 1}], bucket integer)")
+    vcon.execute("BEGIN")
+    vcon.executemany("INSERT INTO vfilt(rowid, embedding, bucket) VALUES (?, ?, ?)",
+                     ((int(item_ids[p]), Yt[p].tobytes(), int(bucket[p])) for p in range(n)))
+    vcon.execute("COMMIT")
+    qargs = [(np.concatenate([X[user_pos[u]], [0.0]]).astype(np.float32).tobytes(), lst) for u, lst in args]
+    for fname, (_, vf, _) in filters.items():
+        sql = f"SELECT rowid, distance FROM vfilt WHERE embedding MATCH ? AND k = 10 AND {vf}"
+        out[fname]["sqlite_vec"] = latency(lambda a: vcon.execute(sql, params(fname, a)).fetchall(), qargs)
+        out[fname]["ratio_vec"] = out[fname]["foryou"]["p50_ms"] / out[fname]["sqlite_vec"]["p50_ms"]
+        log(f"{name}: sqlite-vec KNN {fname} p50 {out[fname]['sqlite_vec']['p50_ms']:.3f} ms")
+    vcon.close()
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -945,6 +1032,28 @@ def markdown(results):
              "so L2 order = dot-product order (exact); it does not leave out watched items, foryou and implicit do. "
              "implicit similar_items(N=10) includes the item itself; foryou's leaves it out.")
     L.append("")
+    filtered = [(n, d["serving"]) for n, d in results["datasets"].items() if "filters" in d["serving"]] + \
+        [(c["name"], c) for c in results["catalogue"] if "filters" in c]
+    if filtered:
+        L.append("## Filtered serving (recommend(u, 10) with an allow-list; p50 ms through SQL)")
+        L.append("")
+        L.append("| model | items | filter | foryou | sqlite-vec (same filter inside its KNN) | foryou / vec | "
+                 "SQLite producing the list alone | foryou unfiltered | returns k / agrees with numpy |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        labels = {"list-100": "100 ids (JSON array)", "share-10": "10% (bucket = 3)", "share-90": "90% (bucket != 3)"}
+        for n, s in filtered:
+            f = s["filters"]
+            for key, label in labels.items():
+                r = f[key]
+                L.append(f"| {n} | {f['items']:,} | {label} | {fmt(r['foryou']['p50_ms'])} | "
+                         f"{fmt(r['sqlite_vec']['p50_ms'])} | {r['ratio_vec']:.3f} | {fmt(r['list_delivery']['p50_ms'])} | "
+                         f"{fmt(f['foryou_unfiltered']['p50_ms'])} | {r['foryou_returns_k']:.0%} / {r['foryou_agrees_with_numpy']:.0%} |")
+        L.append("")
+        L.append("foryou: `WHERE item_id IN (SELECT value FROM json_each(?))` and `WHERE item_id IN (SELECT item_id FROM "
+                 "videos WHERE bucket = 3)` (an app table with an index on bucket); watched items left out. sqlite-vec: "
+                 "a vec0 table with a metadata column `bucket integer`, `AND bucket = 3` / `AND bucket != 3`, and "
+                 "`AND rowid IN (SELECT value FROM json_each(?))`; watched items not left out.")
+        L.append("")
     L.append("## Fold-in (recommend(u, 10) after 100 new events for u, no refit)")
     L.append("")
     L.append("| dataset | up-to-date user p50 ms | existing user: first call (fold-in) | second call (cached) | new user: first | second |")

@@ -18,7 +18,9 @@ mod model;
 mod sql;
 mod store;
 
-use sql::{evaluate, foryou_table, info, recommend, refit, scalar, similar_items};
+use sql::{
+    evaluate, foryou_table, in_list, info, recommend, refit, scalar, similar_items, table_function,
+};
 
 /// Registers every SQL object on one connection.
 // The signature Connection::extension_init2 takes.
@@ -26,8 +28,8 @@ use sql::{evaluate, foryou_table, info, recommend, refit, scalar, similar_items}
 fn register(db: Connection) -> Result<bool> {
     let state = Arc::new(engine::cache::ConnectionState::default());
     foryou_table::register(&db)?;
-    db.create_module("recommend", &recommend::MODULE, Some(state.clone()))?;
-    db.create_module("similar_items", &similar_items::MODULE, Some(state.clone()))?;
+    table_function::register::<recommend::Recommend>(&db, c"recommend", state.clone())?;
+    table_function::register::<similar_items::SimilarItems>(&db, c"similar_items", state.clone())?;
 
     let pure = FunctionFlags::SQLITE_UTF8
         | FunctionFlags::SQLITE_DETERMINISTIC
@@ -67,5 +69,8 @@ pub unsafe extern "C" fn sqlite3_foryou_init(
     p_api: *mut ffi::sqlite3_api_routines,
 ) -> c_int {
     // SAFETY: the loader's pointers, passed on unchanged (see # Safety above).
-    unsafe { Connection::extension_init2(db, pz_err_msg, p_api, register) }
+    unsafe {
+        in_list::load(p_api);
+        Connection::extension_init2(db, pz_err_msg, p_api, register)
+    }
 }

@@ -6,14 +6,19 @@ use std::collections::{BTreeMap, HashSet};
 use rusqlite::Connection;
 
 use super::cache::Resolved;
+use super::serving::ItemFilter;
 use crate::error::Result;
 use crate::model::metrics::{Accumulator, Metrics};
+use crate::store;
 
 /// The top-k items of one user: what `recommend(user_id, k, model)` returns.
 ///
 /// A user with factors is scored by dot product with every item; a user without
 /// factors (unknown, or newer than the last refit) gets the most popular items. Items
-/// the user already watched are left out unless the model has `exclude_watched = false`.
+/// the user already watched are left out unless the model has `exclude_watched = false`,
+/// and so are the user's rows of the `exclude_items` block-list. With `allow` (sorted
+/// item ids: the call's `item_id IN (...)`), only those items are ranked: the k best of
+/// them, not the allowed part of the top k.
 ///
 /// An up-to-date user (stored vector, no event newer than the refit) costs one read of
 /// the events index, and so does a folded-in user while the database is unchanged;
@@ -23,6 +28,7 @@ pub fn recommend(
     resolved: &Resolved,
     user_id: i64,
     k: usize,
+    allow: Option<&[i64]>,
 ) -> Result<Vec<(i64, f32)>> {
     let Resolved {
         shadow,
@@ -32,29 +38,53 @@ pub fn recommend(
         ..
     } = resolved;
     let seen = shadow.user_items(conn, user_id)?;
-    let mut watched: Vec<i64> = Vec::new();
+    let mut exclude: Vec<i64> = Vec::new();
     if options.exclude_watched {
-        watched = seen.iter().map(|&(_, item)| item).collect();
-        watched.dedup(); // events come in item order
+        exclude = seen.iter().map(|&(_, item)| item).collect();
+        exclude.dedup(); // events come in item order
     }
+    if !options.exclude_items.is_empty() {
+        let blocked = store::excluded_items(
+            conn,
+            "recommend",
+            &shadow.schema,
+            &options.exclude_items,
+            Some(user_id),
+        )?;
+        exclude = merge_sorted(&exclude, &blocked);
+    }
+    let filter = ItemFilter {
+        exclude: &exclude,
+        allow,
+    };
     let Some(model) = model else {
-        return Ok(popular_items(&resolved.live_popularity(conn)?, k, &watched));
+        return Ok(popular_items(&resolved.live_popularity(conn)?, k, &filter));
     };
     let mut ranked = if let Some(vector) = model.current_vector(user_id, seen.iter().copied()) {
-        model.rank(Some(vector), k, &watched)
+        model.rank(Some(vector), k, &filter)
     } else if let Some(vector) = model.folded_at(user_id, *at) {
-        model.rank(Some(&vector), k, &watched)
+        model.rank(Some(&vector), k, &filter)
     } else {
         let events = shadow.user_events(conn, user_id)?;
-        model.recommend(user_id, &events, k, &watched, *at).1
+        model.recommend(user_id, &events, k, &filter, *at).1
     };
     let slots = explore_slots(k, options.explore);
     if slots > 0 {
         let mut fresh = shadow.items_after(conn, model.events_upto())?;
         fresh.retain(|&id| !model.knows_item(id));
-        model.explore(&mut ranked, slots, &fresh, &watched, user_id, options.seed);
+        model.explore(&mut ranked, slots, &fresh, &filter, user_id, options.seed);
     }
     Ok(ranked)
+}
+
+/// The union of two sorted id lists, sorted and without repeats.
+fn merge_sorted(a: &[i64], b: &[i64]) -> Vec<i64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    out.extend_from_slice(a);
+    out.extend_from_slice(b);
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// `round(k · explore)`, the slots given to exploration (`explore` is in [0, 1]).
@@ -70,13 +100,35 @@ fn explore_slots(k: usize, explore: f64) -> usize {
     }
 }
 
-/// The k items nearest to `item_id`: what `similar_items(item_id, k, model)` returns.
-/// Empty before the first refit and for an item without factors.
-pub fn similar_items(resolved: &Resolved, item_id: i64, k: usize) -> Vec<(i64, f32)> {
-    match &resolved.model {
-        Some(model) => model.similar_items(item_id, k),
-        None => Vec::new(),
+/// The k items nearest to `item_id`: what `similar_items(item_id, k, model)` returns,
+/// among `allow` when given (sorted ids), without the rows of the `exclude_items`
+/// block-list that apply to everyone. Empty before the first refit and for an item
+/// without factors.
+pub fn similar_items(
+    conn: &Connection,
+    resolved: &Resolved,
+    item_id: i64,
+    k: usize,
+    allow: Option<&[i64]>,
+) -> Result<Vec<(i64, f32)>> {
+    let Some(model) = &resolved.model else {
+        return Ok(Vec::new());
+    };
+    let mut exclude = Vec::new();
+    if !resolved.options.exclude_items.is_empty() {
+        exclude = store::excluded_items(
+            conn,
+            "similar_items",
+            &resolved.shadow.schema,
+            &resolved.options.exclude_items,
+            None,
+        )?;
     }
+    let filter = ItemFilter {
+        exclude: &exclude,
+        allow,
+    };
+    Ok(model.similar_items(item_id, k, &filter))
 }
 
 /// Ranking quality on `relevant` (user, item) pairs: every user who has one gets what
@@ -93,7 +145,7 @@ pub fn evaluate(
     }
     let mut acc = Accumulator::default();
     for (user, items) in &by_user {
-        let ranked: Vec<i64> = recommend(conn, resolved, *user, k)?
+        let ranked: Vec<i64> = recommend(conn, resolved, *user, k, None)?
             .into_iter()
             .map(|(item, _)| item)
             .collect();
@@ -102,12 +154,12 @@ pub fn evaluate(
     Ok(acc.finish(resolved.shadow.catalogue_size(conn)?))
 }
 
-/// The first k of `ranked` (item id, popularity) pairs, best first, that are not in
-/// `exclude` (sorted ids): the ranking served before the first refit.
-fn popular_items(ranked: &[(i64, f32)], k: usize, exclude: &[i64]) -> Vec<(i64, f32)> {
+/// The first k of `ranked` (item id, popularity) pairs, best first, that `filter` lets
+/// through: the ranking served before the first refit.
+fn popular_items(ranked: &[(i64, f32)], k: usize, filter: &ItemFilter) -> Vec<(i64, f32)> {
     ranked
         .iter()
-        .filter(|(id, _)| exclude.binary_search(id).is_err())
+        .filter(|(id, _)| filter.admits(*id))
         .take(k)
         .copied()
         .collect()

@@ -31,6 +31,8 @@ enum Kind {
     Boolean,
     /// One of a fixed list of words.
     Choice(&'static [&'static str]),
+    /// The name of a table or view of the database ('' for none).
+    Name,
 }
 
 /// Whether `foryou_refit(model, '{...}')` may override the option for one call.
@@ -61,12 +63,15 @@ struct Spec {
 }
 
 /// One option value, as stored in `<table>_config`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Integer(i64),
     Real(f64),
     Boolean(bool),
+    /// A word of a [`Kind::Choice`].
     Text(&'static str),
+    /// A [`Kind::Name`].
+    Name(String),
 }
 
 impl fmt::Display for Value {
@@ -76,27 +81,30 @@ impl fmt::Display for Value {
             Value::Real(v) => write!(f, "{v}"),
             Value::Boolean(v) => write!(f, "{v}"),
             Value::Text(v) => write!(f, "{v}"),
+            Value::Name(v) => write!(f, "'{}'", v.replace('\'', "''")),
         }
     }
 }
 
 impl Value {
     /// As stored in `<table>_config` (booleans as 0/1, like SQLite's).
-    fn to_sql(self) -> SqlValue {
+    fn to_sql(&self) -> SqlValue {
         match self {
-            Value::Integer(v) => SqlValue::Integer(v),
-            Value::Real(v) => SqlValue::Real(v),
-            Value::Boolean(v) => SqlValue::Integer(i64::from(v)),
-            Value::Text(v) => SqlValue::Text(v.to_string()),
+            Value::Integer(v) => SqlValue::Integer(*v),
+            Value::Real(v) => SqlValue::Real(*v),
+            Value::Boolean(v) => SqlValue::Integer(i64::from(*v)),
+            Value::Text(v) => SqlValue::Text((*v).to_string()),
+            Value::Name(v) => SqlValue::Text(v.clone()),
         }
     }
 
-    fn to_json(self) -> serde_json::Value {
+    fn to_json(&self) -> serde_json::Value {
         match self {
             Value::Integer(v) => serde_json::json!(v),
             Value::Real(v) => serde_json::json!(v),
             Value::Boolean(v) => serde_json::json!(v),
             Value::Text(v) => serde_json::json!(v),
+            Value::Name(v) => serde_json::json!(v),
         }
     }
 }
@@ -151,6 +159,18 @@ impl OptionField for bool {
     fn from_value(value: Value) -> Option<Self> {
         match value {
             Value::Boolean(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl OptionField for String {
+    fn to_value(&self) -> Value {
+        Value::Name(self.clone())
+    }
+    fn from_value(value: Value) -> Option<Self> {
+        match value {
+            Value::Name(v) => Some(v),
             _ => None,
         }
     }
@@ -303,6 +323,10 @@ declare_options! {
     /// Whether `recommend()` leaves out items the user already watched.
     exclude_watched: bool = true, Kind::Boolean, Table,
         "`recommend()` leaves out items the user has events for";
+    /// A table or view `(user_id, item_id)` of items to leave out ('' for none).
+    exclude_items: String = String::new(), Kind::Name, Table,
+        "a table or view with columns `user_id, item_id`: `recommend()` leaves out the user's rows, and every call leaves out the rows whose `user_id` is NULL (see [block-lists](#block-lists-exclude_items))",
+        default_doc = "none";
 }
 
 /// Options added after tables were first stored, with the value that gives the
@@ -323,8 +347,8 @@ impl Options {
     /// the table or model was stored take their earlier behaviour ([`ADDED_LATER`]).
     pub fn stored_base() -> Options {
         let mut options = Options::default();
-        for &(name, value) in ADDED_LATER {
-            options.set(name, value);
+        for (name, value) in ADDED_LATER {
+            options.set(name, value.clone());
         }
         options
     }
@@ -542,6 +566,7 @@ impl Options {
                         .join(", "),
                     String::new(),
                 ),
+                Kind::Name => ("name".to_string(), "a table or view".to_string()),
             };
             let default = match (spec.default_doc, defaults.value(spec)) {
                 (Some(text), _) => text.to_string(),
@@ -602,6 +627,7 @@ fn expectation(spec: &Spec) -> String {
         Kind::Real { min, max, .. } => format!("expects a number from {min} to {max}"),
         Kind::Boolean => "expects a boolean (true/false, on/off, yes/no, 1/0)".to_string(),
         Kind::Choice(words) => format!("expects one of {}", words.join(", ")),
+        Kind::Name => "expects the name of a table or view, without NUL characters".to_string(),
     }
 }
 
@@ -630,31 +656,33 @@ fn parse_text(spec: &Spec, text: &str) -> Result<Value, OptionError> {
             _ => return Err(bad()),
         }),
         Kind::Choice(_) => Value::Text(choose(spec, text).ok_or_else(bad)?),
+        Kind::Name => Value::Name(text.to_string()),
     };
     check(spec, candidate).map_err(|()| bad())
 }
 
 /// Accepts an integer where a real is expected (`alpha = 10`), then checks the range.
 fn coerce(spec: &Spec, value: Value) -> Result<Value, ()> {
-    match (spec.kind, value) {
-        (Kind::Real { .. }, Value::Integer(i)) => check(spec, Value::Real(i as f64)),
+    match (spec.kind, &value) {
+        (Kind::Real { .. }, &Value::Integer(i)) => check(spec, Value::Real(i as f64)),
         _ => check(spec, value),
     }
 }
 
 fn check(spec: &Spec, value: Value) -> Result<Value, ()> {
-    let ok = match (spec.kind, value) {
-        (Kind::Integer { min, max }, Value::Integer(v)) => v >= min && v <= max,
+    let ok = match (spec.kind, &value) {
+        (Kind::Integer { min, max }, &Value::Integer(v)) => v >= min && v <= max,
         (
             Kind::Real {
                 min,
                 max,
                 min_exclusive,
             },
-            Value::Real(v),
+            &Value::Real(v),
         ) => v.is_finite() && v <= max && if min_exclusive { v > min } else { v >= min },
         (Kind::Boolean, Value::Boolean(_)) => true,
-        (Kind::Choice(words), Value::Text(t)) => words.contains(&t),
+        (Kind::Choice(words), Value::Text(t)) => words.contains(t),
+        (Kind::Name, Value::Name(t)) => !t.contains('\0'),
         _ => false,
     };
     if ok {

@@ -19,7 +19,7 @@ use super::options::{Options, RegularizationScaling};
 use crate::model::factors::mix64;
 use crate::model::feedback::{self, FeedbackParams};
 use crate::model::scan::{self, HalfFactors, Int8Factors};
-use crate::model::topk::{self, FirstPass};
+use crate::model::topk::{self, Eligible, FirstPass};
 use crate::model::{als, Factors};
 use crate::store::{Event, StoredModel};
 
@@ -45,6 +45,9 @@ pub struct Serving {
     user_index: HashMap<i64, u32>,
     users: Factors,
     item_ids: Vec<i64>,
+    /// Whether `item_ids` is strictly increasing (as a refit writes it): then sorted id
+    /// lists map to indices by a merge, without hashing every id.
+    item_ids_sorted: bool,
     item_index: HashMap<i64, u32>,
     items: Factors,
     /// The item factors in the layout the catalogue scans read.
@@ -100,6 +103,21 @@ impl Scan {
             return Scan::Rows;
         }
         HalfFactors::from_f32(items).map_or(Scan::Rows, Scan::Half)
+    }
+}
+
+/// What a ranking leaves out, by item id: the items of `exclude`, and every item outside
+/// `allow` when it is given (both sorted).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ItemFilter<'a> {
+    pub exclude: &'a [i64],
+    pub allow: Option<&'a [i64]>,
+}
+
+impl ItemFilter<'_> {
+    pub fn admits(&self, id: i64) -> bool {
+        self.exclude.binary_search(&id).is_err()
+            && self.allow.is_none_or(|a| a.binary_search(&id).is_ok())
     }
 }
 
@@ -160,6 +178,7 @@ impl Serving {
             item_index: index(&model.item_ids),
             item_norms: topk::norms(&model.items),
             scan: Scan::for_items(&model.items),
+            item_ids_sorted: model.item_ids.windows(2).all(|w| w[0] < w[1]),
             item_ids: model.item_ids,
             items: model.items,
             popularity: model.popularity,
@@ -175,12 +194,43 @@ impl Serving {
         }
     }
 
+    /// The sorted indices of the items of `ids` (sorted) that the model has factors for.
+    // Indices below u32::MAX: users and items are u32 indices (the model's index space).
+    #[allow(clippy::cast_possible_truncation)]
     fn item_indices(&self, ids: &[i64]) -> Vec<u32> {
-        let mut indices: Vec<u32> = ids
-            .iter()
-            .filter_map(|id| self.item_index.get(id).copied())
-            .collect();
-        indices.sort_unstable();
+        debug_assert!(ids.windows(2).all(|w| w[0] <= w[1]), "ids must be sorted");
+        if !self.item_ids_sorted {
+            let mut indices: Vec<u32> = ids
+                .iter()
+                .filter_map(|id| self.item_index.get(id).copied())
+                .collect();
+            indices.sort_unstable();
+            indices.dedup();
+            return indices;
+        }
+        // Both sorted: each id is looked for after the previous one's position, by a
+        // step for a long list (a merge: O(n + m)) or a binary search for a short one
+        // (O(m log n): a user's watched items must not cost a walk of the catalogue).
+        let known = &self.item_ids;
+        let merge = ids.len().saturating_mul(16) >= known.len();
+        let mut indices = Vec::with_capacity(ids.len().min(known.len()));
+        let mut at = 0;
+        for &id in ids {
+            if merge {
+                while at < known.len() && known[at] < id {
+                    at += 1;
+                }
+            } else {
+                at += known[at..].partition_point(|&k| k < id);
+            }
+            if at == known.len() {
+                break;
+            }
+            if known[at] == id {
+                indices.push(at as u32);
+                at += 1;
+            }
+        }
         indices
     }
 
@@ -298,18 +348,18 @@ impl Serving {
     }
 
     /// Top-k items for a user by dot product with their vector (stored or folded in),
-    /// or by popularity as of the refit when they have neither; `exclude` holds item
-    /// ids to leave out.
+    /// or by popularity as of the refit when they have neither, among the items `filter`
+    /// lets through.
     pub fn recommend(
         &self,
         user_id: i64,
         events: &[(i64, Event)],
         k: usize,
-        exclude: &[i64],
+        filter: &ItemFilter,
         stamp: Stamp,
     ) -> (UserSource, Vec<(i64, f32)>) {
         let (source, vector) = self.user_vector(user_id, events, stamp);
-        (source, self.rank(vector.as_deref(), k, exclude))
+        (source, self.rank(vector.as_deref(), k, filter))
     }
 
     /// The stored vector of `user_id` when it is current: the user has one and their
@@ -360,15 +410,17 @@ impl Serving {
     }
 
     /// Top-k items by dot product with `vector`, or by popularity as of the refit
-    /// without one; `exclude` holds item ids to leave out.
+    /// without one, among the items `filter` lets through.
     // Indices below u32::MAX: users and items are u32 indices (the model's index space).
     #[allow(clippy::cast_possible_truncation)]
-    pub fn rank(&self, vector: Option<&[f32]>, k: usize, exclude: &[i64]) -> Vec<(i64, f32)> {
-        let exclude = self.item_indices(exclude);
+    pub fn rank(&self, vector: Option<&[f32]>, k: usize, filter: &ItemFilter) -> Vec<(i64, f32)> {
+        let exclude = self.item_indices(filter.exclude);
+        let allow = filter.allow.map(|ids| self.item_indices(ids));
+        let eligible = Eligible::new(&exclude, allow.as_deref());
         let ranked = match vector {
             Some(v) => match self.first_pass() {
-                Some(first) => topk::top_k_dot_bounded(v, &self.items, &first, k, &exclude),
-                None => topk::top_k_dot(v, &self.items, k, &exclude),
+                Some(first) => topk::top_k_dot_bounded(v, &self.items, &first, k, &eligible),
+                None => topk::top_k_dot_among(v, &self.items, k, &eligible),
             },
             None => topk::top_k_scores(
                 self.popularity
@@ -376,7 +428,7 @@ impl Serving {
                     .enumerate()
                     .map(|(i, &p)| (i as u32, p)),
                 k,
-                &exclude,
+                &eligible,
             ),
         };
         self.with_ids(ranked)
@@ -392,9 +444,9 @@ impl Serving {
         self.item_index.contains_key(&item_id)
     }
 
-    /// Replaces the last `slots` of `ranked` (a top-k list) by exploration picks: items without factors
-    /// yet (`fresh`) or among the least viewed, never in `exclude` (sorted) or already
-    /// ranked, ordered by a hash of (seed, user, model version, item) so that a user's
+    /// Replaces the last `slots` of `ranked` (a top-k list) by exploration picks: items
+    /// without factors yet (`fresh`) or among the least viewed, that `filter` lets
+    /// through and not already ranked, ordered by a hash of (seed, user, model version, item) so that a user's
     /// picks are reproducible and differ between users and refits. Explored rows get a
     /// NaN score (NULL in SQL).
     pub fn explore(
@@ -402,7 +454,7 @@ impl Serving {
         ranked: &mut Vec<(i64, f32)>,
         slots: usize,
         fresh: &[i64],
-        exclude: &[i64],
+        filter: &ItemFilter,
         user_id: i64,
         seed: u64,
     ) {
@@ -416,7 +468,7 @@ impl Serving {
         let mut candidates: Vec<(u64, i64)> = fresh
             .iter()
             .chain(&self.under_exposed)
-            .filter(|id| !kept.contains(id) && exclude.binary_search(id).is_err())
+            .filter(|id| !kept.contains(id) && filter.admits(**id))
             .map(|&id| (mix64(salt ^ id.cast_unsigned()), id))
             .collect();
         candidates.sort_unstable();
@@ -434,21 +486,28 @@ impl Serving {
         ranked.extend(picks);
     }
 
-    /// The k items closest to `item_id` by cosine of their factors (itself left out);
-    /// empty when the item has no factors.
-    pub fn similar_items(&self, item_id: i64, k: usize) -> Vec<(i64, f32)> {
-        match self.item_index.get(&item_id) {
-            // With VNNI the 8-bit pass; otherwise the f32 scan (a half-precision pass
-            // cannot bound the cosine of items whose factors are tiny, f16 subnormals,
-            // so they would all be rescored).
-            Some(&i) => self.with_ids(match &self.scan {
-                Scan::Int8(int8) => {
-                    topk::top_k_cosine_bounded(&self.items, &self.item_norms, int8, i as usize, k)
-                }
-                _ => topk::top_k_cosine(&self.items, &self.item_norms, i as usize, k),
-            }),
-            None => Vec::new(),
+    /// The k items closest to `item_id` by cosine of their factors (itself left out),
+    /// among those `filter` lets through; empty when the item has no factors.
+    pub fn similar_items(&self, item_id: i64, k: usize, filter: &ItemFilter) -> Vec<(i64, f32)> {
+        let Some(&of) = self.item_index.get(&item_id) else {
+            return Vec::new();
+        };
+        let mut exclude = self.item_indices(filter.exclude);
+        if let Err(at) = exclude.binary_search(&of) {
+            exclude.insert(at, of);
         }
+        let allow = filter.allow.map(|ids| self.item_indices(ids));
+        let eligible = Eligible::new(&exclude, allow.as_deref());
+        let (items, norms, of) = (&self.items, &self.item_norms, of as usize);
+        // With VNNI the 8-bit pass; otherwise the f32 scan (a half-precision pass cannot
+        // bound the cosine of items whose factors are tiny, f16 subnormals, so they would
+        // all be rescored).
+        self.with_ids(match &self.scan {
+            Scan::Int8(int8) => {
+                topk::top_k_cosine_bounded_among(items, norms, int8, of, k, &eligible)
+            }
+            _ => topk::top_k_cosine_among(items, norms, of, k, &eligible),
+        })
     }
 }
 

@@ -54,6 +54,74 @@ impl Ord for Cand {
     }
 }
 
+/// Which rows a scan may return: none of `exclude`, and only those of `allow` when it is
+/// given (both sorted). A filter inside the scan, so that k rows come back whenever k
+/// rows are eligible (a filter applied to a top-k afterwards returns fewer).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Eligible<'a> {
+    exclude: &'a [u32],
+    allow: Option<&'a [u32]>,
+}
+
+/// An allow-list at most this fraction of the catalogue is scored row by row (random
+/// reads of its f32 rows) instead of scanned (sequential reads of every row, quantised
+/// where the model has a first pass).
+const LISTED_SHARE: usize = 8;
+
+impl<'a> Eligible<'a> {
+    /// Every row but `exclude` (sorted).
+    pub fn excluding(exclude: &'a [u32]) -> Self {
+        Eligible {
+            exclude,
+            allow: None,
+        }
+    }
+
+    /// The rows of `allow` (sorted; None: every row) that are not in `exclude` (sorted).
+    pub fn new(exclude: &'a [u32], allow: Option<&'a [u32]>) -> Self {
+        debug_assert!(
+            exclude.windows(2).all(|w| w[0] <= w[1]),
+            "exclude must be sorted"
+        );
+        debug_assert!(
+            allow.is_none_or(|a| a.windows(2).all(|w| w[0] <= w[1])),
+            "allow must be sorted"
+        );
+        Eligible { exclude, allow }
+    }
+
+    #[inline]
+    fn admits(&self, i: u32) -> bool {
+        self.exclude.binary_search(&i).is_err()
+            && self.allow.is_none_or(|a| a.binary_search(&i).is_ok())
+    }
+
+    /// The allowed rows below `rows`, when few enough to score one by one.
+    fn listed(&self, rows: usize) -> Option<impl Iterator<Item = u32> + '_> {
+        let allow = self.allow?;
+        (allow.len().saturating_mul(LISTED_SHARE) <= rows).then(|| {
+            allow
+                .iter()
+                .copied()
+                .take_while(move |&i| (i as usize) < rows)
+                .filter(|i| self.exclude.binary_search(i).is_err())
+        })
+    }
+}
+
+/// The top k of the `listed` rows by `score`: what a scan restricted to them returns.
+fn top_k_listed(
+    listed: impl Iterator<Item = u32>,
+    k: usize,
+    score: impl Fn(usize) -> f32,
+) -> Vec<(u32, f32)> {
+    let mut top = TopK::new(k);
+    for i in listed {
+        top.push(i, score(i as usize));
+    }
+    top.into_sorted()
+}
+
 /// Bounded heap of the k best candidates seen so far.
 struct TopK {
     k: usize,
@@ -83,16 +151,12 @@ impl TopK {
         }
     }
 
-    /// Offers `scores[j]` as index `first + j`, in index order, skipping indices in
-    /// the sorted slice `exclude`. Since indices only grow, a score that does not beat
-    /// the current k-th best cannot enter (an equal score loses the tie to the lower
-    /// index already kept): most positions cost one comparison, and only candidates
-    /// are looked up in `exclude`.
-    fn offer_all(&mut self, scores: &[f32], first: usize, exclude: &[u32]) {
-        debug_assert!(
-            exclude.windows(2).all(|w| w[0] <= w[1]),
-            "exclude must be sorted"
-        );
+    /// Offers `scores[j]` as index `first + j`, in index order, skipping indices that
+    /// are not `eligible`. Since indices only grow, a score that does not beat the
+    /// current k-th best cannot enter (an equal score loses the tie to the lower index
+    /// already kept): most positions cost one comparison, and only candidates are looked
+    /// up in the filter.
+    fn offer_all(&mut self, scores: &[f32], first: usize, eligible: &Eligible) {
         debug_assert!(self.heap.iter().all(|c| (c.index as usize) < first));
         if self.k == 0 {
             return;
@@ -109,7 +173,7 @@ impl TopK {
             let Ok(i) = u32::try_from(first + j) else {
                 return;
             };
-            if exclude.binary_search(&i).is_err() {
+            if eligible.admits(i) {
                 self.push(i, s);
                 worst = self.worst();
             }
@@ -146,17 +210,39 @@ const PARALLEL_ROWS: usize = 1 << 17;
 /// slice of item indices left out. Ties: lower index first. `k` larger than the eligible
 /// rows returns them all. A query whose length is not `items.dim` gives an empty result.
 pub fn top_k_dot(query: &[f32], items: &Factors, k: usize, exclude: &[u32]) -> Vec<(u32, f32)> {
+    top_k_dot_among(query, items, k, &Eligible::excluding(exclude))
+}
+
+/// [`top_k_dot`] over the `eligible` rows only. A short allow-list is scored row by row:
+/// the same scores (the kernel scores a row alike alone or in a block), so the same
+/// result as the scan restricted to it.
+pub fn top_k_dot_among(
+    query: &[f32],
+    items: &Factors,
+    k: usize,
+    eligible: &Eligible,
+) -> Vec<(u32, f32)> {
     if query.len() != items.dim || items.rows == 0 || items.dim == 0 {
         return vec![];
+    }
+    if let Some(listed) = eligible.listed(items.rows) {
+        return top_k_listed(listed, k, |i| exact_dot(query, items, i));
     }
     let mut top = TopK::new(k);
     let mut scores = [0.0f32; BLOCK];
     for (b, block) in items.data.chunks(BLOCK * items.dim).enumerate() {
         let n = block.len() / items.dim;
         dot_rows(query, block, &mut scores[..n]);
-        top.offer_all(&scores[..n], b * BLOCK, exclude);
+        top.offer_all(&scores[..n], b * BLOCK, eligible);
     }
     top.into_sorted()
+}
+
+/// The f32 score of row `i`, exactly as the catalogue scan computes it.
+fn exact_dot(query: &[f32], items: &Factors, i: usize) -> f32 {
+    let mut s = [0.0f32];
+    dot_rows(query, items.row(i), &mut s);
+    s[0]
 }
 
 /// A cheaper copy of the item factors that [`top_k_dot_bounded`] reads first.
@@ -185,22 +271,23 @@ pub fn top_k_dot_bounded(
     items: &Factors,
     first: &FirstPass,
     k: usize,
-    exclude: &[u32],
+    eligible: &Eligible,
 ) -> Vec<(u32, f32)> {
-    let exact = |i: usize| {
-        let mut s = [0.0f32];
-        dot_rows(query, items.row(i), &mut s);
-        s[0]
-    };
-    match first_pass(query, items, first).and_then(|c| two_pass(items.rows, k, exclude, &c, &exact))
+    if query.len() == items.dim && eligible.listed(items.rows).is_some() {
+        return top_k_dot_among(query, items, k, eligible);
+    }
+    let exact = |i: usize| exact_dot(query, items, i);
+    match first_pass(query, items, first)
+        .and_then(|c| two_pass(items.rows, k, eligible, &c, &exact))
     {
         Some(ranked) => ranked,
-        None => top_k_dot(query, items, k, exclude),
+        None => top_k_dot_among(query, items, k, eligible),
     }
 }
 
 /// [`top_k_cosine`] reading the 8-bit copy of the items first (bound: [`Int8Query::cosine`]):
 /// the same result.
+#[cfg(test)]
 pub fn top_k_cosine_bounded(
     items: &Factors,
     norms: &[f32],
@@ -208,23 +295,39 @@ pub fn top_k_cosine_bounded(
     of: usize,
     k: usize,
 ) -> Vec<(u32, f32)> {
+    top_k_cosine_bounded_among(
+        items,
+        norms,
+        int8,
+        of,
+        k,
+        &Eligible::excluding(&[of as u32]),
+    )
+}
+
+/// [`top_k_cosine_bounded`] over the `eligible` rows, which must leave `of` out.
+pub fn top_k_cosine_bounded_among(
+    items: &Factors,
+    norms: &[f32],
+    int8: &Int8Factors,
+    of: usize,
+    k: usize,
+    eligible: &Eligible,
+) -> Vec<(u32, f32)> {
     if of >= items.rows
         || norms.len() != items.rows
         || int8.rows != items.rows
         || int8.dim != items.dim
+        || eligible.listed(items.rows).is_some()
     {
-        return top_k_cosine(items, norms, of, k);
+        return top_k_cosine_among(items, norms, of, k, eligible);
     }
     let query = items.row(of);
     let nq = norms[of];
-    let exact = |i: usize| {
-        let mut s = [0.0f32];
-        dot_rows(query, items.row(i), &mut s);
-        cosine(s[0], nq, norms[i])
-    };
+    let exact = |i: usize| cosine(exact_dot(query, items, i), nq, norms[i]);
     let ranked = Int8Query::cosine(query, nq, int8)
-        .and_then(|q| two_pass(items.rows, k, &[of as u32], &int8_pass(q, int8), &exact));
-    ranked.unwrap_or_else(|| top_k_cosine(items, norms, of, k))
+        .and_then(|q| two_pass(items.rows, k, eligible, &int8_pass(q, int8), &exact));
+    ranked.unwrap_or_else(|| top_k_cosine_among(items, norms, of, k, eligible))
 }
 
 /// The first pass over rows `from..to` (`from` a multiple of [`BLOCK`]): appends
@@ -297,7 +400,7 @@ fn first_pass<'a>(
 fn two_pass(
     rows: usize,
     k: usize,
-    exclude: &[u32],
+    eligible: &Eligible,
     candidates_of: &Candidates,
     exact: &(dyn Fn(usize) -> f32 + Sync),
 ) -> Option<Vec<(u32, f32)>> {
@@ -325,7 +428,7 @@ fn two_pass(
                 if !(a.is_finite() && b.is_finite()) {
                     return None;
                 }
-                if a + b < bar || exclude.binary_search(&index).is_ok() {
+                if a + b < bar || !eligible.admits(index) {
                     continue;
                 }
                 candidates.push((index, a + b));
@@ -377,42 +480,55 @@ pub fn norms(f: &Factors) -> Vec<f32> {
 /// Cosine nearest neighbours of item `of` (left out), using precomputed L2 `norms`
 /// (a zero norm on either side gives score 0). Out-of-range `of` or wrong `norms`
 /// length gives an empty result.
+#[cfg(test)]
 pub fn top_k_cosine(items: &Factors, norms: &[f32], of: usize, k: usize) -> Vec<(u32, f32)> {
+    top_k_cosine_among(items, norms, of, k, &Eligible::excluding(&[of as u32]))
+}
+
+/// [`top_k_cosine`] over the `eligible` rows, which must leave `of` out.
+pub fn top_k_cosine_among(
+    items: &Factors,
+    norms: &[f32],
+    of: usize,
+    k: usize,
+    eligible: &Eligible,
+) -> Vec<(u32, f32)> {
     if of >= items.rows || norms.len() != items.rows || items.dim == 0 {
         return vec![];
     }
+    let query = items.row(of);
     let nq = norms[of];
-    let exclude = [of as u32];
+    if let Some(listed) = eligible.listed(items.rows) {
+        return top_k_listed(listed, k, |i| {
+            cosine(exact_dot(query, items, i), nq, norms[i])
+        });
+    }
     let mut top = TopK::new(k);
     let mut scores = [0.0f32; BLOCK];
     for (b, block) in items.data.chunks(BLOCK * items.dim).enumerate() {
         let n = block.len() / items.dim;
-        dot_rows(items.row(of), block, &mut scores[..n]);
+        dot_rows(query, block, &mut scores[..n]);
         for (s, &norm) in scores[..n].iter_mut().zip(&norms[b * BLOCK..]) {
             *s = cosine(*s, nq, norm);
         }
-        top.offer_all(&scores[..n], b * BLOCK, &exclude);
+        top.offer_all(&scores[..n], b * BLOCK, eligible);
     }
     top.into_sorted()
 }
 
-/// Top-k of (index, score) pairs, best first, with the same ordering rules; indices in
-/// the sorted slice `exclude` are left out.
+/// Top-k of (index, score) pairs, best first, with the same ordering rules; only the
+/// `eligible` indices are kept.
 pub fn top_k_scores(
     scores: impl Iterator<Item = (u32, f32)>,
     k: usize,
-    exclude: &[u32],
+    eligible: &Eligible,
 ) -> Vec<(u32, f32)> {
-    debug_assert!(
-        exclude.windows(2).all(|w| w[0] <= w[1]),
-        "exclude must be sorted"
-    );
     let mut top = TopK::new(k);
     if k == 0 {
         return vec![];
     }
     for (i, s) in scores {
-        if exclude.binary_search(&i).is_err() {
+        if eligible.admits(i) {
             top.push(i, s);
         }
     }
@@ -459,20 +575,24 @@ mod tests {
             .map(|i| (i, dot(&q, f.row(i as usize))))
             .collect();
         assert_eq!(
-            top_k_scores(rev.into_iter(), 2, &[]),
+            top_k_scores(rev.into_iter(), 2, &Eligible::default()),
             vec![(1, 3.0), (3, 3.0)]
         );
         // -0.0 and 0.0 tie.
         assert_eq!(
-            top_k_scores([(4, 0.0), (2, -0.0)].into_iter(), 1, &[]),
+            top_k_scores([(4, 0.0), (2, -0.0)].into_iter(), 1, &Eligible::default()),
             vec![(2, -0.0)]
         );
         // NaN ranks last.
         assert_eq!(
-            top_k_scores([(0, f32::NAN), (1, -5.0), (2, 1.0)].into_iter(), 3, &[])
-                .iter()
-                .map(|p| p.0)
-                .collect::<Vec<_>>(),
+            top_k_scores(
+                [(0, f32::NAN), (1, -5.0), (2, 1.0)].into_iter(),
+                3,
+                &Eligible::default()
+            )
+            .iter()
+            .map(|p| p.0)
+            .collect::<Vec<_>>(),
             vec![2, 1, 0]
         );
     }
@@ -490,7 +610,11 @@ mod tests {
         assert!(top_k_dot(&[1.0], &f, 5, &[0, 1, 2, 3]).is_empty());
         assert!(top_k_dot(&[1.0, 2.0], &f, 5, &[]).is_empty());
         assert_eq!(
-            top_k_scores([(7, 1.0), (9, 2.0)].into_iter(), usize::MAX, &[]),
+            top_k_scores(
+                [(7, 1.0), (9, 2.0)].into_iter(),
+                usize::MAX,
+                &Eligible::default()
+            ),
             vec![(9, 2.0), (7, 1.0)]
         );
     }
@@ -514,7 +638,10 @@ mod tests {
             .collect();
         full.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.0.cmp(&b.0)));
         full.truncate(37);
-        assert_eq!(top_k_scores(scores.into_iter(), 37, &exclude), full);
+        assert_eq!(
+            top_k_scores(scores.into_iter(), 37, &Eligible::excluding(&exclude)),
+            full
+        );
     }
 
     #[test]
@@ -590,24 +717,24 @@ mod tests {
             for first in [FirstPass::Int8(&int8), FirstPass::Half(&half, &n)] {
                 for k in [1, 10, 50, 3000] {
                     assert_eq!(
-                        top_k_dot_bounded(&q, &f, &first, k, &exclude),
+                        top_k_dot_bounded(&q, &f, &first, k, &Eligible::excluding(&exclude)),
                         top_k_dot(&q, &f, k, &exclude),
                         "dim {dim} k {k}"
                     );
                 }
-                assert!(top_k_dot_bounded(&q, &f, &first, 0, &[]).is_empty());
+                assert!(top_k_dot_bounded(&q, &f, &first, 0, &Eligible::default()).is_empty());
                 // Queries the bound cannot handle fall back to the f32 scan (NaN scores:
                 // compare the items).
                 let ids = |r: Vec<(u32, f32)>| r.into_iter().map(|p| p.0).collect::<Vec<_>>();
                 let mut bad = q.clone();
                 bad[0] = f32::NAN;
                 assert_eq!(
-                    ids(top_k_dot_bounded(&bad, &f, &first, 3, &[])),
+                    ids(top_k_dot_bounded(&bad, &f, &first, 3, &Eligible::default())),
                     ids(top_k_dot(&bad, &f, 3, &[]))
                 );
                 for odd in [vec![0.0; dim], vec![1e30; dim]] {
                     assert_eq!(
-                        top_k_dot_bounded(&odd, &f, &first, 4, &exclude),
+                        top_k_dot_bounded(&odd, &f, &first, 4, &Eligible::excluding(&exclude)),
                         top_k_dot(&odd, &f, 4, &exclude)
                     );
                 }
@@ -666,7 +793,7 @@ mod tests {
         for first in [FirstPass::Int8(&int8), FirstPass::Half(&half, &n)] {
             for k in [1, 10, 100] {
                 assert_eq!(
-                    top_k_dot_bounded(&q, &f, &first, k, &exclude),
+                    top_k_dot_bounded(&q, &f, &first, k, &Eligible::excluding(&exclude)),
                     top_k_dot(&q, &f, k, &exclude)
                 );
             }
@@ -695,5 +822,57 @@ mod tests {
         assert!(top_k_cosine(&f, &n, 9, 3).is_empty());
         // Item 4 = (-1, 0): the zero vector and the orthogonal one tie at 0, lower index wins.
         assert_eq!(top_k_cosine(&f, &n, 4, 1), vec![(2, 0.0)]);
+    }
+
+    #[test]
+    fn allow_lists_give_the_restricted_ranking_on_every_path() {
+        let f = Factors::random(3000, 24, 11, 0);
+        let (int8, half, norms) = first_passes(&f);
+        let q: Vec<f32> = f.row(7).iter().map(|v| v * 3.0).collect();
+        let exclude: Vec<u32> = (0..3000).step_by(11).collect();
+        for allow in [
+            (0..3000).filter(|i| i % 4 != 1).collect::<Vec<u32>>(), // scanned
+            (0..3000).step_by(37).collect(),                        // scored one by one
+            vec![2, 999, 2998],
+            vec![],
+        ] {
+            let set: std::collections::HashSet<u32> = allow.iter().copied().collect();
+            let eligible = Eligible::new(&exclude, Some(&allow));
+            for k in [1, 5, 40] {
+                let want: Vec<(u32, f32)> = top_k_dot(&q, &f, 3000, &exclude)
+                    .into_iter()
+                    .filter(|p| set.contains(&p.0))
+                    .take(k)
+                    .collect();
+                assert_eq!(top_k_dot_among(&q, &f, k, &eligible), want, "k {k}");
+                for first in [FirstPass::Int8(&int8), FirstPass::Half(&half, &norms)] {
+                    assert_eq!(
+                        top_k_dot_bounded(&q, &f, &first, k, &eligible),
+                        want,
+                        "k {k}"
+                    );
+                }
+                let mut without_self = exclude.clone();
+                if let Err(at) = without_self.binary_search(&7) {
+                    without_self.insert(at, 7);
+                }
+                let cos = Eligible::new(&without_self, Some(&allow));
+                let want: Vec<(u32, f32)> = top_k_cosine(&f, &norms, 7, 3000)
+                    .into_iter()
+                    .filter(|p| set.contains(&p.0) && exclude.binary_search(&p.0).is_err())
+                    .take(k)
+                    .collect();
+                assert_eq!(
+                    top_k_cosine_among(&f, &norms, 7, k, &cos),
+                    want,
+                    "cosine k {k}"
+                );
+                assert_eq!(
+                    top_k_cosine_bounded_among(&f, &norms, &int8, 7, k, &cos),
+                    want,
+                    "cosine bounded k {k}"
+                );
+            }
+        }
     }
 }

@@ -11,13 +11,15 @@
 //!
 //! Shared: [`args`] (argument parsing and its errors), [`guard`] (no panic crosses the
 //! FFI boundary), [`scalar`] (the trampoline of the scalar functions that fail with
-//! SQLite's own codes), [`table_function`] (the eponymous virtual tables behind the two
-//! table-valued functions).
+//! SQLite's own codes), [`table_function`] (the eponymous virtual-table module behind
+//! the table-valued functions, with the `item_id IN (...)` allow-list), [`in_list`]
+//! (SQLite 3.38's interfaces for whole `IN` lists, read from SQLite's API table).
 
 pub mod args;
 pub mod evaluate;
 pub mod foryou_table;
 pub mod guard;
+pub mod in_list;
 pub mod info;
 pub mod recommend;
 pub mod refit;

@@ -61,36 +61,9 @@ impl Args<'_> {
             return Ok(ValueRef::Null);
         };
         // SAFETY: `value` is one of the argument values SQLite passed to this call; it
-        // stays valid, and unchanged, until the call returns, and the returned slice
-        // borrows `self`, which does not outlive the call. The text and blob pointers are
-        // read after their type is known, so SQLite converts nothing in between, and each
-        // slice has the length SQLite reports for that pointer.
-        unsafe {
-            Ok(match ffi::sqlite3_value_type(value) {
-                ffi::SQLITE_INTEGER => ValueRef::Integer(ffi::sqlite3_value_int64(value)),
-                ffi::SQLITE_FLOAT => ValueRef::Real(ffi::sqlite3_value_double(value)),
-                ffi::SQLITE_TEXT => {
-                    let text = ffi::sqlite3_value_text(value);
-                    let len = usize::try_from(ffi::sqlite3_value_bytes(value)).unwrap_or(0);
-                    if text.is_null() {
-                        return Err(nomem());
-                    }
-                    ValueRef::Text(std::slice::from_raw_parts(text, len))
-                }
-                ffi::SQLITE_BLOB => {
-                    let blob = ffi::sqlite3_value_blob(value);
-                    let len = usize::try_from(ffi::sqlite3_value_bytes(value)).unwrap_or(0);
-                    match (blob.is_null(), len) {
-                        (_, 0) => ValueRef::Blob(&[]),
-                        (true, _) => return Err(nomem()),
-                        (false, len) => {
-                            ValueRef::Blob(std::slice::from_raw_parts(blob.cast::<u8>(), len))
-                        }
-                    }
-                }
-                _ => ValueRef::Null,
-            })
-        }
+        // stays valid, and unchanged, until the call returns, and the returned value
+        // borrows `self`, which does not outlive the call.
+        unsafe { value_ref(value) }
     }
 
     /// The connection the function was called on. Used only on this thread, during
@@ -105,6 +78,42 @@ impl Args<'_> {
         Ok(CallConnection {
             conn,
             call: PhantomData,
+        })
+    }
+}
+
+/// The value `value` holds, borrowing its text or blob.
+///
+/// # Safety
+/// `value` is a valid `sqlite3_value` that stays valid and unchanged for `'a`.
+pub unsafe fn value_ref<'a>(value: *mut ffi::sqlite3_value) -> Result<ValueRef<'a>> {
+    // SAFETY: `value` is valid for 'a (see # Safety). The text and blob pointers are read
+    // after their type is known, so SQLite converts nothing in between, and each slice
+    // has the length SQLite reports for that pointer.
+    unsafe {
+        Ok(match ffi::sqlite3_value_type(value) {
+            ffi::SQLITE_INTEGER => ValueRef::Integer(ffi::sqlite3_value_int64(value)),
+            ffi::SQLITE_FLOAT => ValueRef::Real(ffi::sqlite3_value_double(value)),
+            ffi::SQLITE_TEXT => {
+                let text = ffi::sqlite3_value_text(value);
+                let len = usize::try_from(ffi::sqlite3_value_bytes(value)).unwrap_or(0);
+                if text.is_null() {
+                    return Err(nomem());
+                }
+                ValueRef::Text(std::slice::from_raw_parts(text, len))
+            }
+            ffi::SQLITE_BLOB => {
+                let blob = ffi::sqlite3_value_blob(value);
+                let len = usize::try_from(ffi::sqlite3_value_bytes(value)).unwrap_or(0);
+                match (blob.is_null(), len) {
+                    (_, 0) => ValueRef::Blob(&[]),
+                    (true, _) => return Err(nomem()),
+                    (false, len) => {
+                        ValueRef::Blob(std::slice::from_raw_parts(blob.cast::<u8>(), len))
+                    }
+                }
+            }
+            _ => ValueRef::Null,
         })
     }
 }

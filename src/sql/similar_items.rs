@@ -3,11 +3,10 @@
 //! factors yet (no refit since it first appeared).
 
 use rusqlite::types::ValueRef;
-use rusqlite::vtab::Module;
 use rusqlite::Connection;
 
 use super::args;
-use super::table_function::{FunctionTable, TableFunction};
+use super::table_function::TableFunction;
 use crate::engine::cache::ConnectionState;
 use crate::engine::feed;
 use crate::error::Result;
@@ -20,16 +19,16 @@ impl TableFunction for SimilarItems {
         c"CREATE TABLE x(item_id INTEGER, score REAL, rank INTEGER, of_item HIDDEN, k HIDDEN, model HIDDEN)";
     const ARGUMENTS: &'static [&'static str] = &["item_id", "k", "model"];
     const REQUIRED: usize = 2;
+    const ALLOW_LIST: bool = true;
 
     fn rows(
         conn: &Connection,
         state: &ConnectionState,
         args: &[Option<ValueRef<'_>>],
+        allow: Option<&[i64]>,
     ) -> Result<Vec<(i64, f32)>> {
         let (item_id, k, model) = args::id_k_model(Self::NAME, "item_id", args)?;
         let resolved = state.resolve(conn, Self::NAME, model)?;
-        Ok(feed::similar_items(&resolved, item_id, k))
+        feed::similar_items(conn, &resolved, item_id, k, allow)
     }
 }
-
-pub const MODULE: Module<'static, FunctionTable<SimilarItems>> = Module::eponymous_only_module();

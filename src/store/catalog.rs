@@ -35,6 +35,49 @@ pub fn read_holdout(conn: &Connection, name: &str) -> Result<Vec<(i64, i64)>> {
     Ok(out)
 }
 
+/// The item ids a block-list leaves out (sorted, distinct): the rows of the table or
+/// view `name` (in `schema`, option `exclude_items`) whose `user_id` is NULL, and those
+/// of `user_id` when given. `who` names the calling function in errors.
+pub fn excluded_items(
+    conn: &Connection,
+    who: &'static str,
+    schema: &str,
+    name: &str,
+    user_id: Option<i64>,
+) -> Result<Vec<i64>> {
+    let context = || format!("{who}: cannot read exclude_items = '{name}'");
+    let relation = format!("{}.{}", quote(schema), quote(name));
+    let sql = if user_id.is_some() {
+        format!("SELECT item_id FROM {relation} WHERE user_id = ?1 OR user_id IS NULL")
+    } else {
+        format!("SELECT item_id FROM {relation} WHERE user_id IS NULL")
+    };
+    let mut stmt = conn
+        .prepare_cached(&sql)
+        .map_err(|e| Error::sqlite_while(context(), e))?;
+    let mut rows = match user_id {
+        Some(user) => stmt.query([user]),
+        None => stmt.query([]),
+    }
+    .map_err(|e| Error::sqlite_while(context(), e))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(|e| Error::sqlite_while(context(), e))? {
+        let value = row.get_ref(0)?;
+        if value == ValueRef::Null {
+            continue;
+        }
+        out.push(integer_value(value).ok_or_else(|| Error::Argument {
+            who: who.to_string(),
+            argument: "exclude_items",
+            expected: "a table or view whose item_id values are integers".to_string(),
+            got: format!("{} in column item_id of '{name}'", shown(value)),
+        })?);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
 /// A value as a message shows it.
 fn shown(value: ValueRef<'_>) -> String {
     match value {

@@ -29,7 +29,7 @@ use rusqlite::{ffi, Connection};
 
 use crate::error::{Error, Result};
 
-pub use catalog::{file_identity, foryou_tables, read_holdout, schema_versions};
+pub use catalog::{excluded_items, file_identity, foryou_tables, read_holdout, schema_versions};
 pub use events::Event;
 pub use factors::{ModelMeta, StoredModel};
 
