@@ -18,7 +18,10 @@ mod model;
 mod sql;
 mod store;
 
-use sql::{evaluate, foryou_table, info, recommend, refit, scalar, similar_items};
+use sql::{
+    evaluate, foryou_table, info, recommend, refit, scalar, similar_items, similar_users,
+    why_recommended,
+};
 
 /// Registers every SQL object on one connection.
 // The signature Connection::extension_init2 takes.
@@ -28,6 +31,12 @@ fn register(db: Connection) -> Result<bool> {
     foryou_table::register(&db)?;
     db.create_module("recommend", &recommend::MODULE, Some(state.clone()))?;
     db.create_module("similar_items", &similar_items::MODULE, Some(state.clone()))?;
+    db.create_module("similar_users", &similar_users::MODULE, Some(state.clone()))?;
+    db.create_module(
+        "why_recommended",
+        &why_recommended::MODULE,
+        Some(state.clone()),
+    )?;
 
     let pure = FunctionFlags::SQLITE_UTF8
         | FunctionFlags::SQLITE_DETERMINISTIC
