@@ -19,7 +19,8 @@ mod sql;
 mod store;
 
 use sql::{
-    evaluate, foryou_table, in_list, info, recommend, refit, scalar, similar_items, table_function,
+    evaluate, foryou_table, in_list, info, recommend, refit, scalar, similar_items, similar_users,
+    table_function, why_recommended,
 };
 
 /// Registers every SQL object on one connection.
@@ -30,6 +31,12 @@ fn register(db: Connection) -> Result<bool> {
     foryou_table::register(&db)?;
     table_function::register::<recommend::Recommend>(&db, c"recommend", state.clone())?;
     table_function::register::<similar_items::SimilarItems>(&db, c"similar_items", state.clone())?;
+    table_function::register::<similar_users::SimilarUsers>(&db, c"similar_users", state.clone())?;
+    table_function::register::<why_recommended::WhyRecommended>(
+        &db,
+        c"why_recommended",
+        state.clone(),
+    )?;
 
     let pure = FunctionFlags::SQLITE_UTF8
         | FunctionFlags::SQLITE_DETERMINISTIC

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use rusqlite::Connection;
 
 use super::cache::Resolved;
-use super::serving::ItemFilter;
+use super::serving::{ItemFilter, Serving};
 use crate::error::Result;
 use crate::model::metrics::{Accumulator, Metrics};
 use crate::store;
@@ -163,4 +163,66 @@ fn popular_items(ranked: &[(i64, f32)], k: usize, filter: &ItemFilter) -> Vec<(i
         .take(k)
         .copied()
         .collect()
+}
+
+/// The vector `recommend(user_id, ...)` ranks with: the stored one when it is current,
+/// else the folded-in one (cached, or solved from the user's events); None when the
+/// user has neither (popularity). The same three steps as [`recommend`], so that every
+/// function over a user's taste sees the same vector.
+fn ranking_vector(
+    conn: &Connection,
+    resolved: &Resolved,
+    model: &Serving,
+    user_id: i64,
+) -> Result<Option<Vec<f32>>> {
+    let seen = resolved.shadow.user_items(conn, user_id)?;
+    if let Some(vector) = model.current_vector(user_id, seen.iter().copied()) {
+        return Ok(Some(vector.to_vec()));
+    }
+    if let Some(vector) = model.folded_at(user_id, resolved.at) {
+        return Ok(Some(vector));
+    }
+    let events = resolved.shadow.user_events(conn, user_id)?;
+    Ok(model.user_vector(user_id, &events, resolved.at).1)
+}
+
+/// The k users nearest to `user_id`: what `similar_users(user_id, k, model)` returns.
+/// The query is the user's ranking vector (fresh events folded in); the candidates are
+/// the stored vectors, as of the last refit. Empty before the first refit and for a
+/// user with no vector and no usable events.
+pub fn similar_users(
+    conn: &Connection,
+    resolved: &Resolved,
+    user_id: i64,
+    k: usize,
+) -> Result<Vec<(i64, f32)>> {
+    let Some(model) = &resolved.model else {
+        return Ok(Vec::new());
+    };
+    Ok(match ranking_vector(conn, resolved, model, user_id)? {
+        Some(vector) => model.similar_users(user_id, &vector, k),
+        None => Vec::new(),
+    })
+}
+
+/// The k watched items that contribute most to the score of `item_id` for `user_id`:
+/// what `why_recommended(user_id, item_id, k, model)` returns (see
+/// [`Serving::why_recommended`]). Always the fold-in of all of the user's current
+/// events, whether or not their stored vector is current. Empty before the first
+/// refit, for an item without factors and for a user with nothing watched.
+pub fn why_recommended(
+    conn: &Connection,
+    resolved: &Resolved,
+    user_id: i64,
+    item_id: i64,
+    k: usize,
+) -> Result<Vec<(i64, f32)>> {
+    let Some(model) = &resolved.model else {
+        return Ok(Vec::new());
+    };
+    if !model.knows_item(item_id) {
+        return Ok(Vec::new());
+    }
+    let events = resolved.shadow.user_events(conn, user_id)?;
+    Ok(model.why_recommended(&events, item_id, k))
 }

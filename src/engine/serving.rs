@@ -20,7 +20,7 @@ use crate::model::factors::mix64;
 use crate::model::feedback::{self, FeedbackParams};
 use crate::model::scan::{self, HalfFactors, Int8Factors};
 use crate::model::topk::{self, Eligible, FirstPass};
-use crate::model::{als, Factors};
+use crate::model::{als, explain, Factors};
 use crate::store::{Event, StoredModel};
 
 /// The database state a call saw (equal stamps mean nothing in the database changed
@@ -44,6 +44,11 @@ pub struct Serving {
     pub version: i64,
     user_index: HashMap<i64, u32>,
     users: Factors,
+    /// The user id of each stored vector (`similar_users` names its rows with them).
+    user_ids: Vec<i64>,
+    /// L2 norm of each stored user vector, for `similar_users` (computed once per
+    /// decoded model, not per call).
+    user_norms: Vec<f32>,
     item_ids: Vec<i64>,
     /// Whether `item_ids` is strictly increasing (as a refit writes it): then sorted id
     /// lists map to indices by a merge, without hashing every id.
@@ -174,7 +179,9 @@ impl Serving {
             tag: model.meta.tag,
             version: model.meta.version,
             user_index: index(&model.user_ids),
+            user_norms: topk::norms(&model.users),
             users: model.users,
+            user_ids: model.user_ids,
             item_index: index(&model.item_ids),
             item_norms: topk::norms(&model.items),
             scan: Scan::for_items(&model.items),
@@ -304,6 +311,26 @@ impl Serving {
 
     /// Solves a user's vector from fixed item factors and all of their events.
     fn fold_in(&self, events: &[(i64, Event)]) -> Option<Vec<f32>> {
+        let entries = self.entries(events);
+        // Nothing watched (only skips, or only items without factors): no taste to
+        // solve for; the caller falls back to the stored vector or popularity.
+        if !entries.iter().any(|&(_, _, p)| p > 0.0) {
+            return None;
+        }
+        let vector = als::fold_in(
+            &self.items,
+            &self.item_gramian,
+            &self.item_weights,
+            &entries,
+            self.regularization,
+            self.regularization_scaling,
+        );
+        vector.iter().all(|v| v.is_finite()).then_some(vector)
+    }
+
+    /// A user's events as fold-in entries (item index, confidence, preference): one
+    /// per distinct item that has factors, with the refit's feedback options.
+    fn entries(&self, events: &[(i64, Event)]) -> Vec<(u32, f32, f32)> {
         let n = events.len();
         let columns = (
             vec![0i64; n],
@@ -321,8 +348,12 @@ impl Serving {
         };
         let newest = self.newest_ts.max(feedback::newest_ts(&view));
         let fb = feedback::build(&view, &self.feedback, newest);
+        // No events, no row 0 (fold-in's caller never gets here without events).
+        if fb.data.n_users == 0 {
+            return Vec::new();
+        }
         let (dense, conf, pref) = fb.data.user_row(0);
-        let entries: Vec<(u32, f32, f32)> = dense
+        dense
             .iter()
             .zip(conf.iter().zip(pref))
             .filter_map(|(&d, (&c, &p))| {
@@ -330,21 +361,7 @@ impl Serving {
                     .get(&fb.item_ids[d as usize])
                     .map(|&i| (i, c, p))
             })
-            .collect();
-        // Nothing watched (only skips, or only items without factors): no taste to
-        // solve for; the caller falls back to the stored vector or popularity.
-        if !entries.iter().any(|&(_, _, p)| p > 0.0) {
-            return None;
-        }
-        let vector = als::fold_in(
-            &self.items,
-            &self.item_gramian,
-            &self.item_weights,
-            &entries,
-            self.regularization,
-            self.regularization_scaling,
-        );
-        vector.iter().all(|v| v.is_finite()).then_some(vector)
+            .collect()
     }
 
     /// Top-k items for a user by dot product with their vector (stored or folded in),
@@ -508,6 +525,67 @@ impl Serving {
             }
             _ => topk::top_k_cosine_among(items, norms, of, k, &eligible),
         })
+    }
+}
+
+impl Serving {
+    /// The k stored users closest to `vector` (the ranking vector of `user_id`, see
+    /// [`Serving::user_vector`]) by cosine, `user_id`'s own stored vector left out. Ties:
+    /// lower stored index first. The f32 scan over the user factors: no quantised copy
+    /// of them is kept (users are scanned far less often than items).
+    pub fn similar_users(&self, user_id: i64, vector: &[f32], k: usize) -> Vec<(i64, f32)> {
+        let exclude: Vec<u32> = self.user_index.get(&user_id).copied().into_iter().collect();
+        topk::top_k_cosine_to(
+            vector,
+            topk::norm(vector),
+            &self.users,
+            &self.user_norms,
+            k,
+            &exclude,
+        )
+        .into_iter()
+        .filter_map(|(u, score)| self.user_ids.get(u as usize).map(|&id| (id, score)))
+        .collect()
+    }
+
+    /// The k watched items that contribute most to the score of `item_id` for the user
+    /// whose events are given, largest first (ties: lower item index first), each with
+    /// its contribution (see [`explain::contributions`]): over all watched items they add
+    /// up to the score of the user's folded-in vector. Skips (preference 0) contribute
+    /// nothing and are left out. Empty when the item has no factors, when nothing the
+    /// user watched has factors, or when the system cannot be solved.
+    // f64 -> f32 on purpose: computed in f64, rounded once as every score is.
+    #[allow(clippy::cast_possible_truncation)]
+    pub fn why_recommended(
+        &self,
+        events: &[(i64, Event)],
+        item_id: i64,
+        k: usize,
+    ) -> Vec<(i64, f32)> {
+        let Some(&item) = self.item_index.get(&item_id) else {
+            return Vec::new();
+        };
+        let entries = self.entries(events);
+        if !entries.iter().any(|&(_, _, p)| p > 0.0) {
+            return Vec::new();
+        }
+        let Some(contributions) = explain::contributions(
+            &self.items,
+            &self.item_gramian,
+            &self.item_weights,
+            &entries,
+            self.regularization,
+            self.regularization_scaling,
+            item,
+        ) else {
+            return Vec::new();
+        };
+        let watched = entries
+            .iter()
+            .zip(&contributions)
+            .filter(|((_, _, p), _)| *p > 0.0)
+            .map(|(&(j, _, _), &c)| (j, c as f32));
+        self.with_ids(topk::top_k_scores(watched, k, &Eligible::default()))
     }
 }
 

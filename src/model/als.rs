@@ -988,8 +988,31 @@ pub fn fold_in(
     scaling: RegularizationScaling,
 ) -> Vec<f32> {
     let dim = items.dim;
-    if yty.len() != dim * dim || weights.len() != items.rows {
+    let Some((a, b)) = user_system(items, yty, weights, entries, regularization, scaling) else {
         return vec![0.0; dim];
+    };
+    match solve_user_system(a, &b) {
+        Solution::Exact(x) => x.into_iter().map(|v| v as f32).collect(),
+        Solution::Singular => vec![0.0; dim],
+        Solution::NonFinite => vec![f32::NAN; dim],
+    }
+}
+
+/// The normal equations [`fold_in`] solves, `(A_u, b_u)`: `A_u` dim × dim, row-major,
+/// both triangles filled, in f64. None when `yty` or `weights` has the wrong length.
+/// The explanation of a score ([`super::explain`]) factors the same `A_u`, so that its
+/// contributions add up to the folded-in vector's score.
+pub(crate) fn user_system(
+    items: &Factors,
+    yty: &[f32],
+    weights: &[f32],
+    entries: &[(u32, f32, f32)],
+    regularization: f32,
+    scaling: RegularizationScaling,
+) -> Option<(Vec<f64>, Vec<f64>)> {
+    let dim = items.dim;
+    if yty.len() != dim * dim || weights.len() != items.rows {
+        return None;
     }
     let known = entries
         .iter()
@@ -1024,22 +1047,40 @@ pub fn fold_in(
             a[i * dim + j] = a[j * dim + i];
         }
     }
-    if let Some(x) = cholesky_solve(&mut a.clone(), &b) {
-        return x.into_iter().map(|v| v as f32).collect();
+    Some((a, b))
+}
+
+/// What [`solve_user_system`] found.
+pub(crate) enum Solution {
+    Exact(Vec<f64>),
+    /// Not positive definite even with the ridge.
+    Singular,
+    /// `A_u` or the right-hand side holds NaN or infinity.
+    NonFinite,
+}
+
+/// Solves `A_u x = rhs` by Cholesky, adding a tiny ridge (1e-9 of the mean diagonal)
+/// when `A_u` is singular (only possible with `λ = 0`). Whether the ridge is added
+/// depends on `A_u` alone (for a finite right-hand side), so every right-hand side is
+/// solved against the same matrix.
+pub(crate) fn solve_user_system(mut a: Vec<f64>, rhs: &[f64]) -> Solution {
+    let dim = rhs.len();
+    if let Some(x) = cholesky_solve(&mut a.clone(), rhs) {
+        return Solution::Exact(x);
     }
-    let finite = a.iter().chain(&b).all(|v| v.is_finite());
+    let finite = a.iter().chain(rhs).all(|v| v.is_finite());
     if finite {
         let mean_diag = (0..dim).map(|k| a[k * dim + k].abs()).sum::<f64>() / dim.max(1) as f64;
         let ridge = 1e-9 * mean_diag + f64::MIN_POSITIVE;
         for k in 0..dim {
             a[k * dim + k] += ridge;
         }
-        if let Some(x) = cholesky_solve(&mut a, &b) {
-            return x.into_iter().map(|v| v as f32).collect();
-        }
-        return vec![0.0; dim];
+        return match cholesky_solve(&mut a, rhs) {
+            Some(x) => Solution::Exact(x),
+            None => Solution::Singular,
+        };
     }
-    vec![f32::NAN; dim]
+    Solution::NonFinite
 }
 
 #[cfg(test)]

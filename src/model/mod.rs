@@ -3,6 +3,8 @@
 //! - [`factors`]: dense row-major f32 embeddings, deterministic random init, dot product.
 //! - [`interactions`]: aggregated feedback as CSR matrices (by user and by item).
 //! - [`als`]: implicit-feedback ALS with a conjugate-gradient solver, loss, fold-in.
+//! - [`explain`]: a score as the sum of the watched items' contributions (fold-in's
+//!   system, solved for the explained item).
 //! - [`reference`]: a readable, sequential, exact (Cholesky) ALS used to check [`als`].
 //! - [`kernels`]: SIMD dot / axpy / Gramian kernels, run-time dispatch, the same bits on
 //!   every CPU.
@@ -20,6 +22,7 @@
 //! computed independently, reductions are done in a fixed order).
 
 pub mod als;
+pub mod explain;
 pub mod factors;
 pub mod feedback;
 pub mod interactions;

@@ -472,9 +472,13 @@ fn two_pass(
 
 /// L2 norm of every row.
 pub fn norms(f: &Factors) -> Vec<f32> {
-    (0..f.rows)
-        .map(|i| dot(f.row(i), f.row(i)).sqrt())
-        .collect()
+    (0..f.rows).map(|i| norm(f.row(i))).collect()
+}
+
+/// L2 norm of one vector, with the arithmetic of [`norms`] (a row's norm is the same
+/// bits whether it is computed here or there).
+pub fn norm(v: &[f32]) -> f32 {
+    dot(v, v).sqrt()
 }
 
 /// Cosine nearest neighbours of item `of` (left out), using precomputed L2 `norms`
@@ -493,23 +497,59 @@ pub fn top_k_cosine_among(
     k: usize,
     eligible: &Eligible,
 ) -> Vec<(u32, f32)> {
-    if of >= items.rows || norms.len() != items.rows || items.dim == 0 {
+    if of >= items.rows || norms.len() != items.rows {
         return vec![];
     }
-    let query = items.row(of);
-    let nq = norms[of];
-    if let Some(listed) = eligible.listed(items.rows) {
+    top_k_cosine_to_among(items.row(of), norms[of], items, norms, k, eligible)
+}
+
+/// Top-k rows of `rows` by cosine with `query` (of L2 norm `query_norm`, see [`norm`]),
+/// using the rows' precomputed `norms`; `exclude` is a sorted slice of row indices left
+/// out. [`top_k_cosine`] is this with a row of `rows` as the query; a query from
+/// elsewhere (a folded-in user vector) is ranked with the same arithmetic. A query of
+/// the wrong length or `norms` of the wrong length give an empty result.
+pub fn top_k_cosine_to(
+    query: &[f32],
+    query_norm: f32,
+    rows: &Factors,
+    norms: &[f32],
+    k: usize,
+    exclude: &[u32],
+) -> Vec<(u32, f32)> {
+    top_k_cosine_to_among(
+        query,
+        query_norm,
+        rows,
+        norms,
+        k,
+        &Eligible::excluding(exclude),
+    )
+}
+
+/// [`top_k_cosine_to`] over the `eligible` rows; a short allow-list is scored row by row.
+fn top_k_cosine_to_among(
+    query: &[f32],
+    query_norm: f32,
+    rows: &Factors,
+    norms: &[f32],
+    k: usize,
+    eligible: &Eligible,
+) -> Vec<(u32, f32)> {
+    if query.len() != rows.dim || norms.len() != rows.rows || rows.dim == 0 {
+        return vec![];
+    }
+    if let Some(listed) = eligible.listed(rows.rows) {
         return top_k_listed(listed, k, |i| {
-            cosine(exact_dot(query, items, i), nq, norms[i])
+            cosine(exact_dot(query, rows, i), query_norm, norms[i])
         });
     }
     let mut top = TopK::new(k);
     let mut scores = [0.0f32; BLOCK];
-    for (b, block) in items.data.chunks(BLOCK * items.dim).enumerate() {
-        let n = block.len() / items.dim;
+    for (b, block) in rows.data.chunks(BLOCK * rows.dim).enumerate() {
+        let n = block.len() / rows.dim;
         dot_rows(query, block, &mut scores[..n]);
         for (s, &norm) in scores[..n].iter_mut().zip(&norms[b * BLOCK..]) {
-            *s = cosine(*s, nq, norm);
+            *s = cosine(*s, query_norm, norm);
         }
         top.offer_all(&scores[..n], b * BLOCK, eligible);
     }
@@ -874,5 +914,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn cosine_to_an_outside_query_ranks_as_a_row_would() {
+        let f = items(&[
+            &[1.0, 0.0],
+            &[2.0, 0.1],
+            &[0.0, 0.0],
+            &[0.0, 3.0],
+            &[-1.0, 0.0],
+            &[4.0, 0.0],
+        ]);
+        let n = norms(&f);
+        // A row as the query: exactly top_k_cosine (same bits).
+        for of in 0..f.rows {
+            let q = f.row(of);
+            assert_eq!(
+                top_k_cosine_to(q, norm(q), &f, &n, 10, &[of as u32]),
+                top_k_cosine(&f, &n, of, 10)
+            );
+        }
+        // A query that is no row: rows 0 and 5 are both at cosine 1 (lower index first),
+        // nothing is left out unless asked.
+        let q = [0.5, 0.0];
+        let r = top_k_cosine_to(&q, norm(&q), &f, &n, 3, &[]);
+        assert_eq!(r.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 5, 1]);
+        assert_eq!((r[0].1, r[1].1), (1.0, 1.0));
+        let r = top_k_cosine_to(&q, norm(&q), &f, &n, 2, &[0]);
+        assert_eq!(r.iter().map(|p| p.0).collect::<Vec<_>>(), vec![5, 1]);
+        assert!(top_k_cosine_to(&[1.0], 1.0, &f, &n, 3, &[]).is_empty());
+        assert!(top_k_cosine_to(&q, norm(&q), &f, &n[..2], 3, &[]).is_empty());
     }
 }

@@ -5,6 +5,8 @@
 //! | [`foryou_table`] | the `foryou` virtual table module (events in, events out) |
 //! | [`recommend`] | `recommend(user_id, k [, model])` |
 //! | [`similar_items`] | `similar_items(item_id, k [, model])` |
+//! | [`similar_users`] | `similar_users(user_id, k [, model])` |
+//! | [`why_recommended`] | `why_recommended(user_id, item_id [, k [, model]])` |
 //! | [`refit`] | `foryou_refit([model [, options_json]])` |
 //! | [`evaluate`] | `foryou_evaluate(model, holdout_table, k)` |
 //! | [`info`] | `foryou_version()`, `foryou_debug()` |
@@ -25,4 +27,6 @@ pub mod recommend;
 pub mod refit;
 pub mod scalar;
 pub mod similar_items;
+pub mod similar_users;
 pub mod table_function;
+pub mod why_recommended;

@@ -18,8 +18,14 @@ const FUNCTIONS: &[(&str, i64)] = &[
     ("foryou_version", 0),
 ];
 
-/// The documented modules: the `foryou` virtual table and the two table-valued functions.
-const MODULES: &[&str] = &["foryou", "recommend", "similar_items"];
+/// The documented modules: the `foryou` virtual table and the table-valued functions.
+const MODULES: &[&str] = &[
+    "foryou",
+    "recommend",
+    "similar_items",
+    "similar_users",
+    "why_recommended",
+];
 
 // SQLite function flags as reported by pragma_function_list.
 const SQLITE_DETERMINISTIC: i64 = 0x800;
@@ -122,7 +128,12 @@ fn refit_cannot_run_from_a_view() {
 #[test]
 fn table_functions_have_the_documented_columns() {
     let conn = memory();
-    for function in ["recommend", "similar_items"] {
+    for (function, columns, arguments) in [
+        ("recommend", ["item_id", "score", "rank"], 3),
+        ("similar_items", ["item_id", "score", "rank"], 3),
+        ("similar_users", ["user_id", "score", "rank"], 3),
+        ("why_recommended", ["item_id", "contribution", "rank"], 4),
+    ] {
         let visible: Vec<String> = rows(
             &conn,
             &format!("SELECT name FROM pragma_table_xinfo('{function}') WHERE hidden = 0"),
@@ -133,12 +144,15 @@ fn table_functions_have_the_documented_columns() {
             other => panic!("{other:?}"),
         })
         .collect();
-        assert_eq!(visible, ["item_id", "score", "rank"], "{function}");
+        assert_eq!(visible, columns, "{function}");
         let hidden = int(
             &conn,
             &format!("SELECT count(*) FROM pragma_table_xinfo('{function}') WHERE hidden <> 0"),
         );
-        assert_eq!(hidden, 3, "{function}: one hidden column per argument");
+        assert_eq!(
+            hidden, arguments,
+            "{function}: one hidden column per argument"
+        );
     }
     conn.execute_batch("CREATE VIRTUAL TABLE feed USING foryou")
         .unwrap();

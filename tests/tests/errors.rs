@@ -159,11 +159,11 @@ fn wrong_types_in_table_functions() {
         "INSERT INTO feed VALUES (1, 10, 1, 1, 1), (2, 11, 1, 1, 1), (3, 11, 1, 1, 1)",
     )
     .unwrap();
-    for f in ["recommend", "similar_items"] {
-        let id = if f == "recommend" {
-            "user_id"
-        } else {
+    for f in ["recommend", "similar_items", "similar_users"] {
+        let id = if f == "similar_items" {
             "item_id"
+        } else {
+            "user_id"
         };
         let cases = [
             (
@@ -470,6 +470,8 @@ fn damaged_shadow_tables_give_errors_not_crashes() {
         "SELECT * FROM recommend(999, 3)",
         "SELECT * FROM similar_items(0, 3)",
         "SELECT * FROM similar_items(15, 30)",
+        "SELECT * FROM similar_users(1, 30)",
+        "SELECT * FROM why_recommended(1, 3, 30)",
         "SELECT * FROM feed WHERE user_id = 0",
         "SELECT foryou_refit()",
     ];
@@ -533,6 +535,8 @@ fn ids_stored_twice_are_damage() {
         for sql in [
             "SELECT * FROM recommend(1, 30)",
             "SELECT * FROM similar_items(1, 30)",
+            "SELECT * FROM similar_users(1, 30)",
+            "SELECT * FROM why_recommended(1, 3, 30)",
         ] {
             assert_eq!(error_of(&conn, sql), expected, "{sql}");
         }
@@ -571,6 +575,16 @@ fn wrongly_typed_shadow_values_name_their_table_and_column() {
         (
             "UPDATE feed_events SET watch_time = 'abc' WHERE user_id = 0",
             "SELECT * FROM recommend(0, 3)",
+            "foryou: feed_events is damaged: column watch_time holds TEXT, not a number",
+        ),
+        (
+            "UPDATE feed_events SET watch_time = 'abc' WHERE user_id = 0",
+            "SELECT * FROM why_recommended(0, 3)",
+            "foryou: feed_events is damaged: column watch_time holds TEXT, not a number",
+        ),
+        (
+            "UPDATE feed_events SET watch_time = 'abc' WHERE user_id = 0",
+            "SELECT * FROM similar_users(0, 3)",
             "foryou: feed_events is damaged: column watch_time holds TEXT, not a number",
         ),
         (

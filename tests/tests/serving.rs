@@ -33,12 +33,18 @@ fn argument_errors_have_exact_messages() {
         error_of(&conn, "SELECT * FROM similar_items(1, 3)"),
         "similar_items: no foryou table in this database; create one with CREATE VIRTUAL TABLE feed USING foryou()"
     );
+    for f in ["similar_users", "why_recommended"] {
+        assert_eq!(
+            error_of(&conn, &format!("SELECT * FROM {f}(1, 3)")),
+            format!("{f}: no foryou table in this database; create one with CREATE VIRTUAL TABLE feed USING foryou()")
+        );
+    }
     popularity_fixture(&conn);
-    for f in ["recommend", "similar_items"] {
-        let id = if f == "recommend" {
-            "user_id"
-        } else {
+    for f in ["recommend", "similar_items", "similar_users"] {
+        let id = if f == "similar_items" {
             "item_id"
+        } else {
+            "user_id"
         };
         let cases = [
             (
@@ -112,6 +118,7 @@ fn argument_errors_have_exact_messages() {
             format!("too many arguments on {f}() - max 3")
         );
     }
+    why_recommended_argument_errors(&conn);
     // A plain table of the same name is not a model.
     conn.execute_batch("CREATE TABLE plain(x)").unwrap();
     assert_eq!(
@@ -120,6 +127,80 @@ fn argument_errors_have_exact_messages() {
     );
     // The largest k is accepted.
     assert_eq!(ranked(&conn, "SELECT * FROM recommend(1, 10000)").len(), 4);
+}
+
+/// `why_recommended(user_id, item_id [, k [, model]])`: the rules of the other
+/// functions, with two ids and an optional k (NULL or absent: the default).
+fn why_recommended_argument_errors(conn: &Connection) {
+    let f = "why_recommended";
+    let usage = "why_recommended(user_id, item_id [, k] [, model])";
+    let cases = [
+        (
+            "(NULL, 3)",
+            "user_id must be an integer, got NULL".to_string(),
+        ),
+        (
+            "('abc', 3)",
+            "user_id must be an integer, got 'abc'".to_string(),
+        ),
+        (
+            "(1, NULL)",
+            "item_id must be an integer, got NULL".to_string(),
+        ),
+        (
+            "(1, 1.5)",
+            "item_id must be an integer, got 1.5".to_string(),
+        ),
+        (
+            "(1, x'0102')",
+            "item_id must be an integer, got a 2-byte BLOB".to_string(),
+        ),
+        (
+            "(1, 2, 0)",
+            "k must be a positive integer, got 0".to_string(),
+        ),
+        (
+            "(1, 2, -1)",
+            "k must be a positive integer, got -1".to_string(),
+        ),
+        (
+            "(1, 2, 10001)",
+            "k too large, provided 10001, maximum 10000".to_string(),
+        ),
+        (
+            "(1, 2, 'three')",
+            "k must be an integer, got 'three'".to_string(),
+        ),
+        ("(1, 2, 2.5)", "k must be an integer, got 2.5".to_string()),
+        (
+            "(1, 2, 3, 'nope')",
+            "no foryou table named 'nope' in schema 'main' (foryou tables: feed)".to_string(),
+        ),
+        (
+            "(1, 2, NULL, 7)",
+            "model must be the name of a foryou table, got 7".to_string(),
+        ),
+        (
+            "(1)",
+            format!("missing argument item_id; call it as {usage}"),
+        ),
+        (
+            "()",
+            format!("missing argument user_id; call it as {usage}"),
+        ),
+    ];
+    for (call, expected) in cases {
+        let sql = format!("SELECT * FROM {f}{call}");
+        assert_eq!(error_of(conn, &sql), format!("{f}: {expected}"), "{sql}");
+    }
+    assert_eq!(
+        error_of(conn, &format!("SELECT * FROM {f}(1, 2, 3, 'feed', 5)")),
+        format!("too many arguments on {f}() - max 4")
+    );
+    // The largest k, and a NULL k, are accepted.
+    for k in ["10000", "NULL"] {
+        assert!(try_run(conn, &format!("SELECT * FROM {f}(1, 100, {k})")).is_ok());
+    }
 }
 
 #[test]
