@@ -35,11 +35,18 @@ use crate::store::integer_value;
 /// Result columns before the hidden argument columns.
 const OUTPUT_COLUMNS: c_int = 3;
 
-/// `idxNum` bits beyond the argument columns' (bit `c` set: argument `c` is given, in
-/// column order): the allow-list, passed after the arguments, is a whole `IN` list...
-const ALLOW_IN: c_int = 1 << 20;
-/// ... or a single value.
-const ALLOW_ONE: c_int = 1 << 21;
+/// `idxNum` beyond the argument columns' bits (bit `c` set: argument `c` is given, in
+/// column order): the number of allow-lists, passed after the arguments, at this shift...
+const ALLOW_COUNT_SHIFT: c_int = 16;
+/// ... at most this many (more are left to SQLite, which checks them on the rows) ...
+const MAX_ALLOW_LISTS: usize = 4;
+/// ... and from this bit, one per list: set for a whole `IN` list, clear for one value.
+const ALLOW_WHOLE_SHIFT: c_int = 20;
+
+/// The `idxNum` bit that marks allow-list `j` (< [`MAX_ALLOW_LISTS`]) as a whole `IN` list.
+fn whole_list_bit(j: usize) -> c_int {
+    1 << (ALLOW_WHOLE_SHIFT + c_int::try_from(j.min(MAX_ALLOW_LISTS)).unwrap_or(0))
+}
 
 /// One SQL table-valued function returning ranked ids.
 pub trait TableFunction: 'static {
@@ -272,8 +279,8 @@ unsafe extern "C" fn disconnect<F: TableFunction>(vtab: *mut ffi::sqlite3_vtab) 
 struct Plan {
     /// Per argument column: the constraint that gives it.
     arguments: Vec<Option<usize>>,
-    /// The allow-list's constraint and whether it is a whole `IN` list.
-    allow: Option<(usize, bool)>,
+    /// The allow-lists' constraints, and whether each is a whole `IN` list.
+    allow: Vec<(usize, bool)>,
 }
 
 // xBestIndex: every equality on an argument column becomes a filter argument, in column
@@ -302,14 +309,18 @@ unsafe extern "C" fn best_index<F: TableFunction>(
         };
         let mut plan = Plan {
             arguments: vec![None; F::ARGUMENTS.len()],
-            allow: None,
+            allow: Vec::new(),
         };
         let in_api = in_list::api();
         for (i, c) in constraints.iter().enumerate() {
             if c_int::from(c.op) != ffi::SQLITE_INDEX_CONSTRAINT_EQ {
                 continue;
             }
-            if F::ALLOW_LIST && c.iColumn == 0 && c.usable != 0 && plan.allow.is_none() {
+            if F::ALLOW_LIST
+                && c.iColumn == 0
+                && c.usable != 0
+                && plan.allow.len() < MAX_ALLOW_LISTS
+            {
                 if let (Some(api), Ok(index)) = (in_api, c_int::try_from(i)) {
                     // SAFETY: `info` and constraint `index` of this xBestIndex call.
                     let (is_in, known) =
@@ -317,10 +328,10 @@ unsafe extern "C" fn best_index<F: TableFunction>(
                     if is_in {
                         // SAFETY: as above.
                         if unsafe { api.take_whole_list(info, index) } {
-                            plan.allow = Some((i, true));
+                            plan.allow.push((i, true));
                         }
                     } else if known {
-                        plan.allow = Some((i, false));
+                        plan.allow.push((i, false));
                     }
                 }
                 continue;
@@ -350,12 +361,16 @@ unsafe extern "C" fn best_index<F: TableFunction>(
                 idx_num |= 1 << column;
             }
         }
-        if let Some((i, whole)) = plan.allow {
+        for (j, &(i, whole)) in plan.allow.iter().enumerate() {
             take(i);
-            idx_num |= if whole { ALLOW_IN } else { ALLOW_ONE };
+            if whole {
+                idx_num |= whole_list_bit(j);
+            }
         }
+        // At most MAX_ALLOW_LISTS: fits the 4 bits.
+        idx_num |= c_int::try_from(plan.allow.len()).unwrap_or(0) << ALLOW_COUNT_SHIFT;
         let complete = plan.arguments[..F::REQUIRED].iter().all(Option::is_some);
-        let cost = match (complete, plan.allow.is_some()) {
+        let cost = match (complete, !plan.allow.is_empty()) {
             (true, true) => 5.0,
             (true, false) => 10.0,
             (false, _) => 1e12,
@@ -439,18 +454,30 @@ unsafe extern "C" fn filter<F: TableFunction>(
                 None => None,
             });
         }
-        let allow = if idx_num & (ALLOW_IN | ALLOW_ONE) != 0 {
-            let at = (0..F::ARGUMENTS.len())
-                .filter(|&c| idx_num & (1 << c) != 0)
-                .count();
-            let list = values.get(at).copied().ok_or_else(|| Error::Internal {
-                who: F::NAME.to_string(),
-                detail: "the allow-list argument is missing".to_string(),
-            })?;
-            Some(allow_list(F::NAME, list, idx_num & ALLOW_IN != 0)?)
-        } else {
-            None
-        };
+        // Every allow-list, intersected: the items all of them list.
+        let lists = usize::try_from((idx_num >> ALLOW_COUNT_SHIFT) & 0xf).unwrap_or(0);
+        let first = (0..F::ARGUMENTS.len())
+            .filter(|&c| idx_num & (1 << c) != 0)
+            .count();
+        let mut allow: Option<Vec<i64>> = None;
+        for j in 0..lists.min(MAX_ALLOW_LISTS) {
+            let list = values
+                .get(first + j)
+                .copied()
+                .ok_or_else(|| Error::Internal {
+                    who: F::NAME.to_string(),
+                    detail: "an allow-list argument is missing".to_string(),
+                })?;
+            let whole = idx_num & whole_list_bit(j) != 0;
+            let ids = allow_list(F::NAME, list, whole)?;
+            allow = Some(match allow {
+                None => ids,
+                Some(kept) => kept
+                    .into_iter()
+                    .filter(|id| ids.binary_search(id).is_ok())
+                    .collect(),
+            });
+        }
         if let Some(missing) = args[..F::REQUIRED].iter().position(Option::is_none) {
             return Err(missing_argument::<F>(missing));
         }
@@ -485,8 +512,8 @@ fn allow_list(who: &str, list: *mut ffi::sqlite3_value, whole: bool) -> Result<V
             who: who.to_string(),
             detail: "an IN list without sqlite3_vtab_in".to_string(),
         })?;
-        // SAFETY: `list` is the xFilter argument of the constraint xBestIndex took as a
-        // whole list (ALLOW_IN is set only then), during this xFilter call.
+        // SAFETY: `list` is the xFilter argument of a constraint xBestIndex took as a
+        // whole list (its bit is set only then), during this xFilter call.
         unsafe { api.for_each(list, &mut add) }.map_err(|rc| {
             Error::Sqlite(rusqlite::Error::SqliteFailure(ffi::Error::new(rc), None))
         })?;

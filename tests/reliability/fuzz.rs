@@ -165,6 +165,9 @@ fn option_value(r: &mut Rng, key: &str) -> String {
         "explore" => &["0", "0.5", "1", "1e-9"],
         "confidence" => &["binary", "linear", "log", "ratio"],
         "regularization_scaling" => &["none", "count", "sqrt"],
+        // A table the fuzz also creates and fills (`hidden`), one it never makes, a view of
+        // the events themselves, none.
+        "exclude_items" => &["hidden", "'hidden'", "nowhere", "feed", "''"],
         _ => &["1"],
     };
     if r.chance(0.75) {
@@ -222,6 +225,7 @@ const OPTIONS: &[&str] = &[
     "auto_refit",
     "explore",
     "exclude_watched",
+    "exclude_items",
 ];
 
 fn create_options(r: &mut Rng) -> String {
@@ -372,6 +376,29 @@ fn ranked_fn(r: &mut Rng) -> String {
     };
     let a = value(r);
     let kk = k(r);
+    if r.chance(0.15) {
+        // An allow-list inside the scan: lists, subqueries, odd values, several at once.
+        let list = match r.below(5) {
+            // Not one value: `IN (v)` is `= v`, which filters the ranked rows unless v is
+            // a literal, and the rank check below is for filters inside the scan.
+            0 => (0..*r.pick(&[0, 2, 3, 6]))
+                .map(|_| value(r))
+                .collect::<Vec<_>>()
+                .join(", "),
+            1 => "SELECT item_id FROM feed".to_string(),
+            2 => format!("SELECT value FROM json_each('[{}, 2, 3]')", r.range(0, 50)),
+            3 => format!("SELECT item_id FROM {f}({a}, {kk})"),
+            _ => "NULL, 'x', 1.5, x'00', 9223372036854775807".to_string(),
+        };
+        let extra = if r.chance(0.3) {
+            format!(" AND item_id IN ({}, {})", value(r), value(r))
+        } else {
+            String::new()
+        };
+        return format!(
+            "SELECT item_id, score, rank FROM {f}({a}, {kk}) WHERE item_id IN ({list}){extra}"
+        );
+    }
     match r.below(9) {
         0..=3 => {
             let args = if r.chance(0.5) {
@@ -812,6 +839,7 @@ fn crafted(r: &mut Rng) -> String {
                 "auto_refit",
                 "explore",
                 "exclude_watched",
+                "exclude_items",
                 "confidence",
                 "tune",
                 "alpha",
@@ -881,6 +909,7 @@ fn gen_batch(seed: u64, batch: u64, size: usize) -> Vec<Step> {
         (0.15, "half_life_days = 1"),
         (0.15, "popularity_exponent = 0.5"),
         (0.1, "confidence = binary"),
+        (0.25, "exclude_items = 'hidden'"),
     ] {
         if r.chance(p) {
             opts.push(o.into());
@@ -902,6 +931,15 @@ fn gen_batch(seed: u64, batch: u64, size: usize) -> Vec<Step> {
             .into(),
     ));
     steps.push(main("CREATE TABLE mine(x)".into()));
+    if r.chance(0.8) {
+        // The block-list exclude_items may name: per-user rows, rows for everyone, odd values.
+        steps.push(main(format!(
+            "CREATE TABLE hidden AS SELECT CASE WHEN id % 3 = 0 THEN NULL ELSE user_id END AS user_id, item_id \
+             FROM feed_events WHERE id % {} = 0 UNION ALL SELECT 1, {}",
+            r.range(2, 9),
+            value(&mut r)
+        )));
+    }
     if r.chance(0.7) {
         steps.push(main("SELECT foryou_refit('feed')".into()));
     }

@@ -473,3 +473,29 @@ fn popularity_serving_takes_the_same_filters() {
         .collect();
     assert_eq!(got, restricted(&full, &kept, 3));
 }
+
+#[test]
+fn several_allow_lists_are_intersected() {
+    let conn = memory();
+    fitted(&conn, "");
+    let full = full_ranking(&conn, 6);
+    let a: Vec<i64> = full[100..200].iter().map(|r| r.0).collect();
+    let b: Vec<i64> = full[150..300].iter().map(|r| r.0).collect();
+    let both: HashSet<i64> = a.iter().copied().filter(|i| b.contains(i)).collect();
+    let got = ranked(
+        &conn,
+        "SELECT item_id, score, rank FROM recommend(6, 10) WHERE item_id IN (SELECT value FROM json_each(?1)) \
+         AND item_id IN (SELECT value FROM json_each(?2))",
+        [json_list(&a), json_list(&b)],
+    );
+    assert_eq!(got, restricted(&full, &both, 10));
+    let (one, one_score, _) = full[160];
+    let got = ranked(
+        &conn,
+        &format!(
+            "SELECT item_id, score, rank FROM recommend(6, 10) WHERE item_id IN (SELECT value FROM json_each(?1)) AND item_id = {one}"
+        ),
+        [json_list(&a)],
+    );
+    assert_eq!(got, vec![(one, one_score, 1)]);
+}
