@@ -5,7 +5,7 @@ PYTHON ?= python3
 FORYOU_EXT ?= $(CURDIR)/target/release/libforyou
 EXT := target/release/libforyou.so
 
-.PHONY: loadable test unit integration golden example demo eval eval-quick bench bench-quick clean \
+.PHONY: loadable test unit integration golden example python demo eval eval-quick bench bench-quick clean \
 	reference docs-check lint
 
 # The loadable extension: target/release/libforyou.so (load it as ./target/release/libforyou).
@@ -13,9 +13,10 @@ loadable:
 	$(CARGO) build --release -p foryou
 
 # Every test: model unit tests, rusqlite integration tests, sqlite3-shell golden tests, the example,
+# the serving functions from Python,
 # and the docs' executed examples.
 # Then the short forms of the reliability suite: make fuzz, make torture.
-test: loadable unit integration golden example docs-check fuzz torture
+test: loadable unit integration golden example python docs-check fuzz torture
 
 unit:
 	$(CARGO) test --release -p foryou --lib
@@ -32,6 +33,12 @@ integration: loadable
 
 golden: loadable
 	FORYOU_EXT=$(FORYOU_EXT) bash sql/run-golden.sh
+
+# The serving functions from Python's sqlite3, as an app calls them (Debian's python3 can
+# load extensions; the pyenv one first on PATH cannot).
+PYTHON_EXT ?= /usr/bin/python3
+python: loadable
+	$(PYTHON_EXT) tests/python/serving.py $(CURDIR)/target/release/libforyou
 
 example: loadable
 	FORYOU_EXT=$(CURDIR)/target/release/libforyou $(CARGO) run --release -q -p foryou-tests --example session -- --check
