@@ -703,6 +703,22 @@ def measure_sqlite_vec(name, X, Y, user_pos, item_pos, users, items):
     return res
 
 
+def measure_empty_catalogue(rng):
+    """Per-call overhead: recommend(u, 10) on a foryou table without events (a file
+    database, as the other models), beside a `SELECT ?` round trip."""
+    path = os.path.join(OUT, "empty.db")
+    remove_db(path)
+    con = connect(path)
+    con.execute("CREATE VIRTUAL TABLE feed USING foryou()")
+    users = rng.integers(0, 1000, 4096).tolist()
+    out = {"recommend": latency(lambda u: con.execute("SELECT item_id, score FROM recommend(?, 10)", (u,)).fetchall(), users),
+           "select": latency(lambda u: con.execute("SELECT ?", (u,)).fetchall(), users)}
+    con.close()
+    remove_db(path)
+    log(f"empty catalogue: recommend p50 {out['recommend']['p50_ms'] * 1e3:.1f} us, SELECT ? {out['select']['p50_ms'] * 1e3:.1f} us")
+    return out
+
+
 def measure_filters(name, db, X, Y, item_ids, user_pos, users, rng):
     """recommend(u, 10) restricted to an allow-list, through SQL, as an app writes it: 100
     candidate ids bound as a JSON array (re-ranking another stage's candidates), and 10% /
@@ -1048,6 +1064,12 @@ def markdown(results):
              "so L2 order = dot-product order (exact); it does not leave out watched items, foryou and implicit do. "
              "implicit similar_items(N=10) includes the item itself; foryou's leaves it out.")
     L.append("")
+    if "empty_catalogue" in results:
+        e = results["empty_catalogue"]
+        L.append(f"Per-call overhead, `recommend(?, 10)` on a foryou table with no events (file database): "
+                 f"{e['recommend']['p50_ms'] * 1e3:.1f} µs p50, against {e['select']['p50_ms'] * 1e3:.1f} µs for a "
+                 "`SELECT ?` round trip.")
+        L.append("")
     filtered = [(n, d["serving"]) for n, d in results["datasets"].items() if "filters" in d["serving"]] + \
         [(c["name"], c) for c in results["catalogue"] if "filters" in c]
     if filtered:
@@ -1221,6 +1243,7 @@ def main():
                             "synchronous FULL, 2 MB page cache), one transaction per bulk INSERT"},
                "datasets": {}, "refit_sweep": [], "catalogue": []}
 
+    results["empty_catalogue"] = measure_empty_catalogue(rng)
     sweep_done = {}
     for name in DATASETS:
         sample_load(name)
