@@ -186,7 +186,8 @@ fn ranking_vector(
     Ok(model.user_vector(user_id, &events, resolved.at).1)
 }
 
-/// The k users nearest to `user_id`: what `similar_users(user_id, k, model)` returns.
+/// The k users nearest to `user_id`: what `similar_users(user_id, k, model)` returns,
+/// among `allow` (sorted user ids: the call's `user_id IN (...)`) when given.
 /// The query is the user's ranking vector (fresh events folded in); the candidates are
 /// the stored vectors, as of the last refit. Empty before the first refit and for a
 /// user with no vector and no usable events.
@@ -195,12 +196,13 @@ pub fn similar_users(
     resolved: &Resolved,
     user_id: i64,
     k: usize,
+    allow: Option<&[i64]>,
 ) -> Result<Vec<(i64, f32)>> {
     let Some(model) = &resolved.model else {
         return Ok(Vec::new());
     };
     Ok(match ranking_vector(conn, resolved, model, user_id)? {
-        Some(vector) => model.similar_users(user_id, &vector, k),
+        Some(vector) => model.similar_users(user_id, &vector, k, allow),
         None => Vec::new(),
     })
 }

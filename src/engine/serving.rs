@@ -533,15 +533,29 @@ impl Serving {
     /// [`Serving::user_vector`]) by cosine, `user_id`'s own stored vector left out. Ties:
     /// lower stored index first. The f32 scan over the user factors: no quantised copy
     /// of them is kept (users are scanned far less often than items).
-    pub fn similar_users(&self, user_id: i64, vector: &[f32], k: usize) -> Vec<(i64, f32)> {
+    pub fn similar_users(
+        &self,
+        user_id: i64,
+        vector: &[f32],
+        k: usize,
+        allow: Option<&[i64]>,
+    ) -> Vec<(i64, f32)> {
         let exclude: Vec<u32> = self.user_index.get(&user_id).copied().into_iter().collect();
-        topk::top_k_cosine_to(
+        let allow: Option<Vec<u32>> = allow.map(|ids| {
+            let mut indices: Vec<u32> = ids
+                .iter()
+                .filter_map(|id| self.user_index.get(id).copied())
+                .collect();
+            indices.sort_unstable();
+            indices
+        });
+        topk::top_k_cosine_to_among(
             vector,
             topk::norm(vector),
             &self.users,
             &self.user_norms,
             k,
-            &exclude,
+            &Eligible::new(&exclude, allow.as_deref()),
         )
         .into_iter()
         .filter_map(|(u, score)| self.user_ids.get(u as usize).map(|&id| (id, score)))

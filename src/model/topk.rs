@@ -508,6 +508,7 @@ pub fn top_k_cosine_among(
 /// out. [`top_k_cosine`] is this with a row of `rows` as the query; a query from
 /// elsewhere (a folded-in user vector) is ranked with the same arithmetic. A query of
 /// the wrong length or `norms` of the wrong length give an empty result.
+#[cfg(test)]
 pub fn top_k_cosine_to(
     query: &[f32],
     query_norm: f32,
@@ -527,7 +528,7 @@ pub fn top_k_cosine_to(
 }
 
 /// [`top_k_cosine_to`] over the `eligible` rows; a short allow-list is scored row by row.
-fn top_k_cosine_to_among(
+pub fn top_k_cosine_to_among(
     query: &[f32],
     query_norm: f32,
     rows: &Factors,

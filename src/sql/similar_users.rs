@@ -20,15 +20,16 @@ impl TableFunction for SimilarUsers {
         c"CREATE TABLE x(user_id INTEGER, score REAL, rank INTEGER, of_user HIDDEN, k HIDDEN, model HIDDEN)";
     const ARGUMENTS: &'static [&'static str] = &["user_id", "k", "model"];
     const REQUIRED: usize = 2;
+    const ALLOW_LIST: bool = true;
 
     fn rows(
         conn: &Connection,
         state: &ConnectionState,
         args: &[Option<ValueRef<'_>>],
-        _allow: Option<&[i64]>,
+        allow: Option<&[i64]>,
     ) -> Result<Vec<(i64, f32)>> {
         let (user_id, k, model) = args::id_k_model(Self::NAME, "user_id", args)?;
         let resolved = state.resolve(conn, Self::NAME, model)?;
-        feed::similar_users(conn, &resolved, user_id, k)
+        feed::similar_users(conn, &resolved, user_id, k, allow)
     }
 }

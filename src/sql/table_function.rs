@@ -57,7 +57,8 @@ pub trait TableFunction: 'static {
     /// Argument names in call order; the first `REQUIRED` must be given.
     const ARGUMENTS: &'static [&'static str];
     const REQUIRED: usize;
-    /// Whether `WHERE <column 0> IN (...)` restricts the ranking (an allow-list).
+    /// Whether `WHERE <column 0> IN (...)` restricts the ranking (an allow-list of
+    /// items, or of users for `similar_users`).
     const ALLOW_LIST: bool = false;
     /// The ranked (id, score) rows for one call; `args[i]` is None when absent, `allow`
     /// the allow-list's ids (sorted, distinct) when the query has one.

@@ -13,13 +13,14 @@ use std::collections::HashSet;
 use common::*;
 use rusqlite::{params, Connection};
 
-/// 60 users, 400 items, a deterministic pattern with taste structure; refitted.
+/// 60 users, 400 items, a deterministic pattern with taste structure, every user with
+/// watched and skipped events; refitted.
 fn fitted(conn: &Connection, options: &str) {
     conn.execute_batch(&format!(
         "CREATE VIRTUAL TABLE feed USING foryou(factors = 8, iterations = 6, seed = 3{options});
          WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 5999)
          INSERT INTO feed(user_id, item_id, watch_time, duration)
-         SELECT i % 60, ((i % 60) * 37 + (i / 60) * 13) % 400, 1.0 + (i * 7) % 14, 15.0 FROM n;
+         SELECT i % 60, ((i % 60) * 37 + (i / 60) * 13) % 400, 1.0 + (i * 5) % 14, 15.0 FROM n;
          SELECT foryou_refit('feed');"
     ))
     .unwrap();
@@ -498,4 +499,32 @@ fn several_allow_lists_are_intersected() {
         [json_list(&a)],
     );
     assert_eq!(got, vec![(one, one_score, 1)]);
+}
+
+#[test]
+fn similar_users_takes_an_allow_list_of_users() {
+    let conn = memory();
+    fitted(&conn, "");
+    let full = ranked(
+        &conn,
+        "SELECT user_id, score, rank FROM similar_users(12, 100)",
+        [],
+    );
+    assert_eq!(full.len(), 59);
+    let friends: Vec<i64> = full[30..45]
+        .iter()
+        .map(|r| r.0)
+        .chain([12, 99_999])
+        .collect();
+    let set: HashSet<i64> = friends.iter().copied().collect();
+    let got = ranked(
+        &conn,
+        "SELECT user_id, score, rank FROM similar_users(12, 5) WHERE user_id IN (SELECT value FROM json_each(?1))",
+        [json_list(&friends)],
+    );
+    assert_eq!(got, restricted(&full, &set, 5));
+    assert!(
+        got.iter().all(|r| r.0 != 12),
+        "the user is left out even when listed"
+    );
 }
