@@ -436,3 +436,46 @@ fn recommend_and_similar_items_rank_exactly_by_the_stored_factors() {
         check(&format!("similar_items({})", item_ids[i]), &served, &exact);
     }
 }
+
+#[test]
+fn live_popularity_counts_each_viewer_once() {
+    let conn = memory();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE feed USING foryou(factors = 2, tune = false);
+         INSERT INTO feed(user_id, item_id, watch_time, duration, ts) VALUES
+           (1, 5, 10, 10, 1), (1, 5, 10, 10, 2), (1, 5, 10, 10, 3), (1, 5, 10, 10, 4),
+           (2, 6, 10, 10, 5), (3, 6, 10, 10, 6), (2, 7, 1, 10, 7), (2, 7, 10, 10, 8);",
+    )
+    .unwrap();
+    // Item 5: one viewer, four times; item 6: two viewers; item 7: one viewer (who also
+    // swiped it once).
+    assert_eq!(popularity(&conn, "feed"), [(6, 2.0), (5, 1.0), (7, 1.0)]);
+}
+
+#[test]
+fn users_with_the_same_history_get_their_own_explored_order() {
+    let conn = memory();
+    explore_fixture(&conn, 1.0);
+    refit(&conn, "SELECT foryou_refit()");
+    // Ten new users, each with the same single event: folded in alike, explored apart.
+    for user in 200..210 {
+        conn.execute(
+            "INSERT INTO feed(user_id, item_id, watch_time, duration, ts) VALUES (?1, 1, 20, 20, 2000)",
+            [user],
+        )
+        .unwrap();
+    }
+    let explored = |user: i64| -> Vec<i64> {
+        feed_of(&conn, user, 10)
+            .into_iter()
+            .filter(|r| r.1.is_none())
+            .map(|r| r.0)
+            .collect()
+    };
+    let first = explored(200);
+    assert!(first.len() >= 3, "{first:?}");
+    assert!(
+        (201..210).any(|u| explored(u) != first),
+        "every user with this history got the explored order {first:?}"
+    );
+}
