@@ -479,3 +479,17 @@ fn users_with_the_same_history_get_their_own_explored_order() {
         "every user with this history got the explored order {first:?}"
     );
 }
+
+#[test]
+fn explored_slots_are_k_times_explore_rounded() {
+    let conn = memory();
+    explore_fixture(&conn, 0.5);
+    refit(&conn, "SELECT foryou_refit()");
+    // round(3 * 0.5) = 2, round(5 * 0.5) = 3 (halves round up), round(1 * 0.5) = 1.
+    for (k, slots) in [(3usize, 2usize), (5, 3), (1, 1)] {
+        let feed = feed_of(&conn, 99, k);
+        assert_eq!(feed.len(), k);
+        let explored = feed.iter().filter(|r| r.1.is_none()).count();
+        assert_eq!(explored, slots, "k = {k}: {feed:?}");
+    }
+}

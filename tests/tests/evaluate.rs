@@ -14,7 +14,7 @@ use rusqlite::Connection;
 
 /// Items 1-5 with 4, 3, 2, 1, 1 viewers: user 1 watched {1}, user 2 {1, 2}, user 3
 /// {1, 2, 3}, user 4 {1, 2, 3, 4}, user 5 {5}; all full watches. Hold-out rows: user 1
-/// {3, 5}, user 4 {4} (already watched), user 5 {2} (twice), user 9 {1} (no events).
+/// {3, 5}, user 4 {4, 5} (4 already watched), user 5 {2} (twice), user 9 {1} (no events).
 fn fixture(conn: &Connection) {
     conn.execute_batch(
         "CREATE VIRTUAL TABLE feed USING foryou(factors = 4, iterations = 5, tune = false);
@@ -25,7 +25,7 @@ fn fixture(conn: &Connection) {
            (4, 1, 10, 10, 7), (4, 2, 10, 10, 8), (4, 3, 10, 10, 9), (4, 4, 10, 10, 10),
            (5, 5, 10, 10, 11);
          CREATE TABLE holdout(user_id INTEGER, item_id INTEGER);
-         INSERT INTO holdout VALUES (1, 3), (1, 5), (4, 4), (5, 2), (5, 2), (9, 1);",
+         INSERT INTO holdout VALUES (1, 3), (1, 5), (4, 4), (4, 5), (5, 2), (5, 2), (9, 1);",
     )
     .unwrap();
 }
@@ -45,8 +45,8 @@ fn metrics_on_live_popularity_match_the_hand_computed_values() {
     let conn = memory();
     fixture(&conn);
     // The lists at k = 2 (popularity 1, 2, 3, then 4 before 5 by id; watched left out):
-    // user 1 [2, 3] (hit 3 at rank 2), user 4 [5] (no hit), user 5 [1, 2] (hit 2 at
-    // rank 2), user 9 [1, 2] (hit 1 at rank 1).
+    // user 1 [2, 3] (hit 3 at rank 2), user 4 [5] (one row only: hit 5 at rank 1),
+    // user 5 [1, 2] (hit 2 at rank 2), user 9 [1, 2] (hit 1 at rank 1).
     assert_eq!(
         items(&ranked(&conn, "SELECT * FROM recommend(1, 2)")),
         [2, 3]
@@ -70,24 +70,28 @@ fn metrics_on_live_popularity_match_the_hand_computed_values() {
     assert_eq!(m["k"], 2);
     assert_eq!(m["users"], 4, "users 1, 4, 5 and 9: {m}");
     let l = 1.0 / 3f64.log2(); // the discount of rank 2
-                               // precision: hits / k per user: 1/2, 0, 1/2, 1/2.
-    assert_close(&m["precision"], (0.5 + 0.0 + 0.5 + 0.5) / 4.0, "precision");
-    // recall: hits / |relevant|: 1/2, 0, 1/1 (the repeated row counts once), 1/1.
-    assert_close(&m["recall"], (0.5 + 0.0 + 1.0 + 1.0) / 4.0, "recall");
-    // NDCG: user 1 l / (1 + l) (two relevant), user 5 l / 1, user 9 1 / 1.
-    assert_close(&m["ndcg"], (l / (1.0 + l) + 0.0 + l + 1.0) / 4.0, "ndcg");
-    // AP: user 1 (1/2) / 2, user 5 (1/2) / 1, user 9 1.
-    assert_close(&m["map"], (0.25 + 0.0 + 0.5 + 1.0) / 4.0, "map");
+                               // precision: hits / k per user (k, not the list's length): 1/2 each.
+    assert_close(&m["precision"], 0.5, "precision");
+    // recall: hits / |relevant|: 1/2, 1/2, 1/1 (the repeated row counts once), 1/1.
+    assert_close(&m["recall"], (0.5 + 0.5 + 1.0 + 1.0) / 4.0, "recall");
+    // NDCG: user 1 l / (1 + l), user 4 1 / (1 + l) (two relevant), user 5 l, user 9 1.
+    assert_close(
+        &m["ndcg"],
+        (l / (1.0 + l) + 1.0 / (1.0 + l) + l + 1.0) / 4.0,
+        "ndcg",
+    );
+    // AP: user 1 (1/2) / 2, user 4 1 / 2, user 5 (1/2) / 1, user 9 1.
+    assert_close(&m["map"], (0.25 + 0.5 + 0.5 + 1.0) / 4.0, "map");
     // Coverage: items 1, 2, 3, 5 of the 5 with events.
     assert_close(&m["coverage"], 4.0 / 5.0, "coverage");
 
-    // k = 1: user 1 [2], user 4 [5], user 5 [1], user 9 [1]: one hit (user 9).
+    // k = 1: user 1 [2], user 4 [5] (hit), user 5 [1], user 9 [1] (hit).
     let m = evaluate(&conn, "SELECT foryou_evaluate(NULL, 'main.holdout', 1)");
     assert_eq!(m["users"], 4);
-    assert_close(&m["precision"], 0.25, "precision@1");
-    assert_close(&m["recall"], 0.25, "recall@1");
-    assert_close(&m["ndcg"], 0.25, "ndcg@1");
-    assert_close(&m["map"], 0.25, "map@1");
+    assert_close(&m["precision"], 0.5, "precision@1");
+    assert_close(&m["recall"], (0.5 + 1.0) / 4.0, "recall@1");
+    assert_close(&m["ndcg"], 0.5, "ndcg@1");
+    assert_close(&m["map"], 0.5, "map@1");
     assert_close(&m["coverage"], 3.0 / 5.0, "coverage@1");
 
     // An empty hold-out evaluates nobody.
