@@ -109,6 +109,11 @@ MUTANTS = [
 
 # Why a survivor survives (or what would kill it). A survivor without an entry fails the run.
 EXPLAINED = {
+    "event-ratio-uncapped": "equivalent without recency decay: a pair's summed ratio is capped at "
+    "MAX_PAIR_RATIO = 10 too, so one looping event gives 10 either way; the per-event cap "
+    "matters only when an old looping event is down-weighted by half_life_days (w * 50 vs "
+    "w * 10) or sits beside other events of the pair. Caught by the unit test "
+    "feedback::tests (event_ratio(1e9, 1) == MAX_EVENT_RATIO), not at the SQL level.",
     "watched-dedup-off": "equivalent: the watched list is only searched (binary_search on a "
     "sorted list finds an item whether or not it appears twice); the dedup saves memory and "
     "time for users who watched an item many times, which no test measures.",
@@ -247,7 +252,8 @@ def write(results, total, planned):
         L.append("None.")
     for name, *_ in survived:
         L.append(f"- `{name}`: {EXPLAINED.get(name, 'NOT EXPLAINED: add a test or an explanation')}")
-    with open(os.path.join(ROOT, "tests", "mutants", "results.md"), "w", encoding="utf-8") as f:
+    out = os.environ.get("MUTANTS_RESULTS", os.path.join(ROOT, "tests", "mutants", "results.md"))
+    with open(out, "w", encoding="utf-8") as f:
         f.write("\n".join(L) + "\n")
 
 
