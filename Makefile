@@ -5,18 +5,30 @@ PYTHON ?= python3
 FORYOU_EXT ?= $(CURDIR)/target/release/libforyou
 EXT := target/release/libforyou.so
 
-.PHONY: loadable test unit integration golden example python demo eval eval-quick bench bench-quick clean \
-	reference docs-check lint
+.PHONY: loadable hooks-loadable test unit integration golden example python demo eval eval-quick \
+	bench bench-quick clean reference docs-check lint kernels mutants
 
 # The loadable extension: target/release/libforyou.so (load it as ./target/release/libforyou).
 loadable:
 	$(CARGO) build --release -p foryou
 
+# The test-hooks build (cargo feature test-hooks, profile hooks): the release .so plus a hidden
+# foryou_test_hook() that makes a refit diverge or a callback panic, for tests/tests/hooks.rs
+# only. It lives in target/hooks/; the release .so never has it (tests/tests/hooks.rs checks).
+HOOKS_EXT := $(CURDIR)/target/hooks/libforyou
+hooks-loadable:
+	$(CARGO) build --profile hooks -p foryou --features test-hooks
+
 # Every test: model unit tests, rusqlite integration tests, sqlite3-shell golden tests, the example,
-# the serving functions from Python,
-# and the docs' executed examples.
-# Then the short forms of the reliability suite: make fuzz, make torture.
-test: loadable unit integration golden example python docs-check fuzz torture
+# the serving functions from Python, and the docs' executed examples; the integration tests
+# again at forced kernel levels (kernels). Then the short forms of the reliability suite: make
+# fuzz, make torture. Tests that could not run (a missing data folder, outside CI) are listed
+# at the end, not swallowed by cargo.
+SKIPPED := $(CURDIR)/target/skipped-tests.txt
+test: loadable unit integration golden example python docs-check kernels fuzz torture
+	@if [ -s $(SKIPPED) ]; then \
+	  echo "make test: passed, but these checks were SKIPPED:"; sed 's/^/  /' $(SKIPPED); \
+	else echo "make test: passed, nothing skipped"; fi
 
 unit:
 	$(CARGO) test --release -p foryou --lib
@@ -25,11 +37,42 @@ unit:
 # package separately (their rusqlite features cannot be built together), warnings as errors.
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --release -p foryou --all-targets -- -D warnings
+	$(CARGO) clippy --release -p foryou --all-targets --features test-hooks -- -D warnings
 	$(CARGO) clippy --release -p foryou-tests --all-targets -- -D warnings
 
-integration: loadable
-	FORYOU_EXT=$(CURDIR)/target/release/libforyou $(CARGO) test --release -p foryou-tests
+integration: loadable hooks-loadable
+	@mkdir -p target && rm -f $(SKIPPED)
+	FORYOU_EXT=$(CURDIR)/target/release/libforyou FORYOU_HOOKS_EXT=$(HOOKS_EXT) FORYOU_SKIPPED=$(SKIPPED) \
+		$(CARGO) test --release -p foryou-tests
+
+# The kernels are chosen at run time (FORYOU_KERNELS=scalar|avx2 forces a lower level than the
+# CPU's; docs/model.md#determinism). At each forced level the CPU has: a refit script's output
+# (factor bits, scores, metrics) must equal the detected level's byte for byte, the rendered
+# reference must equal docs/reference.md, and the integration tests of the model and serving
+# must pass.
+KERNEL_TESTS := --test boundaries --test evaluate --test refit --test serving --test feedback
+kernels: loadable
+	@ext=$(CURDIR)/target/release/libforyou; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	detected=$$(sqlite3 -batch -cmd ".load $$ext" :memory: "SELECT foryou_debug()" | sed -n 's/^simd: //p'); \
+	sqlite3 -batch -cmd ".load $$ext" :memory: < sql/kernels.sql > "$$tmp/detected.out" 2>&1 || exit 1; \
+	for level in scalar avx2; do \
+	  if [ "$$detected" = scalar ] && [ $$level = avx2 ]; then echo "kernels: this CPU has no avx2, skipped"; continue; fi; \
+	  got=$$(FORYOU_KERNELS=$$level sqlite3 -batch -cmd ".load $$ext" :memory: "SELECT foryou_debug()" | sed -n 's/^simd: //p'); \
+	  [ "$$got" = $$level ] || { echo "kernels: FORYOU_KERNELS=$$level ran at '$$got'"; exit 1; }; \
+	  FORYOU_KERNELS=$$level sqlite3 -batch -cmd ".load $$ext" :memory: < sql/kernels.sql > "$$tmp/$$level.out" 2>&1; \
+	  diff -u "$$tmp/detected.out" "$$tmp/$$level.out" || { echo "kernels: sql/kernels.sql differs at $$level from $$detected"; exit 1; }; \
+	  FORYOU_KERNELS=$$level FORYOU_EXT=$$ext $(PYTHON) scripts/render_reference.py docs/reference.in.md "$$tmp/reference.md" || exit 1; \
+	  diff -u docs/reference.md "$$tmp/reference.md" || { echo "kernels: docs/reference.md differs at $$level"; exit 1; }; \
+	  FORYOU_KERNELS=$$level FORYOU_EXT=$$ext $(CARGO) test --release -q -p foryou-tests $(KERNEL_TESTS) || \
+	    { echo "kernels: integration tests fail at $$level"; exit 1; }; \
+	  echo "kernels: $$level gives the same factors, scores, metrics and reference as $$detected"; \
+	done
+
+# Hand mutations of the model and serving code (tests/mutants/): each applied in a scratch copy,
+# built, and run against the tests that should catch it; writes tests/mutants/results.md.
+# Not part of make test (about 20 minutes).
+mutants:
+	nice -n 10 $(PYTHON) tests/mutants/run.py
 
 golden: loadable
 	FORYOU_EXT=$(FORYOU_EXT) bash sql/run-golden.sh

@@ -14,6 +14,8 @@ use rusqlite::{ffi, Connection, Result};
 
 mod engine;
 mod error;
+#[cfg(feature = "test-hooks")]
+mod hooks;
 mod model;
 mod sql;
 mod store;
@@ -61,6 +63,14 @@ fn register(db: Connection) -> Result<bool> {
         3,
         FunctionFlags::SQLITE_UTF8,
         move |ctx| evaluate::foryou_evaluate(ctx, &state),
+    )?;
+    // Only in the test-hooks build (target/hooks/), never in the release .so.
+    #[cfg(feature = "test-hooks")]
+    db.create_scalar_function(
+        "foryou_test_hook",
+        -1,
+        FunctionFlags::SQLITE_UTF8,
+        hooks::foryou_test_hook,
     )?;
     Ok(false)
 }

@@ -529,6 +529,8 @@ fn fit(
             })
         }
     };
+    #[cfg(feature = "test-hooks")]
+    let fitted = crate::hooks::diverge(fitted);
     let (users, items, fit_report) =
         fitted.map_err(|source| Error::Diverged { who: WHO, source })?;
     let mut options = options.clone();

@@ -17,7 +17,11 @@ use crate::error::Error;
 /// could violate memory safety (all our state is plain owned Rust data, and the caches
 /// behind mutexes are recovered from poisoning as they were last left, whole entries).
 pub fn guarded<T>(who: &str, body: impl FnOnce() -> Result<T, Error>) -> rusqlite::Result<T> {
-    match catch_unwind(AssertUnwindSafe(body)) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        #[cfg(feature = "test-hooks")]
+        crate::hooks::maybe_panic(who);
+        body()
+    })) {
         Ok(result) => result.map_err(rusqlite::Error::from),
         Err(payload) => Err(Error::Internal {
             who: who.to_string(),

@@ -202,7 +202,11 @@ unsafe extern "C" fn call<F>(
         // boxed; SQLite keeps it alive until `destroy`, which cannot run during a call.
         let function = unsafe { &*ffi::sqlite3_user_data(ctx).cast::<Function<F>>() };
         let args = Args { ctx, values };
-        let outcome = match catch_unwind(AssertUnwindSafe(|| (function.body)(&args))) {
+        let outcome = match catch_unwind(AssertUnwindSafe(|| {
+            #[cfg(feature = "test-hooks")]
+            crate::hooks::maybe_panic(function.name);
+            (function.body)(&args)
+        })) {
             Ok(outcome) => outcome,
             Err(payload) => Err(Error::Internal {
                 who: function.name.to_string(),

@@ -165,7 +165,12 @@ struct Cursor<F> {
 /// Runs a callback body: a panic becomes an internal error naming `F`, and an error is
 /// reported on `vtab` (its message in `zErrMsg`, its code returned).
 fn run<F: TableFunction>(vtab: *mut ffi::sqlite3_vtab, body: impl FnOnce() -> Result<()>) -> c_int {
-    let outcome = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        #[cfg(feature = "test-hooks")]
+        crate::hooks::maybe_panic(F::NAME);
+        body()
+    }))
+    .unwrap_or_else(|payload| {
         Err(Error::Internal {
             who: F::NAME.to_string(),
             detail: panic_detail(payload.as_ref()),

@@ -52,8 +52,10 @@ pub fn open(path: &std::path::Path) -> Connection {
 }
 
 /// A file of the shared real-data folder (`../shared/data` beside the repository, or
-/// `$FORYOU_DATA`). None, with a note on stderr, when it is absent outside CI; under CI
-/// (`CI` set) its absence is a failure, so a test that needs it cannot pass by skipping.
+/// `$FORYOU_DATA`). Under CI (`CI` set) its absence is a failure, so a test that needs it
+/// cannot pass by skipping. Elsewhere None, and the skip is recorded where it cannot be
+/// missed: a line on stderr, and one in `$FORYOU_SKIPPED` (a file the Makefile names and
+/// prints at the end of `make test`; cargo shows no stderr of a passing test).
 ///
 /// # Panics
 /// Under CI, when the file is missing.
@@ -72,9 +74,32 @@ pub fn shared_data(relative: &str) -> Option<PathBuf> {
         "{} is missing (set FORYOU_DATA to the shared data folder)",
         path.display()
     );
-    eprintln!(
-        "skipped: {} is missing (set FORYOU_DATA to the shared data folder)",
+    skipped(&format!(
+        "{} is missing (set FORYOU_DATA to the shared data folder)",
         path.display()
-    );
+    ));
     None
+}
+
+/// Records that a test skipped a check: on stderr, and as a line of `$FORYOU_SKIPPED`
+/// when it is set (`make test` prints that file's lines at its end).
+///
+/// # Panics
+/// When `$FORYOU_SKIPPED` is set but cannot be appended to.
+pub fn skipped(why: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    eprintln!("skipped: {test}: {why}");
+    if let Some(log) = std::env::var_os("FORYOU_SKIPPED") {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|e| panic!("cannot append to FORYOU_SKIPPED: {e}"));
+        writeln!(file, "{} ({test}): {why}", env!("CARGO_PKG_NAME"))
+            .unwrap_or_else(|e| panic!("cannot append to FORYOU_SKIPPED: {e}"));
+    }
 }

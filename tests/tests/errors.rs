@@ -454,15 +454,17 @@ fn damaged_shadow_tables_give_errors_not_crashes() {
         ("DELETE FROM feed_items", Some("foryou: feed_items is damaged: 0 ids for 0 factor values")),
         ("UPDATE feed_config SET value = 2 WHERE key = 'format_version'", Some("foryou: table feed has storage format version 2; this build of foryou reads version 1")),
         ("UPDATE feed_config SET value = 'abc' WHERE key = 'factors'", Some("foryou: option factors expects an integer from 1 to 1024, got 'abc'")),
-        ("UPDATE feed_items SET factors = x'00'", None),
+        ("UPDATE feed_items SET factors = x'00'", Some("foryou: feed_items is damaged: 20 ids for 0 factor values")),
         ("UPDATE feed_items SET factors = zeroblob(length(factors))", None),
-        ("UPDATE feed_users SET ids = substr(ids, 1, 12)", None),
-        ("UPDATE feed_items SET ids = zeroblob(160)", None),
+        ("UPDATE feed_users SET ids = substr(ids, 1, 12)", Some("foryou: feed_users is damaged: 1 ids for 80 factor values")),
+        ("UPDATE feed_items SET ids = zeroblob(160)", Some("foryou: feed_items is damaged: item id 0 is stored twice")),
+        // FINDING (reported, not fixed here): a mistyped metadata row makes the model
+        // absent (served as before the first refit) instead of damaged.
         ("UPDATE feed_model SET value = 'x' WHERE key = 'version'", None),
         // NaN and infinite factors.
-        ("UPDATE feed_items SET factors = CAST(x'0000c07f0000c07f0000c07f0000c07f' || substr(factors, 17) AS BLOB)", None),
-        ("UPDATE feed_users SET factors = CAST(x'0000807f' || substr(factors, 5) AS BLOB)", None),
-        ("UPDATE feed_items SET factors = 'text'", None),
+        ("UPDATE feed_items SET factors = CAST(x'0000c07f0000c07f0000c07f0000c07f' || substr(factors, 17) AS BLOB)", Some("foryou: feed_items is damaged: factor 0 of row 0 is NaN")),
+        ("UPDATE feed_users SET factors = CAST(x'0000807f' || substr(factors, 5) AS BLOB)", Some("foryou: feed_users is damaged: factor 0 of row 0 is inf")),
+        ("UPDATE feed_items SET factors = 'text'", Some("foryou: feed_items is damaged: factors is not a BLOB")),
         ("UPDATE feed_events SET watch_time = 'abc' WHERE id = 1", None),
     ];
     let queries = [
@@ -485,17 +487,80 @@ fn damaged_shadow_tables_give_errors_not_crashes() {
                 .unwrap_or_else(|e| panic!("{damage}: {e}"));
         }
         let conn = open(&path);
-        let first = try_run(&conn, queries[0]);
-        if let Some(expected) = expected {
-            match &first {
-                Err(e) => assert_eq!(&message(e), expected, "{damage}"),
-                Ok(rows) => panic!("{damage}: recommend served {rows:?}"),
+        // Damage to the model: every serving query names it, exactly, or serves a correct
+        // answer (checked below); reading the events and refitting (which rewrites the
+        // model from the events) work.
+        for sql in &queries[..6] {
+            let got = try_run(&conn, sql);
+            assert_no_panic(&got, damage);
+            match (expected, got) {
+                (Some(expected), Err(e)) => assert_eq!(&message(&e), expected, "{damage}; {sql}"),
+                (Some(_), Ok(rows)) => panic!("{damage}; {sql}: served {rows:?}"),
+                (None, Err(e)) => panic!("{damage}; {sql}: {}", message(&e)),
+                (None, Ok(_)) => {}
             }
         }
-        assert_no_panic(&first, damage);
-        for sql in &queries[1..] {
-            assert_no_panic(&try_run(&conn, sql), &format!("{damage}; {sql}"));
+        if expected.is_none() {
+            served_correctly(&conn, damage);
         }
+        for sql in &queries[6..] {
+            let got = try_run(&conn, sql);
+            if damage.contains("feed_config") {
+                // A damaged config fails every use of the table, with the same message.
+                assert_eq!(
+                    got.map_err(|e| message(&e)).unwrap_err(),
+                    expected.unwrap(),
+                    "{sql}"
+                );
+                continue;
+            }
+            match (
+                damage.starts_with("UPDATE feed_events"),
+                sql.contains("FROM feed WHERE"),
+            ) {
+                (true, true) => assert_eq!(
+                    got.map_err(|e| message(&e)).unwrap_err(),
+                    "foryou: feed_events is damaged: column watch_time holds TEXT, not a number"
+                ),
+                // FINDING (reported, not fixed here): the refit's event stream (the C API
+                // loop of store/events.rs) reads the TEXT 'abc' as 0 seconds instead of
+                // naming the damage as every other reader does.
+                _ => assert!(
+                    got.is_ok(),
+                    "{damage}; {sql}: {:?}",
+                    got.map_err(|e| message(&e))
+                ),
+            }
+        }
+        // Serving the damaged feed after the refit gives the model's answer again.
+        if !damage.contains("feed_config") {
+            served_correctly(&conn, damage);
+        }
+    }
+}
+
+/// What a served answer must be whatever the factors: k rows (the catalogue has 20 items
+/// and user 1 watched 5), ranks 1..k, no watched item, items from the catalogue.
+fn served_correctly(conn: &Connection, damage: &str) {
+    for user in [1i64, 999] {
+        let feed = ranked(conn, &format!("SELECT * FROM recommend({user}, 10)"));
+        assert_well_ranked(&feed);
+        assert_eq!(feed.len(), 10, "{damage}: {feed:?}");
+        let watched: Vec<i64> = rows(
+            conn,
+            &format!("SELECT item_id FROM feed WHERE user_id = {user}"),
+        )
+        .into_iter()
+        .map(|r| match r[0] {
+            rusqlite::types::Value::Integer(i) => i,
+            _ => unreachable!(),
+        })
+        .collect();
+        assert!(
+            feed.iter()
+                .all(|r| !watched.contains(&r.0) && (0..20).contains(&r.0)),
+            "{damage}: user {user}: {feed:?}"
+        );
     }
 }
 
