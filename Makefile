@@ -1,4 +1,4 @@
-# foryou: make loadable | test | lint | demo | eval | bench | reference | clean
+# foryou: make loadable | test | lint | demo | eval | bench | reference | dist | clean
 CARGO ?= cargo
 PYTHON ?= python3
 # The extension the docs are rendered with (a path without .so, as .load takes it).
@@ -6,7 +6,7 @@ FORYOU_EXT ?= $(CURDIR)/target/release/libforyou
 EXT := target/release/libforyou.so
 
 .PHONY: loadable hooks-loadable test unit integration golden example python demo eval eval-quick \
-	bench bench-quick clean reference docs-check lint kernels mutants
+	bench bench-quick clean reference docs-check lint kernels mutants dist test-dist
 
 # The loadable extension: target/release/libforyou.so (load it as ./target/release/libforyou).
 loadable:
@@ -20,12 +20,12 @@ hooks-loadable:
 	$(CARGO) build --profile hooks -p foryou --features test-hooks
 
 # Every test: model unit tests, rusqlite integration tests, sqlite3-shell golden tests, the example,
-# the serving functions from Python, and the docs' executed examples; the integration tests
-# again at forced kernel levels (kernels). Then the short forms of the reliability suite: make
-# fuzz, make torture. Tests that could not run (a missing data folder, outside CI) are listed
-# at the end, not swallowed by cargo.
+# the serving functions from Python, the packages of make dist installed as a user would, and
+# the docs' executed examples; the integration tests again at forced kernel levels (kernels).
+# Then the short forms of the reliability suite: make fuzz, make torture. Tests that could not
+# run (a missing data folder, outside CI) are listed at the end, not swallowed by cargo.
 SKIPPED := $(CURDIR)/target/skipped-tests.txt
-test: loadable unit integration golden example python docs-check kernels fuzz torture
+test: loadable unit integration golden example python test-dist docs-check kernels fuzz torture
 	@if [ -s $(SKIPPED) ]; then \
 	  echo "make test: passed, but these checks were SKIPPED:"; sed 's/^/  /' $(SKIPPED); \
 	else echo "make test: passed, nothing skipped"; fi
@@ -83,6 +83,18 @@ PYTHON_EXT ?= /usr/bin/python3
 python: loadable
 	$(PYTHON_EXT) tests/python/serving.py $(CURDIR)/target/release/libforyou
 
+# dist/: the Python wheel (sqlite_foryou-VERSION-py3-none-manylinux_2_N_x86_64.whl) and the npm
+# tarballs sqlite-foryou-VERSION.tgz and sqlite-foryou-linux-x64-VERSION.tgz, around the .so
+# built above (scripts/dist.py; VERSION is Cargo.toml's).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+dist: loadable
+	$(PYTHON) scripts/dist.py $(EXT) dist
+
+# Installs them outside the tree, as a user would, and gets a feed through each: the wheel in
+# a fresh venv of Debian's python3, the npm packages with better-sqlite3 (tests/dist/run.sh).
+test-dist: dist
+	bash tests/dist/run.sh dist $(VERSION)
+
 example: loadable
 	FORYOU_EXT=$(CURDIR)/target/release/libforyou $(CARGO) run --release -q -p foryou-tests --example session -- --check
 
@@ -125,7 +137,7 @@ docs-check: loadable
 
 clean:
 	$(CARGO) clean
-	rm -f demo.db
+	rm -rf demo.db dist
 
 # The reliability suite (tests/reliability/README.md). Short forms run inside make test; the
 # long forms take FUZZ_SECONDS / TORTURE_TRIALS / TORTURE_SECONDS, and FUZZ_SEED / TORTURE_SEED
