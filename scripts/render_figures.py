@@ -94,6 +94,13 @@ def figures(bench, ev):
         f, v = big["foryou_recommend"]["p50_ms"], big["vec_knn_mips"]["p50_ms"]
         L.append(f"| `recommend` p50 at {big['items']:,} items vs sqlite-vec KNN | {f:.2f} ms | "
                  f"{v:.1f} ms | {f / v:.3f}× ({v / f:.0f}× faster) |")
+        if "filters" in big:
+            for key, label in (("list-100", "100 listed candidates"), ("share-10", "a 10% allow-list"),
+                               ("share-90", "a 90% allow-list")):
+                r = big["filters"][key]
+                f, v = r["foryou"]["p50_ms"], r["sqlite_vec"]["p50_ms"]
+                L.append(f"| `recommend` p50 with {label} at {big['items']:,} items vs sqlite-vec's "
+                         f"filtered KNN | {f:.2f} ms | {v:.1f} ms | {f / v:.3f}× |")
     L.append(f"| bulk ingest through the virtual table vs a plain table | "
              f"{ing['foryou']['events_per_s'] / 1000:,.0f}k events/s | "
              f"{ing['plain']['events_per_s'] / 1e6:,.1f}M events/s | {ing['ratio_foryou_plain']:.3f}× |")

@@ -118,7 +118,12 @@ fn refit_unnamed(
         // The version is read under the write lock: a refit of another connection
         // that ends at the same moment waits for this one, and then counts it.
         shadow.lock_for_write(conn)?;
-        let version = shadow.model_meta(conn)?.map_or(0, |m| m.version) + 1;
+        // Damaged model rows do not stop the full refit that rewrites them.
+        let previous_meta = match shadow.model_meta(conn) {
+            Err(Error::Damaged { .. }) if mode == Mode::Full => None,
+            other => other?,
+        };
+        let version = previous_meta.map_or(0, |m| m.version) + 1;
         let report = Report {
             shadow,
             mode,

@@ -107,6 +107,25 @@ impl Shadow {
                 (k, Value::Text(v)) if k == "report" => report = Some(v),
                 (k, Value::Integer(v)) if k == "newest_ts" => newest = Some(v),
                 (k, Value::Text(v)) if k == "options" => options = Some(v),
+                // A known row of the wrong type is damage, not "no model yet".
+                (k, v) if ["version", "events_upto", "newest_ts"].contains(&k.as_str()) => {
+                    return Err(self.damaged(
+                        "model",
+                        format!(
+                            "the {k} row holds {}, not an INTEGER",
+                            super::type_name(v.data_type())
+                        ),
+                    ));
+                }
+                (k, v) if ["tag", "report", "options"].contains(&k.as_str()) => {
+                    return Err(self.damaged(
+                        "model",
+                        format!(
+                            "the {k} row holds {}, not TEXT",
+                            super::type_name(v.data_type())
+                        ),
+                    ));
+                }
                 _ => {}
             }
         }

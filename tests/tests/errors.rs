@@ -458,9 +458,9 @@ fn damaged_shadow_tables_give_errors_not_crashes() {
         ("UPDATE feed_items SET factors = zeroblob(length(factors))", None),
         ("UPDATE feed_users SET ids = substr(ids, 1, 12)", Some("foryou: feed_users is damaged: 1 ids for 80 factor values")),
         ("UPDATE feed_items SET ids = zeroblob(160)", Some("foryou: feed_items is damaged: item id 0 is stored twice")),
-        // FINDING (reported, not fixed here): a mistyped metadata row makes the model
-        // absent (served as before the first refit) instead of damaged.
-        ("UPDATE feed_model SET value = 'x' WHERE key = 'version'", None),
+        // A mistyped metadata row is damage (it made the model absent, served as before
+        // the first refit).
+        ("UPDATE feed_model SET value = 'x' WHERE key = 'version'", Some("foryou: feed_model is damaged: the version row holds TEXT, not an INTEGER")),
         // NaN and infinite factors.
         ("UPDATE feed_items SET factors = CAST(x'0000c07f0000c07f0000c07f0000c07f' || substr(factors, 17) AS BLOB)", Some("foryou: feed_items is damaged: factor 0 of row 0 is NaN")),
         ("UPDATE feed_users SET factors = CAST(x'0000807f' || substr(factors, 5) AS BLOB)", Some("foryou: feed_users is damaged: factor 0 of row 0 is inf")),
