@@ -111,6 +111,8 @@ pub enum OptionError {
     Unrecognized { key: String, known: String },
     /// `foryou_refit: unrecognized option '{key}' in options_json (per-refit options: {known})`.
     NotPerRefit { key: String, known: String },
+    /// A `<table>_config` row this build does not know: written by a newer foryou.
+    StoredUnknown { key: String },
     /// `foryou: option {name} given more than once`.
     Repeated { name: &'static str },
     /// `{who}: option {name} {expected}, got {got}`.
@@ -313,6 +315,11 @@ impl fmt::Display for OptionError {
             OptionError::Unrecognized { key, known } => {
                 write!(f, "foryou: unrecognized option '{key}' (options: {known})")
             }
+            OptionError::StoredUnknown { key } => write!(
+                f,
+                "foryou: the table stores option '{key}', which this build of foryou ({}) does not know (a newer foryou made the table, or its config is damaged)",
+                env!("CARGO_PKG_VERSION")
+            ),
             OptionError::NotPerRefit { key, known } => write!(
                 f,
                 "foryou_refit: unrecognized option '{key}' in options_json (per-refit options: {known})"

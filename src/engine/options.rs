@@ -401,7 +401,10 @@ impl Options {
     pub fn from_config(rows: &[(String, SqlValue)]) -> Result<Options, OptionError> {
         let mut options = Options::stored_base();
         for (key, value) in rows {
-            options.load_stored(key, value)?;
+            options.load_stored(key, value).map_err(|e| match e {
+                OptionError::Unrecognized { key, .. } => OptionError::StoredUnknown { key },
+                other => other,
+            })?;
         }
         Ok(options)
     }

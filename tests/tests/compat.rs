@@ -394,3 +394,23 @@ fn the_refit_checks_would_catch_tuning_or_scaled_regularization() {
         "a count-scaled refit is within {gap:e} of the unscaled recording: the check cannot tell them apart"
     );
 }
+
+#[test]
+fn a_table_made_by_a_newer_foryou_says_so() {
+    // A newer build stores options this one does not know (as a table with
+    // `exclude_items` looked to the builds before it): every use names the option and why.
+    let conn = memory();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE feed USING foryou(factors = 2);
+         INSERT INTO feed(user_id, item_id, watch_time, duration) VALUES (1, 1, 10, 10);
+         INSERT INTO feed_config(key, value) VALUES ('from_the_future', 1);",
+    )
+    .unwrap();
+    let want = format!(
+        "foryou: the table stores option 'from_the_future', which this build of foryou ({}) does not know (a newer foryou made the table, or its config is damaged)",
+        conn.query_row("SELECT foryou_version()", [], |r| r.get::<_, String>(0)).unwrap()
+    );
+    for sql in ["SELECT * FROM recommend(1, 3)", "SELECT foryou_refit()"] {
+        assert_eq!(error_of(&conn, sql), want, "{sql}");
+    }
+}

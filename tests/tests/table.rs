@@ -363,7 +363,7 @@ fn a_table_with_a_damaged_config_fails_every_use_but_drop_and_rename() {
         ),
         (
             "INSERT INTO feed_config VALUES ('colour', 'red')",
-            "foryou: unrecognized option 'colour' (options: ",
+            "foryou: the table stores option 'colour', which this build of foryou (",
         ),
         (
             "UPDATE feed_config SET value = 'abc' WHERE key = 'factors'",
