@@ -34,7 +34,6 @@ pub fn recommend(
         shadow,
         options,
         model,
-        at,
         ..
     } = resolved;
     let seen = shadow.user_items(conn, user_id)?;
@@ -60,14 +59,8 @@ pub fn recommend(
     let Some(model) = model else {
         return Ok(popular_items(&resolved.live_popularity(conn)?, k, &filter));
     };
-    let mut ranked = if let Some(vector) = model.current_vector(user_id, seen.iter().copied()) {
-        model.rank(Some(vector), k, &filter)
-    } else if let Some(vector) = model.folded_at(user_id, *at) {
-        model.rank(Some(&vector), k, &filter)
-    } else {
-        let events = shadow.user_events(conn, user_id)?;
-        model.recommend(user_id, &events, k, &filter, *at).1
-    };
+    let vector = ranking_vector(conn, resolved, model, user_id, &seen)?;
+    let mut ranked = model.rank(vector.as_deref(), k, &filter);
     let slots = explore_slots(k, options.explore);
     if slots > 0 {
         let mut fresh = shadow.items_after(conn, model.events_upto())?;
@@ -165,17 +158,17 @@ fn popular_items(ranked: &[(i64, f32)], k: usize, filter: &ItemFilter) -> Vec<(i
         .collect()
 }
 
-/// The vector `recommend(user_id, ...)` ranks with: the stored one when it is current,
-/// else the folded-in one (cached, or solved from the user's events); None when the
-/// user has neither (popularity). The same three steps as [`recommend`], so that every
-/// function over a user's taste sees the same vector.
+/// The vector `recommend(user_id, ...)` ranks with, from the user's (rowid, item) events
+/// `seen`: the stored one when it is current, else the folded-in one (cached, or solved
+/// from the user's events); None when the user has neither (popularity). Every function
+/// over a user's taste ranks with it.
 fn ranking_vector(
     conn: &Connection,
     resolved: &Resolved,
     model: &Serving,
     user_id: i64,
+    seen: &[(i64, i64)],
 ) -> Result<Option<Vec<f32>>> {
-    let seen = resolved.shadow.user_items(conn, user_id)?;
     if let Some(vector) = model.current_vector(user_id, seen.iter().copied()) {
         return Ok(Some(vector.to_vec()));
     }
@@ -201,10 +194,13 @@ pub fn similar_users(
     let Some(model) = &resolved.model else {
         return Ok(Vec::new());
     };
-    Ok(match ranking_vector(conn, resolved, model, user_id)? {
-        Some(vector) => model.similar_users(user_id, &vector, k, allow),
-        None => Vec::new(),
-    })
+    let seen = resolved.shadow.user_items(conn, user_id)?;
+    Ok(
+        match ranking_vector(conn, resolved, model, user_id, &seen)? {
+            Some(vector) => model.similar_users(user_id, &vector, k, allow),
+            None => Vec::new(),
+        },
+    )
 }
 
 /// The k watched items that contribute most to the score of `item_id` for `user_id`:

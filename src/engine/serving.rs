@@ -364,21 +364,6 @@ impl Serving {
             .collect()
     }
 
-    /// Top-k items for a user by dot product with their vector (stored or folded in),
-    /// or by popularity as of the refit when they have neither, among the items `filter`
-    /// lets through.
-    pub fn recommend(
-        &self,
-        user_id: i64,
-        events: &[(i64, Event)],
-        k: usize,
-        filter: &ItemFilter,
-        stamp: Stamp,
-    ) -> (UserSource, Vec<(i64, f32)>) {
-        let (source, vector) = self.user_vector(user_id, events, stamp);
-        (source, self.rank(vector.as_deref(), k, filter))
-    }
-
     /// The stored vector of `user_id` when it is current: the user has one and their
     /// events, (event id, item id) each, are the ones the refit learned from. Then
     /// [`Serving::user_vector`] would return exactly this vector, so a caller can skip
