@@ -98,8 +98,36 @@ pub enum Error {
         needed: u64,
         limit: Option<(u64, &'static str)>,
     },
+    /// A table with `content = '...'` cannot use its content, or was asked to write.
+    Content {
+        table: String,
+        content: String,
+        problem: ContentProblem,
+    },
+    /// A `foryou` object reached while a `foryou` table reads its content: the content
+    /// reads `foryou` (a loop). Its reader reports [`ContentProblem::ReadsItself`].
+    ContentLoop { who: String },
     /// A bug: a panic caught at the FFI boundary.
     Internal { who: String, detail: String },
+}
+
+/// What is wrong with a table's external content.
+#[derive(Debug, PartialEq)]
+pub enum ContentProblem {
+    /// SQLite cannot read it (dropped, renamed, a column gone): SQLite's message.
+    Unreadable { detail: String },
+    /// It lacks event columns (the id column first when it is the one missing).
+    Columns { missing: Vec<String> },
+    /// Its plan for one user's events scans a whole table: the plan, and the index to make.
+    NoUserIndex { plan: String, create: String },
+    /// Its query reads a `foryou` table or a serving function, which read it again.
+    ReadsItself,
+    /// A refit found rows, none of them an event: how many, and the first.
+    NoValidRows { rows: u64, first: String },
+    /// INSERT, UPDATE or DELETE through the `foryou` table.
+    Write { verb: &'static str },
+    /// An option that needs event times (`half_life_days`) without a `ts` column.
+    NoTimes { option: &'static str },
 }
 
 /// What is wrong with an option.
@@ -297,11 +325,68 @@ impl fmt::Display for Error {
                 needed,
                 limit,
             } => out_of_memory(f, who, what, *needed, *limit),
+            Error::Content {
+                table,
+                content,
+                problem,
+            } => content_message(f, table, content, problem),
+            Error::ContentLoop { who } => write!(
+                f,
+                "{who}: reached while a foryou table reads its content, which reads foryou \
+                 (a loop); a content must be the app's own table or a view over it"
+            ),
             Error::Internal { who, detail } => write!(
                 f,
                 "{who}: internal error ({detail}); nothing was changed by this call"
             ),
         }
+    }
+}
+
+/// The message of [`Error::Content`].
+fn content_message(
+    f: &mut fmt::Formatter<'_>,
+    table: &str,
+    content: &str,
+    problem: &ContentProblem,
+) -> fmt::Result {
+    let columns = "user_id, item_id, watch_time, duration (and optionally ts)";
+    match problem {
+        ContentProblem::Unreadable { detail } => write!(
+            f,
+            "foryou: {table} reads its events from content '{content}', which cannot be read ({detail}); \
+             if it was dropped or renamed, create a table or view named {content} with columns {columns} and its event id"
+        ),
+        ContentProblem::Columns { missing } => write!(
+            f,
+            "foryou: content '{content}' of {table} has no column {}; it needs {columns}, and the event id column named by content_rowid \
+             (default rowid; a view has none: name its id column, as in content_rowid = 'id')",
+            missing.join(", ")
+        ),
+        ContentProblem::NoUserIndex { plan, create } => write!(
+            f,
+            "foryou: {table}: reading one user's events from content '{content}' scans a whole table ({plan}); \
+             every recommend() would read all of it: create an index on its user column, as in {create}"
+        ),
+        ContentProblem::ReadsItself => write!(
+            f,
+            "foryou: content '{content}' of {table} reads a foryou table or a serving function, which read the content again; \
+             name the app's own table or a view over it"
+        ),
+        ContentProblem::NoValidRows { rows, first } => write!(
+            f,
+            "foryou_refit: content '{content}' of {table} has {rows} rows and none is a watch event ({first}); \
+             ids must be INTEGERs and times numbers: CAST them in a view"
+        ),
+        ContentProblem::Write { verb } => write!(
+            f,
+            "foryou: {table} reads its events in place from content '{content}' and cannot {verb} events; \
+             {verb} rows of the app's table ({content}, or the table it is a view of) instead"
+        ),
+        ContentProblem::NoTimes { option } => write!(
+            f,
+            "foryou: {table}: option {option} needs event times, but content '{content}' has no ts column; add one to it (as in unixepoch(played_at) AS ts)"
+        ),
     }
 }
 

@@ -16,7 +16,7 @@ use rusqlite::Connection;
 use super::options::Options;
 use super::serving::Serving;
 use crate::error::{Error, Result};
-use crate::store::{self, foryou_tables, Shadow};
+use crate::store::{self, foryou_tables, refuse_inside_content_read, Shadow};
 
 /// Which database file a schema is, `PRAGMA data_version`, `PRAGMA schema_version` and
 /// this connection's total changes for one schema: a commit by another connection, DDL
@@ -109,6 +109,9 @@ pub struct ConnectionState {
     models: Mutex<HashMap<(String, String), CachedModel>>,
     /// Keyed by the model argument as given ("" when omitted).
     resolved: Mutex<HashMap<String, CachedResolved>>,
+    /// The tables with content whose plans passed [`Shadow::check_content_plan`], and
+    /// the file and schema version they passed at (a new index, view or table moves it).
+    content_plans: Mutex<HashMap<(String, String), (u64, i64)>>,
 }
 
 impl ConnectionState {
@@ -122,19 +125,24 @@ impl ConnectionState {
         who: &str,
         name: Option<&str>,
     ) -> Result<Arc<Resolved>> {
+        refuse_inside_content_read(who)?;
         let candidates = Candidates::parse(who, name)?;
         // `at`: the state of each schema of `candidates.schemas()`; the resolution keeps
         // the one of the schema the table was found in (what fold-in stamps compare).
         let resolve = |at: Option<&[Option<DbState>; 2]>| -> Result<Arc<Resolved>> {
-            let shadow = candidates.resolve(conn, who)?;
-            let options = load_options(conn, &shadow)?;
-            let model = self.serving(conn, &shadow)?;
+            let mut shadow = candidates.resolve(conn, who)?;
+            let options = load_options(conn, &mut shadow)?;
             let at = at.and_then(|at| {
                 candidates
                     .schemas()
                     .position(|s| s.eq_ignore_ascii_case(&shadow.schema))
                     .and_then(|i| at[i])
             });
+            if shadow.content().is_some() {
+                self.check_content_plan(conn, &shadow, at)?;
+                super::refit::refit_if_due(conn, &shadow, &options)?;
+            }
+            let model = self.serving(conn, &shadow)?;
             Ok(Arc::new(Resolved {
                 shadow,
                 options,
@@ -189,6 +197,32 @@ impl ConnectionState {
         Ok(resolved)
     }
 
+    /// [`Shadow::check_content_plan`], once per schema version (never kept inside a
+    /// transaction, where `at` is None).
+    fn check_content_plan(
+        &self,
+        conn: &Connection,
+        shadow: &Shadow,
+        at: Option<DbState>,
+    ) -> Result<()> {
+        let key = (shadow.schema.to_ascii_lowercase(), shadow.table.clone());
+        let passed_at = at.map(|s| (s.file, s.schema_version));
+        let plans = || {
+            self.content_plans
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if passed_at.is_some() && plans().get(&key) == passed_at.as_ref() {
+            return Ok(());
+        }
+        // Not under the lock: the check runs SQL.
+        shadow.check_content_plan(conn)?;
+        if let Some(passed_at) = passed_at {
+            plans().insert(key, passed_at);
+        }
+        Ok(())
+    }
+
     /// The current model of `shadow`, decoded once per refit; None before the first refit.
     pub fn serving(&self, conn: &Connection, shadow: &Shadow) -> Result<Option<Arc<Serving>>> {
         let key = (shadow.schema.clone(), shadow.table.clone());
@@ -222,9 +256,30 @@ impl ConnectionState {
     }
 }
 
-/// The validated options stored with a table.
-pub fn load_options(conn: &Connection, shadow: &Shadow) -> Result<Options> {
-    Ok(Options::from_config(&shadow.read_config(conn)?)?)
+/// The validated options stored with a table; a table with `content` is pointed at its
+/// content (checked: readable, with the event columns).
+pub fn load_options(conn: &Connection, shadow: &mut Shadow) -> Result<Options> {
+    refuse_inside_content_read(&shadow.table)?;
+    let options = Options::from_config(&shadow.read_config(conn)?)?;
+    if !options.content.is_empty() {
+        *shadow = shadow.reading(conn, &options.content, &options.content_rowid)?;
+        check_content_options(shadow, &options)?;
+    }
+    Ok(options)
+}
+
+/// Refuses options a table's content cannot serve: recency without event times.
+pub fn check_content_options(shadow: &Shadow, options: &Options) -> Result<()> {
+    match shadow.content() {
+        Some(content) if !content.has_ts && options.half_life_days > 0.0 => Err(Error::Content {
+            table: shadow.table.clone(),
+            content: content.name.clone(),
+            problem: crate::error::ContentProblem::NoTimes {
+                option: "half_life_days",
+            },
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Finds the `foryou` table a function call means. `name` may be `table` or
@@ -232,6 +287,7 @@ pub fn load_options(conn: &Connection, shadow: &Shadow) -> Result<Options> {
 /// holds a dot; an unquoted name with a dot is first looked up as a whole in `main`.
 /// When omitted, the one foryou table of `main` is used.
 pub fn resolve_model(conn: &Connection, who: &str, name: Option<&str>) -> Result<Shadow> {
+    refuse_inside_content_read(who)?;
     Candidates::parse(who, name)?.resolve(conn, who)
 }
 

@@ -33,6 +33,8 @@ enum Kind {
     Choice(&'static [&'static str]),
     /// The name of a table or view of the database ('' for none).
     Name,
+    /// The name of a column (of the content).
+    Column,
 }
 
 /// Whether `foryou_refit(model, '{...}')` may override the option for one call.
@@ -316,7 +318,7 @@ declare_options! {
         default_doc = "true, but false when `alpha`, `regularization` or `regularization_scaling` is given";
     /// Run an incremental refit once this many events arrived since the last refit (0: off).
     auto_refit: u64 = 0, Kind::Integer { min: 0, max: i64::MAX }, Table,
-        "after this many new events, an `INSERT` runs an incremental refit", default_doc = "0 (off)";
+        "after this many new events, an `INSERT` runs an incremental refit (with `content`, the next serving call does)", default_doc = "0 (off)";
     /// Share of `recommend()` slots given to fresh or under-exposed items (0: off).
     explore: f64 = 0.0, Kind::Real { min: 0.0, max: 1.0, min_exclusive: false }, Table,
         "share of `recommend()` slots given to fresh or under-exposed items (see [freshness](#freshness-what-a-user-sees-when))", default_doc = "0 (off)";
@@ -327,6 +329,15 @@ declare_options! {
     exclude_items: String = String::new(), Kind::Name, Table,
         "a table or view with columns `user_id, item_id`: `recommend()` leaves out the user's rows, and every call leaves out the rows whose `user_id` is NULL (see [block-lists](#block-lists-exclude_items))",
         default_doc = "none";
+    /// The app's table or view whose rows are the events, read in place ('' for
+    /// foryou's own `<table>_events`).
+    content: String = String::new(), Kind::Name, Table,
+        "the app's table or view whose rows are the events, read in place: columns `user_id, item_id, watch_time, duration` and optionally `ts` (see [external content](#external-content-content))",
+        default_doc = "none: events are inserted into the table";
+    /// The content's column holding each event's id.
+    content_rowid: String = "rowid".to_string(), Kind::Column, Table,
+        "the content's column holding each event's unique integer id (a view has no rowid: name its id column)",
+        default_doc = "`rowid`";
 }
 
 /// Options added after tables were first stored, with the value that gives the
@@ -570,6 +581,7 @@ impl Options {
                     String::new(),
                 ),
                 Kind::Name => ("name".to_string(), "a table or view".to_string()),
+                Kind::Column => ("name".to_string(), "a column".to_string()),
             };
             let default = match (spec.default_doc, defaults.value(spec)) {
                 (Some(text), _) => text.to_string(),
@@ -631,6 +643,7 @@ fn expectation(spec: &Spec) -> String {
         Kind::Boolean => "expects a boolean (true/false, on/off, yes/no, 1/0)".to_string(),
         Kind::Choice(words) => format!("expects one of {}", words.join(", ")),
         Kind::Name => "expects the name of a table or view, without NUL characters".to_string(),
+        Kind::Column => "expects the name of a column, without NUL characters".to_string(),
     }
 }
 
@@ -659,7 +672,7 @@ fn parse_text(spec: &Spec, text: &str) -> Result<Value, OptionError> {
             _ => return Err(bad()),
         }),
         Kind::Choice(_) => Value::Text(choose(spec, text).ok_or_else(bad)?),
-        Kind::Name => Value::Name(text.to_string()),
+        Kind::Name | Kind::Column => Value::Name(text.to_string()),
     };
     check(spec, candidate).map_err(|()| bad())
 }
@@ -686,6 +699,7 @@ fn check(spec: &Spec, value: Value) -> Result<Value, ()> {
         (Kind::Boolean, Value::Boolean(_)) => true,
         (Kind::Choice(words), Value::Text(t)) => words.contains(t),
         (Kind::Name, Value::Name(t)) => !t.contains('\0'),
+        (Kind::Column, Value::Name(t)) => !t.is_empty() && !t.contains('\0'),
         _ => false,
     };
     if ok {

@@ -30,7 +30,7 @@ use serde_json::json;
 
 use super::options::Options;
 use super::workers;
-use crate::error::{Error, Result};
+use crate::error::{ContentProblem, Error, Result};
 use crate::model::memory::{self, RefitShape};
 use crate::model::{als, feedback, tune, AlsParams, Factors, FitReport, Interactions};
 use crate::store::{self, ModelMeta, Shadow, StoredModel};
@@ -76,17 +76,29 @@ fn refit_unnamed(
 ) -> Result<String> {
     let started = Instant::now();
     shadow.check_writable(conn)?;
+    super::cache::check_content_options(shadow, options)?;
     let feedback_params = options.feedback();
     // Size the buffers once (the rowid span bounds the count; capped, so that a few
     // huge explicit rowids cannot make it reserve a lot: beyond 2^24 events the
     // buffers grow as they fill).
     let hint = usize::try_from(shadow.event_id_span(conn)?.min(1 << 24)).unwrap_or(1 << 24);
     let limit = store::heap_limit();
-    let (sink, event_count, last_id) = read_events(conn, shadow, &feedback_params, hint, limit)?;
+    let (sink, streamed) = read_events(conn, shadow, &feedback_params, hint, limit)?;
+    let (event_count, last_id) = (streamed.events, streamed.last_id);
     if sink.is_empty() {
-        return Err(Error::NoEvents {
-            who: WHO,
-            table: shadow.table.clone(),
+        return Err(match (shadow.content(), streamed.skipped.first) {
+            (Some(content), Some(first)) => Error::Content {
+                table: shadow.table.clone(),
+                content: content.name.clone(),
+                problem: ContentProblem::NoValidRows {
+                    rows: streamed.skipped.rows,
+                    first,
+                },
+            },
+            _ => Error::NoEvents {
+                who: WHO,
+                table: shadow.table.clone(),
+            },
         });
     }
     let previous = match mode {
@@ -130,6 +142,7 @@ fn refit_unnamed(
             version,
             feedback: &fb,
             events: event_count,
+            invalid: &streamed.skipped,
             options: &options,
             fit: &fit_report,
             tuned: tuned.as_ref(),
@@ -330,6 +343,39 @@ impl AutoRefit {
             Err(Error::Diverged { .. } | Error::OutOfMemory { .. }) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// `auto_refit` for a table with content, whose events arrive in the app's table
+/// without passing through foryou: called by serving calls before they read the model.
+/// Once `auto_refit` content rows have ids above the model's last event id, runs an
+/// incremental refit here. What would only delay it (the write lock taken by another
+/// connection, a read-only connection, a fit that does not converge, too little memory)
+/// keeps the model and lets the call serve it; the next call tries again.
+pub fn refit_if_due(conn: &Connection, shadow: &Shadow, options: &Options) -> Result<()> {
+    if options.auto_refit == 0 || shadow.content().is_none() {
+        return Ok(());
+    }
+    let meta = shadow.model_meta(conn)?;
+    let upto = meta.as_ref().map_or(i64::MIN, |m| m.events_upto);
+    let arrived = shadow.count_events_after(conn, upto)?;
+    if arrived < i64::try_from(options.auto_refit).unwrap_or(i64::MAX) {
+        return Ok(());
+    }
+    let mut options = options.clone();
+    if let Some(meta) = &meta {
+        options.factors = stored_options(&shadow.table, meta)?.factors;
+    }
+    match refit(conn, shadow, &options, Mode::Incremental, Progress::Quiet) {
+        Ok(_) | Err(Error::Diverged { .. } | Error::OutOfMemory { .. }) => Ok(()),
+        Err(e) => match e.code().map(|c| c.code) {
+            Some(
+                rusqlite::ErrorCode::DatabaseBusy
+                | rusqlite::ErrorCode::DatabaseLocked
+                | rusqlite::ErrorCode::ReadOnly,
+            ) => Ok(()),
+            _ => Err(e),
+        },
     }
 }
 
@@ -562,6 +608,8 @@ struct Report<'a> {
     version: i64,
     feedback: &'a feedback::Feedback,
     events: usize,
+    /// Content rows that are not events.
+    invalid: &'a store::Skipped,
     options: &'a Options,
     fit: &'a FitReport,
     tuned: Option<&'a std::result::Result<tune::Outcome, tune::Skipped>>,
@@ -586,6 +634,12 @@ impl Report<'_> {
             "threads": self.threads,
             "seconds": (self.seconds * 1000.0).round() / 1000.0,
         });
+        if self.shadow.content().is_some() {
+            report["invalid_rows"] = json!(self.invalid.rows);
+            if let Some(first) = &self.invalid.first {
+                report["first_invalid_row"] = json!(first);
+            }
+        }
         match self.tuned {
             Some(Err(skipped)) => {
                 report["tune_skipped"] = json!(format!(
@@ -673,15 +727,15 @@ type RawEvent = (i64, i64, i64, f64, f64, i64);
 /// thread steps the SQL statement (it alone touches SQLite) and hands blocks of raw
 /// events to one helper thread that maps ids and pushes them (about a quarter of the
 /// per-event work), so the two overlap. Blocks arrive in order, so the sink sees the
-/// events in rowid order as if pushed here. Returns the sink, the number of events and
-/// the largest rowid.
+/// events in rowid order as if pushed here. Returns the sink and what the stream read (the
+/// number of events, the largest rowid, the content rows skipped).
 fn read_events<'p>(
     conn: &Connection,
     shadow: &Shadow,
     params: &'p feedback::FeedbackParams,
     hint: usize,
     limit: Option<(u64, &'static str)>,
-) -> Result<(feedback::EventSink<'p>, usize, i64)> {
+) -> Result<(feedback::EventSink<'p>, store::Streamed)> {
     use std::sync::mpsc::{channel, sync_channel};
     std::thread::scope(|scope| {
         let (full_tx, full_rx) = sync_channel::<Vec<RawEvent>>(4);
@@ -738,8 +792,7 @@ fn read_events<'p>(
             Ok(sink) => sink?,
             Err(panic) => std::panic::resume_unwind(panic),
         };
-        let (count, last_id) = read?;
-        Ok((sink, count, last_id))
+        Ok((sink, read?))
     })
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Rows are watch events; the rowid is the event id. INSERT (single or `INSERT ...
 //! SELECT`), SELECT, UPDATE and DELETE act on `<table>_events`; DROP TABLE removes every
-//! shadow table; ALTER TABLE RENAME renames them.
+//! shadow table; ALTER TABLE RENAME renames them. With `content = '...'` the rows are
+//! the content's events, read in place; writes are refused (the app writes its table).
 
 use std::borrow::Cow;
 use std::ffi::{c_char, c_int, CStr};
@@ -18,11 +19,11 @@ use rusqlite::{ffi, Connection, Result};
 
 use super::args;
 use super::guard::guarded;
-use crate::engine::cache::load_options;
+use crate::engine::cache::{check_content_options, load_options};
 use crate::engine::options::Options;
 use crate::engine::refit::AutoRefit;
 use crate::error::{Error, Result as FyResult};
-use crate::store::{Event, Shadow, SourceCheck, PARTS};
+use crate::store::{refuse_inside_content_read, Event, Shadow, SourceCheck, PARTS};
 
 /// The declared schema of every `foryou` table.
 pub const CREATE_SQL: &CStr =
@@ -103,16 +104,21 @@ impl FeedTable {
         // SAFETY: the handle outlives this table: SQLite disconnects every virtual table
         // before it closes the connection, and `from_handle` does not take ownership.
         let conn = unsafe { Connection::from_handle(db.handle())? };
-        let shadow = Shadow::new(
+        let mut shadow = Shadow::new(
             &String::from_utf8_lossy(schema),
             &String::from_utf8_lossy(table),
         );
         let options = match options {
             Some(options) => {
+                if !options.content.is_empty() {
+                    shadow = shadow.reading(&conn, &options.content, &options.content_rowid)?;
+                    check_content_options(&shadow, &options)?;
+                    shadow.check_content_plan(&conn)?;
+                }
                 shadow.create(&conn, &options.config_rows())?;
                 Some(options)
             }
-            None => match load_options(&conn, &shadow) {
+            None => match load_options(&conn, &mut shadow) {
                 Ok(options) => Some(options),
                 // What may pass (BUSY, LOCKED, NOMEM, I/O...) fails xConnect as it is, so
                 // that the next statement connects again. What will not (a damaged or
@@ -190,7 +196,7 @@ impl FeedTable {
     fn options(&mut self) -> FyResult<&Options> {
         let options = match self.options.take() {
             Some(options) => options,
-            None => load_options(&self.conn, &self.shadow)?,
+            None => load_options(&self.conn, &mut self.shadow)?,
         };
         Ok(self.options.insert(options))
     }
@@ -199,7 +205,7 @@ impl FeedTable {
     fn check_options(&self) -> FyResult<()> {
         match self.options {
             Some(_) => Ok(()),
-            None => load_options(&self.conn, &self.shadow).map(drop),
+            None => load_options(&self.conn, &mut self.shadow.clone()).map(drop),
         }
     }
 
@@ -232,6 +238,7 @@ unsafe impl<'vtab> VTab<'vtab> for FeedTable {
     // user's index range; anything else is a full scan. Other constraints are left to SQLite.
     fn best_index(&self, info: &mut IndexInfo) -> Result<bool> {
         guarded("foryou", || {
+            refuse_inside_content_read(&self.who)?;
             // Every SELECT, UPDATE and DELETE plans here first.
             self.check_options()?;
             let (mut rowid_at, mut user_at) = (None, None);
@@ -319,6 +326,7 @@ impl UpdateVTab<'_> for FeedTable {
     fn delete(&mut self, rowid: ValueRef<'_>) -> Result<()> {
         guarded("foryou", || {
             self.options()?;
+            self.shadow.refuse_write("delete")?;
             match self.rowid_of(rowid)? {
                 Some(id) => self.shadow.delete_event(&self.conn, id),
                 None => Ok(()),
@@ -332,6 +340,7 @@ impl UpdateVTab<'_> for FeedTable {
     fn insert(&mut self, args: &Inserts<'_>) -> Result<i64> {
         guarded("foryou", || {
             let auto_refit_every = self.options()?.auto_refit;
+            self.shadow.refuse_write("insert")?;
             let values: Vec<ValueRef<'_>> = args.iter().collect();
             let id = self.rowid_of(values[1])?;
             let event = self.event_from(&values[2..])?;
@@ -361,6 +370,7 @@ impl UpdateVTab<'_> for FeedTable {
     fn update(&mut self, args: &Updates<'_>) -> Result<()> {
         guarded("foryou", || {
             self.options()?;
+            self.shadow.refuse_write("update")?;
             let values: Vec<ValueRef<'_>> = args.iter().collect();
             let old = self.rowid_of(values[0])?.unwrap_or_default();
             let new = self.rowid_of(values[1])?.unwrap_or(old);
@@ -405,6 +415,7 @@ unsafe impl VTabCursor for EventCursor<'_> {
     // xFilter: starts a scan, restricted by the constraints chosen in best_index.
     fn filter(&mut self, idx_num: c_int, _: Option<&str>, args: &Filters<'_>) -> Result<()> {
         guarded("foryou", || {
+            refuse_inside_content_read(&self.table.who)?;
             let values: Vec<ValueRef<'_>> = args.iter().collect();
             let mut next = values.iter();
             let who = &self.table.who;

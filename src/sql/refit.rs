@@ -23,8 +23,8 @@ pub fn foryou_refit(ctx: &Args<'_>) -> Result<String> {
         0 => None,
         _ => args::model_name(WHO, ctx.get(0)?)?,
     };
-    let shadow = resolve_model(&conn, WHO, model)?;
-    let stored = load_options(&conn, &shadow)?;
+    let mut shadow = resolve_model(&conn, WHO, model)?;
+    let stored = load_options(&conn, &mut shadow)?;
     let (options, mode, progress) = match ctx.len() {
         2 => match ctx.get(1)? {
             ValueRef::Null => (stored, Mode::Full, Progress::Quiet),

@@ -20,6 +20,7 @@
 //! statement cache.
 
 mod catalog;
+mod content;
 mod events;
 mod factors;
 mod schema;
@@ -30,7 +31,8 @@ use rusqlite::{ffi, Connection};
 use crate::error::{Error, Result};
 
 pub use catalog::{excluded_items, file_identity, foryou_tables, read_holdout, schema_versions};
-pub use events::Event;
+pub use content::{refuse_inside_content_read, Content, Skipped};
+pub use events::{Event, Streamed};
 pub use factors::{ModelMeta, StoredModel};
 
 /// Version of the storage layout; checked when a table is opened.
@@ -87,6 +89,8 @@ pub struct Shadow {
     pub schema: String,
     pub table: String,
     sql: Statements,
+    /// None: the events are in `<table>_events`.
+    content: Option<Content>,
 }
 
 /// The text of every statement the store runs on one table, made once per table.
@@ -134,63 +138,93 @@ struct Statements {
 }
 
 impl Statements {
-    fn new(name: impl Fn(&str) -> String) -> Statements {
-        let (config, events, model, users, items) = (
-            name("config"),
-            name("events"),
-            name("model"),
-            name("users"),
-            name("items"),
-        );
+    /// Every statement of one table: `name(part)` names its shadow tables, `events`
+    /// says where its events are read.
+    fn new(name: impl Fn(&str) -> String, events: &EventSql) -> Statements {
+        let (config, model, users, items) =
+            (name("config"), name("model"), name("users"), name("items"));
+        let own = name("events");
+        let EventSql {
+            relation: rel,
+            id,
+            ts,
+            ts_raw,
+            valid,
+        } = events;
+        // `valid` joined to a filter (`where_valid` alone, `and_valid` after one).
+        let and_valid = match valid {
+            Some(v) => format!(" AND {v}"),
+            None => String::new(),
+        };
+        let where_valid = match valid {
+            Some(v) => format!(" WHERE {v}"),
+            None => String::new(),
+        };
         let scan = |filter: &str| {
             format!(
-                "SELECT id, user_id, item_id, watch_time, duration, ts FROM {events} \
-                 WHERE {filter} ORDER BY id LIMIT ?4"
+                "SELECT {id}, user_id, item_id, watch_time, duration, {ts} FROM {rel} \
+                 WHERE {filter}{and_valid} ORDER BY {id} LIMIT ?4"
             )
         };
         Statements {
             config_select: format!("SELECT key, value FROM {config}"),
             config_insert: format!("INSERT INTO {config}(key, value) VALUES (?1, ?2)"),
             event_insert: format!(
-                "INSERT INTO {events}(id, user_id, item_id, watch_time, duration, ts) \
+                "INSERT INTO {own}(id, user_id, item_id, watch_time, duration, ts) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
             ),
             event_insert_journaled: format!(
-                "INSERT INTO {events}(id, user_id, item_id, watch_time, duration, ts) \
+                "INSERT INTO {own}(id, user_id, item_id, watch_time, duration, ts) \
                  SELECT ?1, ?2, ?3, ?4, ?5, ?6"
             ),
             event_update: format!(
-                "UPDATE {events} SET id = ?2, user_id = ?3, item_id = ?4, watch_time = ?5, \
+                "UPDATE {own} SET id = ?2, user_id = ?3, item_id = ?4, watch_time = ?5, \
                  duration = ?6, ts = ?7 WHERE id = ?1"
             ),
-            event_delete: format!("DELETE FROM {events} WHERE id = ?1"),
+            event_delete: format!("DELETE FROM {own} WHERE id = ?1"),
             // Plain terms the planner can use (a rowid range, the user index, one rowid):
             // "?1 IS NULL OR id > ?1" would make every page a scan from the first row.
-            scan_one: scan("id = ?3 AND id >= ?1 AND (?2 IS NULL OR user_id = ?2)"),
-            scan_user: scan("user_id = ?2 AND id >= ?1"),
-            scan_all: scan("id >= ?1"),
+            scan_one: scan(&format!(
+                "{id} = ?3 AND {id} >= ?1 AND (?2 IS NULL OR user_id = ?2)"
+            )),
+            scan_user: scan(&format!("user_id = ?2 AND {id} >= ?1")),
+            scan_all: scan(&format!("{id} >= ?1")),
             stream: format!(
-                "SELECT id, user_id, item_id, watch_time, duration, ts FROM {events} ORDER BY id"
+                "SELECT {id}, user_id, item_id, watch_time, duration, {ts_raw} FROM {rel} \
+                 ORDER BY {id}"
             ),
-            id_span: format!(
-                "SELECT (SELECT min(id) FROM {events}), (SELECT max(id) FROM {events})"
-            ),
-            user_items: format!(
-                "SELECT id, item_id FROM {events} WHERE user_id = ?1 ORDER BY item_id, id"
-            ),
-            user_events: format!(
-                "SELECT id, item_id, watch_time, duration, ts FROM {events} \
-                 WHERE user_id = ?1 ORDER BY item_id, id"
-            ),
+            id_span: format!("SELECT (SELECT min({id}) FROM {rel}), (SELECT max({id}) FROM {rel})"),
+            // Own events: in the order of the covering index. Content: only the columns
+            // an index on (user_id, item_id) covers, in any order, with no SQL checks
+            // (the caller skips non-integer values and sorts, cheaper than SQLite's
+            // sorter and its `typeof` text compares on a serving call's hot read).
+            user_items: if valid.is_some() {
+                format!("SELECT {id}, item_id FROM {rel} WHERE user_id = ?1")
+            } else {
+                format!("SELECT {id}, item_id FROM {rel} WHERE user_id = ?1 ORDER BY item_id, {id}")
+            },
+            // Content: raw values, checked by the caller with `content::invalid` (as
+            // `user_items`, off SQLite's `typeof` compares and sorter).
+            user_events: if valid.is_some() {
+                format!(
+                    "SELECT {id}, user_id, item_id, watch_time, duration, {ts_raw} FROM {rel} \
+                     WHERE user_id = ?1"
+                )
+            } else {
+                format!(
+                    "SELECT {id}, item_id, watch_time, duration, {ts} FROM {rel} \
+                     WHERE user_id = ?1 ORDER BY item_id, {id}"
+                )
+            },
             items_after: format!(
-                "SELECT DISTINCT item_id FROM {events} WHERE id > ?1 ORDER BY item_id"
+                "SELECT DISTINCT item_id FROM {rel} WHERE {id} > ?1{and_valid} ORDER BY item_id"
             ),
-            count_after: format!("SELECT count(*) FROM {events} WHERE id > ?1"),
+            count_after: format!("SELECT count(*) FROM {rel} WHERE {id} > ?1"),
             viewers: format!(
-                "SELECT item_id, user_id, watch_time, duration FROM {events} \
+                "SELECT item_id, user_id, watch_time, duration FROM {rel}{where_valid} \
                  ORDER BY item_id, user_id"
             ),
-            catalogue_size: format!("SELECT count(DISTINCT item_id) FROM {events}"),
+            catalogue_size: format!("SELECT count(DISTINCT item_id) FROM {rel}{where_valid}"),
             model_tag: format!("SELECT value FROM {model} WHERE key = 'tag'"),
             model_rows: format!("SELECT key, value FROM {model} WHERE key <> 'user_digests'"),
             digests_select: format!("SELECT value FROM {model} WHERE key = 'user_digests'"),
@@ -219,15 +253,97 @@ impl Statements {
     }
 }
 
+/// The pieces of SQL that say where a table's events are read: its own `_events`, or
+/// the app's content table or view.
+struct EventSql {
+    /// The qualified table or view.
+    relation: String,
+    /// The event id column.
+    id: String,
+    /// The event time as an integer (undated: 0).
+    ts: String,
+    /// The event time as stored (the refit's stream checks it itself).
+    ts_raw: String,
+    /// The rows that are events (None: all, the virtual table validated them).
+    valid: Option<String>,
+}
+
+impl EventSql {
+    fn own(relation: String) -> EventSql {
+        EventSql {
+            relation,
+            id: "id".to_string(),
+            ts: "ts".to_string(),
+            ts_raw: "ts".to_string(),
+            valid: None,
+        }
+    }
+
+    /// The content's events: the rows whose values are of the types and ranges the
+    /// virtual table accepts on INSERT (integer ids, finite watch time >= 0, finite
+    /// duration > 0, integer or NULL ts). The refit's stream applies the same rule
+    /// itself ([`content::invalid`]), to count what it skips.
+    fn content(relation: String, content: &Content) -> EventSql {
+        let id = quote(&content.id_column);
+        let (ts, ts_raw, ts_valid) = if content.has_ts {
+            (
+                "coalesce(ts, 0)".to_string(),
+                "ts".to_string(),
+                " AND typeof(ts) IN ('integer', 'null')",
+            )
+        } else {
+            ("0".to_string(), "NULL".to_string(), "")
+        };
+        // 1e999 is +Inf in SQLite: `x < 1e999` holds for the finite values only.
+        let valid = format!(
+            "typeof({id}) = 'integer' AND typeof(user_id) = 'integer' \
+             AND typeof(item_id) = 'integer' \
+             AND typeof(watch_time) IN ('integer', 'real') AND watch_time >= 0 \
+             AND watch_time < 1e999 \
+             AND typeof(duration) IN ('integer', 'real') AND duration > 0 \
+             AND duration < 1e999{ts_valid}"
+        );
+        EventSql {
+            relation,
+            id,
+            ts,
+            ts_raw,
+            valid: Some(valid),
+        }
+    }
+}
+
 impl Shadow {
+    /// A table whose events are its own (`<table>_events`); [`Shadow::reading`] points
+    /// it at a content table.
     pub fn new(schema: &str, table: &str) -> Self {
         let qualified =
             |part: &str| format!("{}.{}", quote(schema), quote(&format!("{table}_{part}")));
         Shadow {
             schema: schema.to_string(),
             table: table.to_string(),
-            sql: Statements::new(qualified),
+            sql: Statements::new(qualified, &EventSql::own(qualified("events"))),
+            content: None,
         }
+    }
+
+    /// This table reading its events from `content` (in its schema).
+    fn with_content(&self, content: Content) -> Shadow {
+        let (schema, table) = (&self.schema, &self.table);
+        let qualified =
+            |part: &str| format!("{}.{}", quote(schema), quote(&format!("{table}_{part}")));
+        let relation = format!("{}.{}", quote(schema), quote(&content.name));
+        Shadow {
+            schema: schema.clone(),
+            table: table.clone(),
+            sql: Statements::new(qualified, &EventSql::content(relation, &content)),
+            content: Some(content),
+        }
+    }
+
+    /// The content table this table reads its events from (option `content`), if any.
+    pub fn content(&self) -> Option<&Content> {
+        self.content.as_ref()
     }
 
     /// `"schema"."<table>_<part>"`: the one place shadow names are made.
@@ -260,7 +376,10 @@ impl Shadow {
                     detail: format!("column {column} holds {}, not {expected}", type_name(found)),
                 }
             }
-            other => Error::Sqlite(other),
+            other => match &self.content {
+                Some(content) => self.unreadable(content, other),
+                None => Error::Sqlite(other),
+            },
         }
     }
 

@@ -11,9 +11,10 @@ impl Shadow {
     /// The exact DDL of every shadow object, in creation order.
     ///
     /// `feed_events` carries `UNIQUE(user_id, item_id, id)`: an automatic covering index
-    /// for a user's watched items that SQLite renames with its table.
+    /// for a user's watched items that SQLite renames with its table. A table with
+    /// content has no `_events`: its events stay in the app's table.
     pub fn create_sql(&self) -> Vec<String> {
-        vec![
+        let mut ddl = vec![
             format!(
                 "CREATE TABLE {}(key TEXT PRIMARY KEY, value ANY) WITHOUT ROWID",
                 self.name("config")
@@ -37,7 +38,11 @@ impl Shadow {
                  factors BLOB NOT NULL, popularity BLOB NOT NULL)",
                 self.name("items")
             ),
-        ]
+        ];
+        if self.content().is_some() {
+            ddl.remove(1);
+        }
+        ddl
     }
 
     /// Creates the shadow tables and stores the format version and `config` (xCreate).
@@ -90,7 +95,10 @@ impl Shadow {
     /// Renames every shadow table to follow the virtual table (xRename). One that is
     /// missing (a damaged file) is left missing: the table still follows its name.
     pub fn rename(&self, conn: &Connection, new_table: &str) -> Result<Shadow> {
-        let renamed = Shadow::new(&self.schema, new_table);
+        let renamed = match self.content() {
+            Some(content) => Shadow::new(&self.schema, new_table).with_content(content.clone()),
+            None => Shadow::new(&self.schema, new_table),
+        };
         let mut exists = conn.prepare(&format!(
             "SELECT 1 FROM {}.sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
             super::quote(&self.schema)

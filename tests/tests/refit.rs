@@ -344,11 +344,11 @@ fn refit_errors_keep_the_previous_model() {
     let training: Vec<&str> = DOCUMENTED_OPTIONS
         .iter()
         .copied()
-        .filter(|o| !SERVING_OPTIONS.contains(o))
+        .filter(|o| !TABLE_OPTIONS.contains(o))
         .collect();
     assert_lists_in_order(&options, &training);
     assert!(
-        SERVING_OPTIONS
+        TABLE_OPTIONS
             .iter()
             .all(|o| !options.iter().any(|l| l == o)),
         "{options:?}"

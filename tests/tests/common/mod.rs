@@ -207,10 +207,20 @@ pub const DOCUMENTED_OPTIONS: &[&str] = &[
     "auto_refit",
     "explore",
     "exclude_watched",
+    "exclude_items",
+    "content",
+    "content_rowid",
 ];
 
-/// Options fixed at CREATE time, which `foryou_refit(model, options_json)` refuses.
-pub const SERVING_OPTIONS: &[&str] = &["auto_refit", "explore", "exclude_watched"];
+/// Table options: fixed at CREATE time, which `foryou_refit(model, options_json)` refuses.
+pub const TABLE_OPTIONS: &[&str] = &[
+    "auto_refit",
+    "explore",
+    "exclude_watched",
+    "exclude_items",
+    "content",
+    "content_rowid",
+];
 
 /// Checks that `message` is exactly `prefix` followed by `(<label>: a, b, c)` and returns
 /// the listed names.
