@@ -59,15 +59,13 @@ pub struct RawRow {
 pub fn invalid(row: &RawRow, has_ts: bool) -> Option<(usize, &'static str)> {
     let number = |t: c_int| t == ffi::SQLITE_INTEGER || t == ffi::SQLITE_FLOAT;
     let t = row.types;
-    for column in 0..3 {
-        if t[column] != ffi::SQLITE_INTEGER {
-            return Some((column, "an INTEGER"));
-        }
+    if let Some(column) = t[..3].iter().position(|&t| t != ffi::SQLITE_INTEGER) {
+        return Some((column, "an INTEGER"));
     }
-    if !number(t[3]) || !(row.watch_time >= 0.0 && row.watch_time.is_finite()) {
+    if !(number(t[3]) && row.watch_time >= 0.0 && row.watch_time.is_finite()) {
         return Some((3, "a number of seconds >= 0"));
     }
-    if !number(t[4]) || !(row.duration > 0.0 && row.duration.is_finite()) {
+    if !(number(t[4]) && row.duration > 0.0 && row.duration.is_finite()) {
         return Some((4, "a number of seconds > 0"));
     }
     if has_ts && !(t[5] == ffi::SQLITE_INTEGER || t[5] == ffi::SQLITE_NULL) {
@@ -181,7 +179,10 @@ impl Shadow {
             let readable = rowid_alias
                 && !self.is_view(conn, name)?
                 && conn
-                    .prepare(&format!("SELECT {} FROM {relation} LIMIT 0", quote(id_column)))
+                    .prepare(&format!(
+                        "SELECT {} FROM {relation} LIMIT 0",
+                        quote(id_column)
+                    ))
                     .is_ok();
             if !readable {
                 missing.insert(0, id_column.to_string());
@@ -266,12 +267,12 @@ impl Shadow {
         let content = self.content.as_ref();
         // Not cached: an EXPLAIN program has no schema check, so a cached one would
         // keep showing the plan of the schema it was prepared in.
-        let mut stmt = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .map_err(|e| match content {
-                Some(c) => self.unreadable(c, e),
-                None => Error::Sqlite(e),
-            })?;
+        let mut stmt =
+            conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .map_err(|e| match content {
+                    Some(c) => self.unreadable(c, e),
+                    None => Error::Sqlite(e),
+                })?;
         // The plan does not depend on the values bound (NULL for each parameter).
         let unbound = vec![rusqlite::types::Null; stmt.parameter_count()];
         let details = stmt
@@ -318,9 +319,9 @@ impl Shadow {
     }
 
     fn table_has_column(&self, conn: &Connection, table: &str, column: &str) -> Result<bool> {
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT 1 FROM pragma_table_info(?1, ?2) WHERE name = ?3 COLLATE NOCASE"
-        ))?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT 1 FROM pragma_table_info(?1, ?2) WHERE name = ?3 COLLATE NOCASE",
+        )?;
         Ok(stmt.exists(rusqlite::params![table, self.schema, column])?)
     }
 
@@ -390,14 +391,45 @@ mod tests {
         assert_eq!(invalid(&row([I, I, I, F, I, I], 3.0, 10.0), true), None);
         assert_eq!(invalid(&row([I, I, I, I, F, N], 0.0, 0.5), true), None);
         assert_eq!(invalid(&row([I, I, I, F, F, T], 1.0, 1.0), false), None);
-        assert_eq!(invalid(&row([I, N, I, F, F, I], 1.0, 1.0), true).unwrap().0, 1);
-        assert_eq!(invalid(&row([I, I, F, F, F, I], 1.0, 1.0), true).unwrap().0, 2);
-        assert_eq!(invalid(&row([I, I, I, T, F, I], 1.0, 1.0), true).unwrap().0, 3);
-        assert_eq!(invalid(&row([I, I, I, F, F, I], -1.0, 1.0), true).unwrap().0, 3);
-        assert_eq!(invalid(&row([I, I, I, F, F, I], f64::INFINITY, 1.0), true).unwrap().0, 3);
-        assert_eq!(invalid(&row([I, I, I, F, F, I], 1.0, 0.0), true).unwrap().0, 4);
-        assert_eq!(invalid(&row([I, I, I, F, N, I], 1.0, 1.0), true).unwrap().0, 4);
-        assert_eq!(invalid(&row([I, I, I, F, F, F], 1.0, 1.0), true).unwrap().0, 5);
-        assert_eq!(invalid(&row([T, I, I, F, F, I], 1.0, 1.0), true).unwrap().0, 0);
+        assert_eq!(
+            invalid(&row([I, N, I, F, F, I], 1.0, 1.0), true).unwrap().0,
+            1
+        );
+        assert_eq!(
+            invalid(&row([I, I, F, F, F, I], 1.0, 1.0), true).unwrap().0,
+            2
+        );
+        assert_eq!(
+            invalid(&row([I, I, I, T, F, I], 1.0, 1.0), true).unwrap().0,
+            3
+        );
+        assert_eq!(
+            invalid(&row([I, I, I, F, F, I], -1.0, 1.0), true)
+                .unwrap()
+                .0,
+            3
+        );
+        assert_eq!(
+            invalid(&row([I, I, I, F, F, I], f64::INFINITY, 1.0), true)
+                .unwrap()
+                .0,
+            3
+        );
+        assert_eq!(
+            invalid(&row([I, I, I, F, F, I], 1.0, 0.0), true).unwrap().0,
+            4
+        );
+        assert_eq!(
+            invalid(&row([I, I, I, F, N, I], 1.0, 1.0), true).unwrap().0,
+            4
+        );
+        assert_eq!(
+            invalid(&row([I, I, I, F, F, F], 1.0, 1.0), true).unwrap().0,
+            5
+        );
+        assert_eq!(
+            invalid(&row([T, I, I, F, F, I], 1.0, 1.0), true).unwrap().0,
+            0
+        );
     }
 }

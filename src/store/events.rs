@@ -175,8 +175,7 @@ impl Shadow {
             let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }
                 .to_string_lossy()
                 .into_owned();
-            let error =
-                rusqlite::Error::SqliteFailure(ffi::Error::new(code), Some(message));
+            let error = rusqlite::Error::SqliteFailure(ffi::Error::new(code), Some(message));
             match self.content() {
                 Some(content) => self.unreadable(content, error),
                 None => Error::Sqlite(error),
@@ -386,10 +385,9 @@ impl Shadow {
     /// Number of events with rowid > `after` (events newer than a refit).
     pub fn count_events_after(&self, conn: &Connection, after: i64) -> Result<i64> {
         let _reading = self.reading_content()?;
-        Ok(self
-            .prepare_events(conn, &self.sql.count_after)?
+        self.prepare_events(conn, &self.sql.count_after)?
             .query_row([after], |row| row.get(0))
-            .map_err(|e| self.read_error("events", e))?)
+            .map_err(|e| self.read_error("events", e))
     }
 
     /// Every event as (item id, user id, watch time, duration), ordered by item then

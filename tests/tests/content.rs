@@ -93,8 +93,14 @@ fn the_same_events_through_a_view_give_the_same_model_as_the_own_table() {
     }
     assert_eq!(content["events"], 3000);
     assert_eq!(content["invalid_rows"], 0);
-    assert_eq!(factor_blobs(&conn, "feed", "items"), factor_blobs(&conn, "own", "items"));
-    assert_eq!(factor_blobs(&conn, "feed", "users"), factor_blobs(&conn, "own", "users"));
+    assert_eq!(
+        factor_blobs(&conn, "feed", "items"),
+        factor_blobs(&conn, "own", "items")
+    );
+    assert_eq!(
+        factor_blobs(&conn, "feed", "users"),
+        factor_blobs(&conn, "own", "users")
+    );
     assert_same_feeds(&conn);
     let similar = |model: &str| {
         ranked(
@@ -117,13 +123,25 @@ fn the_same_events_through_a_view_give_the_same_model_as_the_own_table() {
         .collect();
     assert_eq!(
         names,
-        ["feed", "feed_config", "feed_items", "feed_model", "feed_users"]
+        [
+            "feed",
+            "feed_config",
+            "feed_items",
+            "feed_model",
+            "feed_users"
+        ]
     );
     // Reading the table reads the content, with foryou's names and units.
     assert_eq!(int(&conn, "SELECT count(*) FROM feed"), 3000);
     assert_eq!(
-        rows(&conn, "SELECT rowid, * FROM feed WHERE user_id = 7 ORDER BY rowid LIMIT 3"),
-        rows(&conn, "SELECT rowid, * FROM own WHERE user_id = 7 ORDER BY rowid LIMIT 3")
+        rows(
+            &conn,
+            "SELECT rowid, * FROM feed WHERE user_id = 7 ORDER BY rowid LIMIT 3"
+        ),
+        rows(
+            &conn,
+            "SELECT rowid, * FROM own WHERE user_id = 7 ORDER BY rowid LIMIT 3"
+        )
     );
     assert_eq!(
         rows(&conn, "SELECT * FROM feed WHERE rowid = 42"),
@@ -142,7 +160,10 @@ fn a_fresh_play_folds_in_at_the_next_call_without_triggers() {
     let id = add_play(&conn, 7, top, 30000);
     let after = feed_of(&conn, "feed", 7, 10);
     assert_ne!(after, before, "the fresh play changed nothing");
-    assert!(!items(&after).contains(&top), "the watched item is still offered");
+    assert!(
+        !items(&after).contains(&top),
+        "the watched item is still offered"
+    );
     // Exactly what the own table gives after the same event.
     conn.execute(
         "INSERT INTO own(rowid, user_id, item_id, watch_time, duration, ts) \
@@ -152,7 +173,8 @@ fn a_fresh_play_folds_in_at_the_next_call_without_triggers() {
     .unwrap();
     assert_eq!(after, feed_of(&conn, "own", 7, 10));
     // A delete in the app's table is seen at once too: the item comes back.
-    conn.execute("DELETE FROM plays WHERE id = ?1", [id]).unwrap();
+    conn.execute("DELETE FROM plays WHERE id = ?1", [id])
+        .unwrap();
     assert_eq!(feed_of(&conn, "feed", 7, 10), before);
 }
 
@@ -182,7 +204,13 @@ fn auto_refit_counts_new_content_rows_and_refits_at_a_serving_call() {
     assert_eq!(version(&conn), 0);
     feed_of(&conn, "feed", 1, 5);
     assert_eq!(version(&conn), 1);
-    assert_eq!(int(&conn, "SELECT value FROM feed_model WHERE key = 'events_upto'"), 3000);
+    assert_eq!(
+        int(
+            &conn,
+            "SELECT value FROM feed_model WHERE key = 'events_upto'"
+        ),
+        3000
+    );
     for i in 0..39 {
         add_play(&conn, i % 50, i, 9000);
     }
@@ -191,21 +219,25 @@ fn auto_refit_counts_new_content_rows_and_refits_at_a_serving_call() {
     add_play(&conn, 3, 3, 9000);
     feed_of(&conn, "feed", 1, 5);
     assert_eq!(version(&conn), 2, "the 40th new row did not refit");
-    assert_eq!(int(&conn, "SELECT value FROM feed_model WHERE key = 'events_upto'"), 3040);
+    assert_eq!(
+        int(
+            &conn,
+            "SELECT value FROM feed_model WHERE key = 'events_upto'"
+        ),
+        3040
+    );
     // A read-only connection serves the model it has and does not fail.
     let dir = TempDir::new("content-ro");
     let path = dir.join("app.db");
-    conn.execute("VACUUM INTO ?1", [path.to_str().unwrap()]).unwrap();
+    conn.execute("VACUUM INTO ?1", [path.to_str().unwrap()])
+        .unwrap();
     let writer = open(&path);
     for i in 0..40 {
         add_play(&writer, i % 50, (i * 3) % 120, 12000);
     }
     drop(writer);
-    let reader = Connection::open_with_flags(
-        &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
+    let reader =
+        Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     load(&reader).unwrap();
     assert_eq!(feed_of(&reader, "feed", 1, 5).len(), 5);
     assert_eq!(version(&reader), 2);
@@ -227,7 +259,13 @@ fn a_missing_user_index_is_an_error_that_gives_the_index_to_create() {
          table (SCAN plays); every recommend() would read all of it: create an index on its \
          user column, as in CREATE INDEX \"plays_user_id\" ON \"plays\"(user_id)"
     );
-    assert_eq!(int(&conn, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'feed%'"), 0);
+    assert_eq!(
+        int(
+            &conn,
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE 'feed%'"
+        ),
+        0
+    );
     // With the index the table is made; dropping it later fails the serving calls.
     conn.execute_batch(
         "CREATE INDEX plays_user_id ON plays(user_id);
@@ -248,7 +286,10 @@ fn a_missing_user_index_is_an_error_that_gives_the_index_to_create() {
         &conn,
         "CREATE VIRTUAL TABLE f2 USING foryou(content = 'events')",
     );
-    assert!(e.ends_with("CREATE INDEX \"events_user_id\" ON \"events\"(user_id)"), "{e}");
+    assert!(
+        e.ends_with("CREATE INDEX \"events_user_id\" ON \"events\"(user_id)"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -274,7 +315,10 @@ fn invalid_content_rows_are_skipped_and_counted() {
     );
     // The same model as the own table, which never had those rows.
     refit(&conn, "SELECT foryou_refit('own')");
-    assert_eq!(factor_blobs(&conn, "feed", "items"), factor_blobs(&conn, "own", "items"));
+    assert_eq!(
+        factor_blobs(&conn, "feed", "items"),
+        factor_blobs(&conn, "own", "items")
+    );
     assert_same_feeds(&conn);
     // User 4 did play video 3 (rows 5003-5006, with ids that are integers): it is
     // watched, left out of their feed, though its times teach the model nothing.
@@ -282,7 +326,10 @@ fn invalid_content_rows_are_skipped_and_counted() {
     assert!(items(&feed_of(&conn, "own", 4, 120)).contains(&3));
     // SELECT through the table shows the events, not the invalid rows.
     assert_eq!(int(&conn, "SELECT count(*) FROM feed"), 3000);
-    assert_eq!(int(&conn, "SELECT count(*) FROM feed WHERE user_id = 4"), 60);
+    assert_eq!(
+        int(&conn, "SELECT count(*) FROM feed WHERE user_id = 4"),
+        60
+    );
     // A content of invalid rows only is a refit error that names the first.
     conn.execute_batch(
         "CREATE TABLE bad(user_id TEXT, item_id, watch_time, duration);
@@ -323,7 +370,8 @@ fn writes_through_a_content_table_are_refused() {
 fn a_dropped_or_renamed_content_is_a_clear_error_and_dropping_the_model_keeps_it() {
     let conn = app("");
     refit(&conn, "SELECT foryou_refit('feed')");
-    conn.execute_batch("ALTER TABLE plays RENAME TO plays_2024").unwrap();
+    conn.execute_batch("ALTER TABLE plays RENAME TO plays_2024")
+        .unwrap();
     // The view follows the rename (SQLite rewrites it): still served.
     assert_eq!(feed_of(&conn, "feed", 1, 5).len(), 5);
     conn.execute_batch("DROP VIEW play_events").unwrap();
@@ -331,7 +379,10 @@ fn a_dropped_or_renamed_content_is_a_clear_error_and_dropping_the_model_keeps_it
                     read (no such table: main.play_events); if it was dropped or renamed, create \
                     a table or view named play_events with columns user_id, item_id, \
                     watch_time, duration (and optionally ts) and its event id";
-    assert_eq!(error_of(&conn, "SELECT * FROM recommend(1, 5, 'feed')"), expected);
+    assert_eq!(
+        error_of(&conn, "SELECT * FROM recommend(1, 5, 'feed')"),
+        expected
+    );
     assert_eq!(error_of(&conn, "SELECT foryou_refit('feed')"), expected);
     assert_eq!(error_of(&conn, "SELECT * FROM feed"), expected);
     // Recreated, it serves again.
@@ -341,7 +392,10 @@ fn a_dropped_or_renamed_content_is_a_clear_error_and_dropping_the_model_keeps_it
     conn.execute_batch("DROP TABLE feed").unwrap();
     assert_eq!(int(&conn, "SELECT count(*) FROM plays_2024"), 3000);
     assert_eq!(
-        int(&conn, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'feed%'"),
+        int(
+            &conn,
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE 'feed%'"
+        ),
         0
     );
     // A dropped content does not keep DROP TABLE of the model from working.
@@ -358,7 +412,8 @@ fn renaming_the_model_keeps_its_content() {
     let conn = app("");
     refit(&conn, "SELECT foryou_refit('feed')");
     let before = feed_of(&conn, "feed", 9, 8);
-    conn.execute_batch("ALTER TABLE feed RENAME TO feed2").unwrap();
+    conn.execute_batch("ALTER TABLE feed RENAME TO feed2")
+        .unwrap();
     assert_eq!(feed_of(&conn, "feed2", 9, 8), before);
     add_play(&conn, 9, before[0].0, 15000);
     assert!(!items(&feed_of(&conn, "feed2", 9, 8)).contains(&before[0].0));
@@ -369,14 +424,23 @@ fn the_content_needs_its_columns_and_a_view_needs_its_id_column() {
     let conn = memory();
     conn.execute_batch(APP_SCHEMA).unwrap();
     assert_eq!(
-        error_of(&conn, "CREATE VIRTUAL TABLE f USING foryou(content = 'play_events')"),
+        error_of(
+            &conn,
+            "CREATE VIRTUAL TABLE f USING foryou(content = 'play_events')"
+        ),
         "foryou: content 'play_events' of f has no column rowid; it needs user_id, item_id, \
          watch_time, duration (and optionally ts), and the event id column named by \
          content_rowid (default rowid; a view has none: name its id column, as in \
          content_rowid = 'id')"
     );
-    let e = error_of(&conn, "CREATE VIRTUAL TABLE f USING foryou(content = 'plays')");
-    assert!(e.contains("has no column item_id, watch_time, duration;"), "{e}");
+    let e = error_of(
+        &conn,
+        "CREATE VIRTUAL TABLE f USING foryou(content = 'plays')",
+    );
+    assert!(
+        e.contains("has no column item_id, watch_time, duration;"),
+        "{e}"
+    );
     // A view without ts: undated events; recency needs times.
     conn.execute_batch(
         "CREATE VIEW undated AS SELECT id, user_id, video_id AS item_id, \
@@ -423,11 +487,20 @@ fn a_content_that_reads_foryou_is_refused_and_a_loop_never_crashes() {
     )
     .unwrap();
     let e = error_of(&conn, "SELECT * FROM recommend(1, 5, 'feed')");
-    assert!(e.contains("reads a foryou table or a serving function"), "{e}");
+    assert!(
+        e.contains("reads a foryou table or a serving function"),
+        "{e}"
+    );
     let e = error_of(&conn, "SELECT count(*) FROM feed");
-    assert!(e.contains("reads a foryou table or a serving function"), "{e}");
+    assert!(
+        e.contains("reads a foryou table or a serving function"),
+        "{e}"
+    );
     let e = error_of(&conn, "SELECT foryou_refit('feed')");
-    assert!(e.contains("reads a foryou table or a serving function"), "{e}");
+    assert!(
+        e.contains("reads a foryou table or a serving function"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -458,5 +531,8 @@ fn a_content_model_in_an_attached_database() {
     assert!(!items(&feed_of(&conn, "app.feed", 4, 6)).contains(&before[0].0));
     // Reopened directly, the file serves the same model.
     let direct = open(&path);
-    assert_eq!(feed_of(&direct, "feed", 4, 6), feed_of(&conn, "app.feed", 4, 6));
+    assert_eq!(
+        feed_of(&direct, "feed", 4, 6),
+        feed_of(&conn, "app.feed", 4, 6)
+    );
 }
