@@ -6,7 +6,7 @@ FORYOU_EXT ?= $(CURDIR)/target/release/libforyou
 EXT := target/release/libforyou.so
 
 .PHONY: loadable hooks-loadable test unit integration golden example python demo eval eval-quick \
-	bench bench-quick clean reference docs-check lint kernels mutants dist test-dist
+	bench bench-quick clean reference docs-check lint kernels mutants dist test-dist linked-example
 
 # The loadable extension: target/release/libforyou.so (load it as ./target/release/libforyou).
 loadable:
@@ -25,7 +25,8 @@ hooks-loadable:
 # Then the short forms of the reliability suite: make fuzz, make torture. Tests that could not
 # run (a missing data folder, outside CI) are listed at the end, not swallowed by cargo.
 SKIPPED := $(CURDIR)/target/skipped-tests.txt
-test: loadable unit integration golden example python test-dist docs-check kernels fuzz torture
+test: loadable unit integration golden example linked-example python test-dist docs-check kernels \
+	fuzz torture
 	@if [ -s $(SKIPPED) ]; then \
 	  echo "make test: passed, but these checks were SKIPPED:"; sed 's/^/  /' $(SKIPPED); \
 	else echo "make test: passed, nothing skipped"; fi
@@ -33,11 +34,19 @@ test: loadable unit integration golden example python test-dist docs-check kerne
 unit:
 	$(CARGO) test --release -p foryou --lib
 
+# foryou linked into a Rust application with its own (bundled) SQLite, no .load: the
+# rlib with `default-features = false` (examples/linked/, its own lock file), registered by
+# register_auto_extension and register_connection; exits non-zero if a check fails.
+linked-example:
+	$(CARGO) run --manifest-path examples/linked/Cargo.toml --target-dir target/linked
+
 # The lint gate: formatting, then clippy (pedantic, see [workspace.lints] in Cargo.toml) on each
 # package separately (their rusqlite features cannot be built together), warnings as errors.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release -p foryou --all-targets --features test-hooks -- -D warnings
+	$(CARGO) clippy --release -p foryou --no-default-features -- -D warnings
+	$(CARGO) fmt --manifest-path examples/linked/Cargo.toml -- --check
 	$(CARGO) clippy --release -p foryou-tests --all-targets -- -D warnings
 
 integration: loadable hooks-loadable

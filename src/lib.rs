@@ -79,6 +79,7 @@ fn register(db: Connection) -> Result<bool> {
 ///
 /// # Safety
 /// Called by SQLite's extension loader with a valid connection and API table.
+#[cfg(feature = "loadable")]
 #[no_mangle]
 pub unsafe extern "C" fn sqlite3_foryou_init(
     db: *mut ffi::sqlite3,
@@ -90,4 +91,90 @@ pub unsafe extern "C" fn sqlite3_foryou_init(
         in_list::load(p_api);
         Connection::extension_init2(db, pz_err_msg, p_api, register)
     }
+}
+
+/// Registers foryou on every connection opened after this call, in an application that
+/// links SQLite itself (a rusqlite with `bundled`, and foryou with
+/// `default-features = false`): what `.load` does for one connection, through
+/// `sqlite3_auto_extension`. Calling it again changes nothing.
+///
+/// # Errors
+/// SQLite's, if it cannot add the entry point (out of memory).
+#[cfg(not(feature = "loadable"))]
+pub fn register_auto_extension() -> Result<()> {
+    // SAFETY: `linked_init` has the signature of an extension entry point, and stays
+    // valid for the life of the process (it is part of the application).
+    let rc = unsafe { ffi::sqlite3_auto_extension(Some(linked_init)) };
+    match rc {
+        ffi::SQLITE_OK => Ok(()),
+        rc => Err(rusqlite::Error::SqliteFailure(ffi::Error::new(rc), None)),
+    }
+}
+
+/// Registers foryou on one connection already open, in an application that links SQLite
+/// itself (see [`register_auto_extension`]).
+///
+/// # Errors
+/// SQLite's, if a function or module cannot be registered.
+#[cfg(not(feature = "loadable"))]
+pub fn register_connection(conn: &Connection) -> Result<()> {
+    // The whole-IN-list interfaces come from SQLite's API table, which SQLite hands only
+    // to an entry point: open one connection with a probe for it, once.
+    static PROBED: std::sync::Once = std::sync::Once::new();
+    PROBED.call_once(|| {
+        // SAFETY: `probe` is an entry point (only reads the table); the connection is
+        // opened, closed and the probe removed before this returns.
+        unsafe {
+            ffi::sqlite3_auto_extension(Some(probe));
+            let mut db = std::ptr::null_mut();
+            ffi::sqlite3_open_v2(
+                c":memory:".as_ptr(),
+                &raw mut db,
+                ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE,
+                std::ptr::null(),
+            );
+            ffi::sqlite3_close(db);
+            ffi::sqlite3_cancel_auto_extension(Some(probe));
+        }
+    });
+    // SAFETY: the handle is valid while `conn` is; `from_handle` does not take ownership,
+    // and SQLite drops what is registered when the connection closes.
+    let db = unsafe { Connection::from_handle(conn.handle()) }?;
+    register(db).map(drop)
+}
+
+/// The auto-extension entry point of [`register_auto_extension`].
+#[cfg(not(feature = "loadable"))]
+unsafe extern "C" fn linked_init(
+    db: *mut ffi::sqlite3,
+    _: *mut *mut c_char,
+    p_api: *const ffi::sqlite3_api_routines,
+) -> c_int {
+    // SAFETY: SQLite calls this with the connection it is opening and its own API table
+    // (null in a build without extension loading).
+    unsafe { in_list::load(p_api) };
+    // No panic may reach SQLite: registration is plain calls, but allocation can fail.
+    let registered = std::panic::catch_unwind(|| {
+        // SAFETY: `db` is the connection being opened, valid during this call.
+        let conn = unsafe { Connection::from_handle(db) }?;
+        register(conn)
+    });
+    match registered {
+        Ok(Ok(_)) => ffi::SQLITE_OK,
+        Ok(Err(rusqlite::Error::SqliteFailure(e, _))) => e.extended_code,
+        // Another error, or a panic.
+        Ok(Err(_)) | Err(_) => ffi::SQLITE_ERROR,
+    }
+}
+
+/// Only reads SQLite's API table (see [`register_connection`]).
+#[cfg(not(feature = "loadable"))]
+unsafe extern "C" fn probe(
+    _: *mut ffi::sqlite3,
+    _: *mut *mut c_char,
+    p_api: *const ffi::sqlite3_api_routines,
+) -> c_int {
+    // SAFETY: SQLite's own table, or null.
+    unsafe { in_list::load(p_api) };
+    ffi::SQLITE_OK
 }

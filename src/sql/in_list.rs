@@ -27,14 +27,20 @@ type VtabRhsValue = unsafe extern "C" fn(
 ) -> c_int;
 type Opaque = Option<unsafe extern "C" fn()>;
 
-/// `sqlite3_api_routines` of SQLite 3.38 up to `vtab_in_next`: the 3.34 table rusqlite
-/// binds, then the entries added by 3.36.1 (`changes64`, `total_changes64`), 3.37
-/// (`autovacuum_pages`) and 3.38, in the order of SQLite's `sqlite3ext.h`. Every entry is
-/// a function pointer (same size and alignment), so this prefix has the layout of the
-/// real table.
+/// Entries of SQLite 3.34's API table (`sqlite3ext.h`), the one rusqlite's loadable
+/// bindings describe; and the place of `libversion_number` in it.
+const ENTRIES_334: usize = 253;
+const LIBVERSION_NUMBER: usize = 67;
+
+/// `sqlite3_api_routines` of SQLite 3.38 up to `vtab_in_next`: the 3.34 table, then the
+/// entries added by 3.36.1 (`changes64`, `total_changes64`), 3.37 (`autovacuum_pages`)
+/// and 3.38, in the order of SQLite's `sqlite3ext.h`. Every entry is a function pointer
+/// (same size and alignment), so this prefix has the layout of the real table. It is
+/// spelt out by count rather than with rusqlite's struct, which is opaque when foryou is
+/// linked into an application (feature `loadable` off).
 #[repr(C)]
 struct Routines338 {
-    base: ffi::sqlite3_api_routines,
+    base: [Opaque; ENTRIES_334],
     changes64: Opaque,
     total_changes64: Opaque,
     autovacuum_pages: Opaque,
@@ -45,6 +51,17 @@ struct Routines338 {
     vtab_in_first: Option<VtabInStep>,
     vtab_in_next: Option<VtabInStep>,
 }
+
+// The counts above are those of the table rusqlite's loadable bindings (SQLite 3.34) lay out.
+#[cfg(feature = "loadable")]
+const _: () = {
+    let entry = std::mem::size_of::<Opaque>();
+    assert!(std::mem::size_of::<ffi::sqlite3_api_routines>() == ENTRIES_334 * entry);
+    assert!(
+        std::mem::offset_of!(ffi::sqlite3_api_routines, libversion_number)
+            == LIBVERSION_NUMBER * entry
+    );
+};
 
 /// The entries, once read from a 3.38+ API table.
 #[derive(Clone, Copy)]
@@ -67,12 +84,19 @@ pub unsafe fn load(p_api: *const ffi::sqlite3_api_routines) {
     if p_api.is_null() {
         return;
     }
-    // SAFETY: `p_api` points to SQLite's API table (see # Safety); `libversion_number`
-    // has been one of its entries since the table was introduced (SQLite 3.3.13).
-    let Some(version) = (unsafe { (*p_api).libversion_number }) else {
+    // SAFETY: `p_api` points to SQLite's API table (see # Safety), an array of function
+    // pointers; `libversion_number` has been its entry LIBVERSION_NUMBER since the table
+    // was introduced (SQLite 3.3.13), so the read is inside it.
+    let entry = unsafe { p_api.cast::<Opaque>().add(LIBVERSION_NUMBER).read() };
+    let Some(entry) = entry else {
         return;
     };
-    // SAFETY: an entry of the API table, called as SQLite documents it (no arguments).
+    // SAFETY: that entry is `int (*)(void)`; a function pointer cast to the signature
+    // of the function it points to.
+    let version = unsafe {
+        std::mem::transmute::<unsafe extern "C" fn(), unsafe extern "C" fn() -> c_int>(entry)
+    };
+    // SAFETY: `sqlite3_libversion_number`, called as SQLite documents it (no arguments).
     if unsafe { version() } < SINCE {
         return;
     }

@@ -74,6 +74,8 @@ pub trait TableFunction: 'static {
 struct ModuleOf<F>(PhantomData<F>);
 
 impl<F: TableFunction> ModuleOf<F> {
+    // The update fills the fields newer bindings have (see below); with 3.34's, none.
+    #[allow(clippy::needless_update)]
     const MODULE: ffi::sqlite3_module = ffi::sqlite3_module {
         iVersion: 1,
         // Null xCreate: eponymous only (`recommend(...)` exists in every schema).
@@ -100,6 +102,11 @@ impl<F: TableFunction> ModuleOf<F> {
         xRelease: None,
         xRollbackTo: None,
         xShadowName: None,
+        // Entries of later SQLite versions (xIntegrity, 3.44), present when foryou is
+        // linked against a newer SQLite's bindings: none, as iVersion 1 says.
+        // SAFETY: every field is a nullable function pointer or an integer, for which
+        // all-zero bytes are valid (None, 0).
+        ..unsafe { std::mem::zeroed() }
     };
 }
 
