@@ -306,7 +306,6 @@ async def table_page(datasette, request):
         "user_text": args.get("user", ""),
         "item_text": args.get("item", ""),
         "k_text": args.get("k", ""),
-        "max_k": MAX_K,
         "errors": [],
     }
     status = 200
