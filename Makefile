@@ -92,17 +92,22 @@ PYTHON_EXT ?= /usr/bin/python3
 python: loadable
 	$(PYTHON_EXT) tests/python/serving.py $(CURDIR)/target/release/libforyou
 
-# dist/: the Python wheel (sqlite_foryou-VERSION-py3-none-manylinux_2_N_x86_64.whl) and the npm
-# tarballs sqlite-foryou-VERSION.tgz and sqlite-foryou-linux-x64-VERSION.tgz, around the .so
-# built above (scripts/dist.py; VERSION is Cargo.toml's).
+# dist/: the Python wheel (sqlite_foryou-VERSION-py3-none-manylinux_2_N_x86_64.whl), the
+# sqlite-utils and Datasette plugin wheels (sqlite_utils_sqlite_foryou-VERSION-py3-none-any.whl,
+# datasette_sqlite_foryou-VERSION-py3-none-any.whl) and the npm tarballs sqlite-foryou-VERSION.tgz
+# and sqlite-foryou-linux-x64-VERSION.tgz, around the .so built above (scripts/dist.py;
+# VERSION is Cargo.toml's).
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 dist: loadable
 	$(PYTHON) scripts/dist.py $(EXT) dist
 
 # Installs them outside the tree, as a user would, and gets a feed through each: the wheel in
-# a fresh venv of Debian's python3, the npm packages with better-sqlite3 (tests/dist/run.sh).
+# a fresh venv of Debian's python3, the npm packages with better-sqlite3 (tests/dist/run.sh);
+# then the sqlite-utils and Datasette plugins in a fresh venv with those tools, Datasette's
+# pages driven by headless Chromium (tests/plugins/run.sh; screenshot in target/plugins-test/).
 test-dist: dist
 	bash tests/dist/run.sh dist $(VERSION)
+	bash tests/plugins/run.sh dist $(VERSION)
 
 example: loadable
 	FORYOU_EXT=$(CURDIR)/target/release/libforyou $(CARGO) run --release -q -p foryou-tests --example session -- --check

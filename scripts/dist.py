@@ -1,4 +1,5 @@
-"""Writes dist/: the Python wheel and the two npm tarballs, around a built libforyou.so.
+"""Writes dist/: the Python wheel, its sqlite-utils and Datasette plugin wheels, and the two
+npm tarballs, around a built libforyou.so.
 
 Usage: python3 scripts/dist.py target/release/libforyou.so dist
 
@@ -76,45 +77,30 @@ def read(path):
         return f.read()
 
 
-def wheel(so, out, ver, tag, values):
-    name, dist_info = "sqlite_foryou", f"sqlite_foryou-{ver}.dist-info"
-    src = os.path.join(ROOT, "bindings", "python")
-    metadata = (
-        "Metadata-Version: 2.1\n"
-        "Name: sqlite-foryou\n"
-        f"Version: {ver}\n"
-        "Summary: A SQLite extension that turns any database into a short-video (For You feed) recommender\n"
-        "License: MIT OR Apache-2.0\n"
-        "Keywords: sqlite,sqlite-extension,recommender\n"
-        "Classifier: Operating System :: POSIX :: Linux\n"
-        "Classifier: Programming Language :: Python :: 3\n"
-        "Requires-Python: >=3.8\n"
-        "Description-Content-Type: text/markdown\n"
-        "\n" + fill(read(os.path.join(src, "README.md")), values)
-    )
+def write_wheel(out, name, ver, tag, purelib, metadata, files, entry_points=None):
+    """A wheel of files [(path, bytes, mode)] with its .dist-info (METADATA, WHEEL, the
+    licences, entry_points.txt when given, and a RECORD of sha256 hashes)."""
+    dist_info = f"{name}-{ver}.dist-info"
     wheel_file = (
         "Wheel-Version: 1.0\n"
         "Generator: foryou scripts/dist.py\n"
-        "Root-Is-Purelib: false\n"
-        f"Tag: py3-none-{tag}\n"
+        f"Root-Is-Purelib: {'true' if purelib else 'false'}\n"
+        f"Tag: {tag}\n"
     )
-    with open(so, "rb") as f:
-        so_bytes = f.read()
-    files = [
-        (f"{name}/__init__.py", read(os.path.join(src, name, "__init__.py")).encode(), 0o644),
-        (f"{name}/_version.py", f'__version__ = "{ver}"\n'.encode(), 0o644),
-        (f"{name}/libforyou.so", so_bytes, 0o755),
+    files = list(files) + [
         (f"{dist_info}/METADATA", metadata.encode(), 0o644),
         (f"{dist_info}/WHEEL", wheel_file.encode(), 0o644),
     ]
+    if entry_points:
+        files.append((f"{dist_info}/entry_points.txt", entry_points.encode(), 0o644))
     for lic in ("LICENSE-MIT", "LICENSE-APACHE"):
         with open(os.path.join(ROOT, lic), "rb") as f:
             files.append((f"{dist_info}/licenses/{lic}", f.read(), 0o644))
     record = "".join(f"{p},{record_hash(d)},{len(d)}\n" for p, d, _ in files) + f"{dist_info}/RECORD,,\n"
     files.append((f"{dist_info}/RECORD", record.encode(), 0o644))
 
-    path = os.path.join(out, f"sqlite_foryou-{ver}-py3-none-{tag}.whl")
-    # Fixed timestamps (SOURCE_DATE_EPOCH, else 1980): the same .so gives the same wheel.
+    path = os.path.join(out, f"{name}-{ver}-{tag}.whl")
+    # Fixed timestamps (SOURCE_DATE_EPOCH, else 1980): the same inputs give the same wheel.
     stamp = int(os.environ.get("SOURCE_DATE_EPOCH", "315532800"))
     date_time = tuple(time.gmtime(max(stamp, 315532800))[:6])
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
@@ -124,6 +110,83 @@ def wheel(so, out, ver, tag, values):
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, d)
     return path
+
+
+def metadata(name, ver, summary, readme, requires=(), keywords="sqlite,sqlite-extension,recommender"):
+    return (
+        "Metadata-Version: 2.1\n"
+        f"Name: {name}\n"
+        f"Version: {ver}\n"
+        f"Summary: {summary}\n"
+        "License: MIT OR Apache-2.0\n"
+        f"Keywords: {keywords}\n"
+        "Classifier: Operating System :: POSIX :: Linux\n"
+        "Classifier: Programming Language :: Python :: 3\n"
+        "Requires-Python: >=3.8\n"
+        + "".join(f"Requires-Dist: {r}\n" for r in requires)
+        + "Description-Content-Type: text/markdown\n"
+        "\n" + readme
+    )
+
+
+def package_files(src, module):
+    """Every file under src/module (sorted, no caches), as wheel entries."""
+    files = []
+    for dirpath, dirnames, filenames in os.walk(os.path.join(src, module)):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for filename in sorted(filenames):
+            if filename.endswith((".pyc", ".pyo")):
+                continue
+            full = os.path.join(dirpath, filename)
+            with open(full, "rb") as f:
+                files.append((os.path.relpath(full, src).replace(os.sep, "/"), f.read(), 0o644))
+    return files
+
+
+def wheel(so, out, ver, tag, values):
+    src = os.path.join(ROOT, "bindings", "python")
+    with open(so, "rb") as f:
+        so_bytes = f.read()
+    files = [
+        ("sqlite_foryou/__init__.py", read(os.path.join(src, "sqlite_foryou", "__init__.py")).encode(), 0o644),
+        ("sqlite_foryou/_version.py", f'__version__ = "{ver}"\n'.encode(), 0o644),
+        ("sqlite_foryou/libforyou.so", so_bytes, 0o755),
+    ]
+    meta = metadata(
+        "sqlite-foryou", ver,
+        "A SQLite extension that turns any database into a short-video (For You feed) recommender",
+        fill(read(os.path.join(src, "README.md")), values),
+    )
+    return write_wheel(out, "sqlite_foryou", ver, f"py3-none-{tag}", False, meta, files)
+
+
+# The plugins: pure-Python wheels of the same version, each depending on sqlite-foryou
+# (which carries the .so) and on the tool it plugs into, found through its entry point.
+# The lower bounds are the first releases with the hooks used (sqlite-utils 3.34:
+# prepare_connection; Datasette 0.64: the hooks and APIs of datasette_sqlite_foryou);
+# Datasette 1.0 changes the permission hooks, hence the upper bound. Tested with the
+# versions pinned in tests/plugins/requirements.txt.
+PLUGINS = [
+    ("sqlite-utils-sqlite-foryou", "sqlite_utils_sqlite_foryou", "sqlite-utils", "sqlite_utils",
+     "sqlite-utils>=3.34", "A sqlite-utils plugin that loads foryou, the short-video recommender SQLite extension"),
+    ("datasette-sqlite-foryou", "datasette_sqlite_foryou", "datasette", "datasette",
+     "datasette>=0.64,<1.0", "A Datasette plugin for foryou: loads the recommender SQLite extension, with "
+     "pages for each model, a user's feed, similar items and refits"),
+]
+
+
+def plugin_wheels(out, ver, values):
+    made = []
+    for name, module, folder, group, host, summary in PLUGINS:
+        src = os.path.join(ROOT, "bindings", folder)
+        meta = metadata(name, ver, summary, fill(read(os.path.join(src, "README.md")), values),
+                        requires=[f"sqlite-foryou=={ver}", host],
+                        keywords=f"sqlite,sqlite-extension,recommender,{folder}")
+        # The entry point's name is what the host lists among its plugins.
+        entry_points = f"[{group}]\nsqlite_foryou = {module}\n"
+        made.append(write_wheel(out, module, ver, "py3-none-any", True, meta,
+                                package_files(src, module), entry_points))
+    return made
 
 
 def npm_pack(package_dir, out):
@@ -156,7 +219,7 @@ def main(so, out):
     values = {"VERSION": ver, "GLIBC": f"2.{n}", "GLIBC_TAG": f"2_{n}"}
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    made = [wheel(so, out, ver, tag, values)] + npm(so, out, values)
+    made = [wheel(so, out, ver, tag, values)] + plugin_wheels(out, ver, values) + npm(so, out, values)
     for path in made:
         print(f"dist: {path} ({os.path.getsize(path) // 1024} KiB)")
 
