@@ -330,6 +330,12 @@ impl Shadow {
         put.execute(params!["report", meta.report])?;
         put.execute(params!["newest_ts", meta.newest_ts])?;
         put.execute(params!["options", meta.options])?;
+        // When this model was written (Unix seconds), for people and tools reading the
+        // file; nothing in foryou reads it back.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        put.execute(params!["refitted_at", now])?;
         conn.prepare_cached(&self.sql.digests_delete)?.execute([])?;
         if !model.user_digests.is_empty() {
             let blob: Vec<u8> = model

@@ -38,8 +38,8 @@ PAGE_ARGS = ("user", "item", "k")
 
 _USING_FORYOU = re.compile(r"\bUSING\s+foryou\b", re.IGNORECASE)
 _INTEGER = re.compile(r"[+-]?[0-9]+")
-# foryou's <table>_model 'tag' row is "<version>-<refit time in ns since 1970, hex>-...":
-# not a documented field, so it is read only when it has exactly that shape.
+# Models written before foryou stored `refitted_at`: the 'tag' row was
+# "<version>-<refit time in ns since 1970, hex>-...", read only when it has that shape.
 _TAG = re.compile(r"([0-9]+)-([0-9a-f]{1,16})-")
 
 
@@ -159,7 +159,10 @@ async def resolve(datasette, request):
 
 
 def refitted_at(model):
-    """The refit's time, from the model's tag, when the tag has the shape foryou writes."""
+    """The refit's time: the model's `refitted_at` row (Unix seconds); for a model written
+    before foryou stored it, from the tag, when the tag has the shape foryou writes."""
+    if isinstance(model.get("refitted_at"), int):
+        return utc(model["refitted_at"])
     match = _TAG.match(str(model.get("tag", "")))
     if not match or match.group(1) != str(model.get("version")):
         return None
