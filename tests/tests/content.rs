@@ -536,3 +536,103 @@ fn a_content_model_in_an_attached_database() {
         feed_of(&conn, "app.feed", 4, 6)
     );
 }
+
+/// Values of the wrong kind for some column: text, numeric text, a blob, NULL, negative,
+/// zero, infinite, a real, the largest integer.
+const ODD: [&str; 10] = [
+    "NULL",
+    "'seven'",
+    "'12'",
+    "x'01'",
+    "-3",
+    "0",
+    "9e999",
+    "-9e999",
+    "2.5",
+    "9223372036854775807",
+];
+
+/// The documented rule of what a content row must hold to be an event, stated in SQL
+/// apart from the extension's own statement of it.
+const EVENT_RULE: &str = "typeof(id) = 'integer' AND typeof(user_id) = 'integer' \
+     AND typeof(item_id) = 'integer' \
+     AND typeof(watch_time) IN ('integer', 'real') AND watch_time >= 0 AND watch_time < 1e999 \
+     AND typeof(duration) IN ('integer', 'real') AND duration > 0 AND duration < 1e999 \
+     AND typeof(ts) IN ('integer', 'null')";
+
+#[test]
+fn content_rows_of_any_type_are_events_or_counted_and_never_a_crash() {
+    let conn = memory();
+    // Columns without declared types keep each value as it was written.
+    conn.execute_batch(
+        "CREATE TABLE raw(id INTEGER PRIMARY KEY, user_id, item_id, watch_time, duration, ts);
+         CREATE INDEX raw_user ON raw(user_id, item_id);
+         CREATE VIRTUAL TABLE feed USING foryou(content = 'raw', content_rowid = 'id', factors = 4, tune = false);",
+    )
+    .unwrap();
+    // A fixed pseudo-random mix: most values of the right kind, one in eight from ODD.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = |n: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % n
+    };
+    let mut values = Vec::new();
+    for row in 0..3000 {
+        let good = [
+            next(40).to_string(),
+            next(60).to_string(),
+            (next(300) as f64 / 10.0).to_string(),
+            (5 + next(25)).to_string(),
+            (1_700_000_000 + row).to_string(),
+        ];
+        let [user, item, watch, duration, ts] = good.map(|good| {
+            if next(8) == 0 {
+                ODD[usize::try_from(next(ODD.len() as u64)).unwrap()].to_string()
+            } else {
+                good
+            }
+        });
+        values.push(format!("({user}, {item}, {watch}, {duration}, {ts})"));
+    }
+    conn.execute_batch(&format!(
+        "INSERT INTO raw(user_id, item_id, watch_time, duration, ts) VALUES {};",
+        values.join(", ")
+    ))
+    .unwrap();
+    let events = int(
+        &conn,
+        &format!("SELECT count(*) FROM raw WHERE {EVENT_RULE}"),
+    );
+    assert!(
+        (1000..3000).contains(&events),
+        "{events} events of 3000 rows"
+    );
+    let report = refit(&conn, "SELECT foryou_refit('feed')");
+    assert_eq!(report["events"], events, "{report}");
+    assert_eq!(report["invalid_rows"], 3000 - events, "{report}");
+    assert_eq!(int(&conn, "SELECT count(*) FROM feed"), events);
+    // Every user serves, stored or folded in after odd rows arrive; no error, no crash.
+    conn.execute_batch(&format!(
+        "INSERT INTO raw(user_id, item_id, watch_time, duration, ts) VALUES {};",
+        ODD.iter()
+            .map(|odd| format!("(3, {odd}, {odd}, {odd}, {odd}), (3, 7, 10, 10, {odd})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .unwrap();
+    for user in 0..40 {
+        let feed = feed_of(&conn, "feed", user, 10);
+        assert!(feed.len() <= 10);
+        assert_well_ranked(&feed);
+    }
+    let report = refit(&conn, "SELECT foryou_refit('feed')");
+    let events = int(
+        &conn,
+        &format!("SELECT count(*) FROM raw WHERE {EVENT_RULE}"),
+    );
+    let rows = int(&conn, "SELECT count(*) FROM raw");
+    assert_eq!(report["events"], events, "{report}");
+    assert_eq!(report["invalid_rows"], rows - events, "{report}");
+}
