@@ -145,8 +145,8 @@ const SERVING_FUNCTIONS: [&str; 4] = [
 
 impl Shadow {
     /// This table, reading its events from `name` (with event ids in `id_column`):
-    /// checks that the content can be read and has the event columns (cheap: two
-    /// cached statements; [`Shadow::check_content_plan`] asks the planner).
+    /// checks that the content can be read and has the event columns (cheap: a
+    /// `LIMIT 0` statement; [`Shadow::check_content_plan`] asks the planner).
     pub fn reading(&self, conn: &Connection, name: &str, id_column: &str) -> Result<Shadow> {
         let content = Content {
             name: name.to_string(),
